@@ -193,7 +193,7 @@ fn read_equals_written<D: Device>(dev: &D, config: QueueConfig) {
     // Single pages, multi-page buffers, scatter-gather up to the command limit.
     let shapes: [&[u32]; 5] = [&[1], &[2], &[1, 1, 1], &[32], &[4; 8]];
     for (i, shape) in shapes.iter().enumerate() {
-        let offset = (i as u64 * 512 + 3) * BLOCK_SIZE as u64;
+        let offset = (i as u64 * 64 + 3) * BLOCK_SIZE as u64;
         let bufs: Vec<Buf> = shape
             .iter()
             .enumerate()

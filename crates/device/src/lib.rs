@@ -42,11 +42,15 @@ pub mod command;
 pub mod contract;
 pub mod error;
 pub mod fault;
+pub mod null;
+pub mod target;
 
 pub use arena::{Arena, ArenaError, Buf};
 pub use command::{Completion, CompletionMode, Io, Op, QueueConfig, Segment, Tag};
 pub use error::DeviceError;
 pub use fault::{FaultInjector, FaultPlan, FaultRule, OpFilter, Persistence, Trigger};
+pub use null::NullDevice;
+pub use target::{open_target, Target, TargetOptions};
 
 use std::sync::Arc;
 
