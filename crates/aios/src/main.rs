@@ -40,7 +40,10 @@ fn main() -> Result<()> {
         Command::Bench { what } => match what {
             None => {
                 let args = Cli::parse_from(["aios", "bench", "device"]);
-                let Command::Bench { what: Some(BenchCommand::Device(args)) } = args.command else {
+                let Command::Bench {
+                    what: Some(BenchCommand::Device(args)),
+                } = args.command
+                else {
                     unreachable!("parsing a fixed command line");
                 };
                 bench::device::run(args).map(drop)

@@ -30,7 +30,9 @@ impl FromStr for DeviceSpec {
         let (kind, rest) = text.split_once(':').unwrap_or((text, ""));
         let need_path = |kind: &str| {
             if rest.is_empty() {
-                Err(format!("device {text:?}: {kind} needs a path, e.g. {kind}:/dev/zram0"))
+                Err(format!(
+                    "device {text:?}: {kind} needs a path, e.g. {kind}:/dev/zram0"
+                ))
             } else {
                 Ok(PathBuf::from(rest))
             }
@@ -85,13 +87,25 @@ impl DeviceSpec {
 
     /// Opens the device for a benchmark.
     pub fn open(&self) -> Result<OpenDevice, DeviceError> {
-        let target = TargetOptions { read_only: false, exclusive: true };
+        let target = TargetOptions {
+            read_only: false,
+            exclusive: true,
+        };
         match self {
-            DeviceSpec::Psync(path) => {
-                Ok(OpenDevice::Psync(PsyncDevice::open(path, PsyncConfig { arena_bytes: BENCH_ARENA_BYTES, target })?))
-            }
-            DeviceSpec::Null => Ok(OpenDevice::Null(NullDevice::new(1 << 40, BENCH_ARENA_BYTES)?)),
-            DeviceSpec::Uring(_) | DeviceSpec::Emu(_) => Err(DeviceError::Unsupported(format!("{self}: backend not built yet"))),
+            DeviceSpec::Psync(path) => Ok(OpenDevice::Psync(PsyncDevice::open(
+                path,
+                PsyncConfig {
+                    arena_bytes: BENCH_ARENA_BYTES,
+                    target,
+                },
+            )?)),
+            DeviceSpec::Null => Ok(OpenDevice::Null(NullDevice::new(
+                1 << 40,
+                BENCH_ARENA_BYTES,
+            )?)),
+            DeviceSpec::Uring(_) | DeviceSpec::Emu(_) => Err(DeviceError::Unsupported(format!(
+                "{self}: backend not built yet"
+            ))),
         }
     }
 }
@@ -102,12 +116,24 @@ mod tests {
 
     #[test]
     fn specs_parse_and_print() {
-        for text in ["uring:/dev/vda", "psync:/dev/zram0", "emu:ull", "emu:nand,cache=volatile", "null"] {
+        for text in [
+            "uring:/dev/vda",
+            "psync:/dev/zram0",
+            "emu:ull",
+            "emu:nand,cache=volatile",
+            "null",
+        ] {
             let spec: DeviceSpec = text.parse().unwrap();
             assert_eq!(spec.to_string(), text);
         }
-        assert!("uring:".parse::<DeviceSpec>().unwrap_err().contains("needs a path"));
+        assert!("uring:"
+            .parse::<DeviceSpec>()
+            .unwrap_err()
+            .contains("needs a path"));
         assert!("emu".parse::<DeviceSpec>().unwrap_err().contains("preset"));
-        assert!("nvme:/dev/x".parse::<DeviceSpec>().unwrap_err().contains("unknown backend"));
+        assert!("nvme:/dev/x"
+            .parse::<DeviceSpec>()
+            .unwrap_err()
+            .contains("unknown backend"));
     }
 }

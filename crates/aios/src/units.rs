@@ -15,14 +15,18 @@ pub fn parse_size(text: &str) -> Result<u64, String> {
         }
         _ => (t, 0),
     };
-    let n: u64 = digits.parse().map_err(|_| format!("bad size {text:?}: expected a number like 4k or 1G"))?;
-    n.checked_shl(shift).filter(|v| v >> shift == n).ok_or_else(|| format!("size {text:?} is too large"))
+    let n: u64 = digits
+        .parse()
+        .map_err(|_| format!("bad size {text:?}: expected a number like 4k or 1G"))?;
+    n.checked_shl(shift)
+        .filter(|v| v >> shift == n)
+        .ok_or_else(|| format!("size {text:?} is too large"))
 }
 
 /// Prints a byte size compactly: 4096 -> "4K", 131072 -> "128K".
 pub fn show_size(bytes: u64) -> String {
     for (shift, suffix) in [(30, "G"), (20, "M"), (10, "K")] {
-        if bytes >= 1 << shift && bytes % (1 << shift) == 0 {
+        if bytes >= 1 << shift && bytes.is_multiple_of(1 << shift) {
             return format!("{}{suffix}", bytes >> shift);
         }
     }

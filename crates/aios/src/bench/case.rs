@@ -24,7 +24,12 @@ impl Workload {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Stack {
     /// aios: the LBIO block layer over the device's own queue.
-    Aios { completion: CompletionMode, registered_buffers: bool },
+    Aios {
+        completion: CompletionMode,
+        registered_buffers: bool,
+    },
+    /// aios over a synchronous backend (psync): the I/O happens inside `submit`.
+    AiosSync,
     /// The kernel's own path: `pread`/`pwrite` on an `O_DIRECT` descriptor, no aios code.
     KernelPread,
 }
@@ -32,18 +37,22 @@ pub enum Stack {
 impl Stack {
     pub fn stack_name(self) -> &'static str {
         match self {
-            Stack::Aios { .. } => "aios",
+            Stack::Aios { .. } | Stack::AiosSync => "aios",
             Stack::KernelPread => "kernel",
         }
     }
 
-    /// `irq`, `poll`, `irq-unreg`, `poll-unreg`, or `pread` for the kernel.
+    /// `irq`, `poll`, `irq-unreg`, `poll-unreg`, `sync`, or `pread` for the kernel.
     pub fn mode_name(self) -> String {
         match self {
-            Stack::Aios { completion, registered_buffers } => {
+            Stack::Aios {
+                completion,
+                registered_buffers,
+            } => {
                 let unreg = if registered_buffers { "" } else { "-unreg" };
                 format!("{}{unreg}", completion.name())
             }
+            Stack::AiosSync => "sync".into(),
             Stack::KernelPread => "pread".into(),
         }
     }

@@ -63,7 +63,10 @@ fn parse_mode(text: &str) -> Result<Stack> {
         "poll-unreg" => (CompletionMode::Poll, true),
         _ => bail!("unknown mode {text:?} (expected irq, poll, irq-unreg or poll-unreg)"),
     };
-    Ok(Stack::Aios { completion, registered_buffers: !unreg })
+    Ok(Stack::Aios {
+        completion,
+        registered_buffers: !unreg,
+    })
 }
 
 /// Stacks worth running on a device: the emulated and null devices complete by spinning
@@ -72,7 +75,7 @@ fn stacks_for(spec: &DeviceSpec, args: &DeviceArgs) -> Result<Vec<Stack>> {
     let mut stacks = Vec::new();
     match spec {
         DeviceSpec::Emu(_) | DeviceSpec::Null => stacks.push(parse_mode("poll")?),
-        DeviceSpec::Psync(_) => stacks.push(parse_mode("irq")?),
+        DeviceSpec::Psync(_) => stacks.push(Stack::AiosSync),
         DeviceSpec::Uring(_) => {
             for m in &args.modes {
                 stacks.push(parse_mode(m)?);
@@ -87,14 +90,15 @@ fn stacks_for(spec: &DeviceSpec, args: &DeviceArgs) -> Result<Vec<Stack>> {
 
 fn validate(args: &DeviceArgs) -> Result<()> {
     for &bs in &args.bs {
-        if bs == 0 || bs % BLOCK_SIZE as u64 != 0 || bs > IO_BYTES_MAX as u64 {
+        if bs == 0 || !bs.is_multiple_of(BLOCK_SIZE as u64) || bs > IO_BYTES_MAX as u64 {
             bail!("block size {bs}: must be a multiple of 4096 up to 128K");
         }
     }
-    if args.threads.iter().any(|&t| t == 0 || t > 64) || args.qd.iter().any(|&q| q == 0 || q > 256) {
+    if args.threads.iter().any(|&t| t == 0 || t > 64) || args.qd.iter().any(|&q| q == 0 || q > 256)
+    {
         bail!("threads must be 1..=64 and qd 1..=256");
     }
-    if args.reps == 0 || !(args.seconds > 0.0) {
+    if args.reps == 0 || !args.seconds.is_finite() || args.seconds <= 0.0 {
         bail!("--reps and --seconds must be positive");
     }
     Ok(())
@@ -104,7 +108,10 @@ fn validate(args: &DeviceArgs) -> Result<()> {
 pub fn run(mut args: DeviceArgs) -> Result<Vec<Record>> {
     validate(&args)?;
     if args.devices.is_empty() {
-        args.devices = vec![DeviceSpec::Emu("ull".into()), DeviceSpec::Uring(DEFAULT_SCRATCH.into())];
+        args.devices = vec![
+            DeviceSpec::Emu("ull".into()),
+            DeviceSpec::Uring(DEFAULT_SCRATCH.into()),
+        ];
     }
     let mut opened = Vec::new();
     for spec in &args.devices {
@@ -126,8 +133,14 @@ pub fn run(mut args: DeviceArgs) -> Result<Vec<Record>> {
             let i = (k + rep * 7) % cases.len();
             let case = &cases[i];
             progress.set_message(describe(&args.devices[case.device], case));
-            let sample = run_case(&args.devices[case.device], &opened[case.device], case, warmup, duration)
-                .with_context(|| describe(&args.devices[case.device], case))?;
+            let sample = run_case(
+                &args.devices[case.device],
+                &opened[case.device],
+                case,
+                warmup,
+                duration,
+            )
+            .with_context(|| describe(&args.devices[case.device], case))?;
             samples[i].push(sample);
             progress.inc(1);
         }
@@ -161,7 +174,14 @@ fn matrix(args: &DeviceArgs) -> Result<Vec<Case>> {
                             if stack == Stack::KernelPread && qd != 1 {
                                 continue;
                             }
-                            cases.push(Case { device, stack, workload, bs_bytes, threads, qd });
+                            cases.push(Case {
+                                device,
+                                stack,
+                                workload,
+                                bs_bytes,
+                                threads,
+                                qd,
+                            });
                         }
                     }
                 }
@@ -171,14 +191,24 @@ fn matrix(args: &DeviceArgs) -> Result<Vec<Case>> {
     Ok(cases)
 }
 
-fn run_case(spec: &DeviceSpec, dev: &OpenDevice, case: &Case, warmup: Duration, duration: Duration) -> Result<Sample> {
+fn run_case(
+    spec: &DeviceSpec,
+    dev: &OpenDevice,
+    case: &Case,
+    warmup: Duration,
+    duration: Duration,
+) -> Result<Sample> {
     match case.stack {
         Stack::KernelPread => {
-            let path = spec.kernel_path().context("kernel path needs a file or block device")?;
+            let path = spec
+                .kernel_path()
+                .context("kernel path needs a file or block device")?;
             let capacity = with_device!(dev, d => d.info().capacity_bytes);
             runner::run_kernel(path, capacity, case, warmup, duration)
         }
-        Stack::Aios { .. } => with_device!(dev, d => runner::run_aios(d, case, warmup, duration)),
+        Stack::Aios { .. } | Stack::AiosSync => {
+            with_device!(dev, d => runner::run_aios(d, case, warmup, duration))
+        }
     }
 }
 
@@ -203,7 +233,9 @@ fn progress_bar(total: u64) -> ProgressBar {
     let bar = ProgressBar::new(total);
     if std::io::stderr().is_terminal() && std::env::var_os("CI").is_none() {
         bar.set_draw_target(ProgressDrawTarget::stderr());
-        if let Ok(style) = ProgressStyle::with_template("{bar:30} {pos}/{len} {elapsed_precise} {msg}") {
+        if let Ok(style) =
+            ProgressStyle::with_template("{bar:30} {pos}/{len} {elapsed_precise} {msg}")
+        {
             bar.set_style(style);
         }
     } else {

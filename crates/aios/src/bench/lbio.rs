@@ -35,12 +35,18 @@ pub struct LbioArgs {
 
 /// Runs the loop; prints ns/request and, if asked, instructions/request.
 pub fn run(args: &LbioArgs) -> Result<()> {
-    let dev = args.device.open().with_context(|| format!("open {}", args.device))?;
+    let dev = args
+        .device
+        .open()
+        .with_context(|| format!("open {}", args.device))?;
     let ns = with_device!(&dev, d => time_requests(d, args.requests))?;
     if args.quiet {
         return Ok(());
     }
-    println!("lbio on {}: {} requests, {:.1} ns per request (wall clock, includes the device)", args.device, args.requests, ns);
+    println!(
+        "lbio on {}: {} requests, {:.1} ns per request (wall clock, includes the device)",
+        args.device, args.requests, ns
+    );
     if args.callgrind {
         let small = (args.requests / 10).max(1000);
         let large = small * 2;
@@ -54,14 +60,20 @@ pub fn run(args: &LbioArgs) -> Result<()> {
 
 /// The request loop; returns mean wall-clock ns per request.
 fn time_requests<D: Device>(dev: &D, requests: u64) -> Result<f64> {
-    let config = QueueConfig { depth: 32, completion: CompletionMode::Poll, registered_buffers: true };
+    let config = QueueConfig {
+        depth: 32,
+        completion: CompletionMode::Poll,
+        registered_buffers: true,
+    };
     let mut q = BlockQueue::open(dev, config)?;
     let mut buf = Some(dev.arena().alloc(1)?);
     let slots = dev.info().capacity_bytes / BLOCK_SIZE as u64;
     let started = Instant::now();
     for i in 0..requests {
         let offset = (i.wrapping_mul(0x9E37_79B9_7F4A_7C15) % slots) * BLOCK_SIZE as u64;
-        let b = buf.take().context("buffer returned by the previous request")?;
+        let b = buf
+            .take()
+            .context("buffer returned by the previous request")?;
         let tag = q.stage(Op::Read, offset, [b]).map_err(|r| r.error)?;
         q.submit()?;
         while q.wait(1)? == 0 {}
@@ -80,7 +92,15 @@ fn callgrind_total(device: &DeviceSpec, requests: u64) -> Result<u64> {
     let out = Command::new("valgrind")
         .args(["--tool=callgrind", "--callgrind-out-file=/dev/null"])
         .arg(exe)
-        .args(["bench", "lbio", "--quiet", "--device", &device.to_string(), "--requests", &requests.to_string()])
+        .args([
+            "bench",
+            "lbio",
+            "--quiet",
+            "--device",
+            &device.to_string(),
+            "--requests",
+            &requests.to_string(),
+        ])
         .output()
         .context("run valgrind (apt-get install valgrind)")?;
     let stderr = String::from_utf8_lossy(&out.stderr);

@@ -35,7 +35,12 @@ pub struct Record {
 }
 
 /// Folds the repetitions of one case into a record.
-pub fn record(case: &Case, device: &str, samples: &[Sample], device_time_ns: Option<u64>) -> Record {
+pub fn record(
+    case: &Case,
+    device: &str,
+    samples: &[Sample],
+    device_time_ns: Option<u64>,
+) -> Record {
     let mut all: Histogram<u64> = new_histogram();
     for s in samples {
         all.add(&s.latency_ns).ok();
@@ -64,10 +69,15 @@ pub fn record(case: &Case, device: &str, samples: &[Sample], device_time_ns: Opt
 
 /// Fills `vs_kernel` for every record that has a kernel twin.
 pub fn compare_with_kernel(records: &mut [Record]) {
-    let kernel: Vec<Record> = records.iter().filter(|r| r.stack == Stack::KernelPread.stack_name()).cloned().collect();
+    let kernel: Vec<Record> = records
+        .iter()
+        .filter(|r| r.stack == Stack::KernelPread.stack_name())
+        .cloned()
+        .collect();
     for r in records.iter_mut() {
         let twin = kernel.iter().find(|k| {
-            (k.device.as_str(), k.workload, k.bs, k.threads, k.qd) == (r.device.as_str(), r.workload, r.bs, r.threads, r.qd)
+            (k.device.as_str(), k.workload, k.bs, k.threads, k.qd)
+                == (r.device.as_str(), r.workload, r.bs, r.threads, r.qd)
         });
         r.vs_kernel = twin.map(|k| r.mean_ns / k.mean_ns);
     }
@@ -82,9 +92,14 @@ pub fn table(records: &[Record]) -> String {
         "rep means us", "vs kern", "-dev us"
     ));
     for r in records {
-        let (lo, hi) = r.rep_mean_ns.iter().fold((f64::MAX, 0f64), |(lo, hi), &m| (lo.min(m), hi.max(m)));
+        let (lo, hi) = r
+            .rep_mean_ns
+            .iter()
+            .fold((f64::MAX, 0f64), |(lo, hi), &m| (lo.min(m), hi.max(m)));
         let vs = r.vs_kernel.map_or("-".into(), |v| format!("{v:.3}"));
-        let overhead = r.device_time_ns.map_or("-".into(), |d| format!("{:.2}", (r.mean_ns - d as f64) / 1e3));
+        let overhead = r.device_time_ns.map_or("-".into(), |d| {
+            format!("{:.2}", (r.mean_ns - d as f64) / 1e3)
+        });
         out.push_str(&format!(
             "{:<24} {:<7} {:<10} {:<9} {:>5} {:>3} {:>3} {:>9.2} {:>9.2} {:>9.2} {:>9.2} {:>9.0} {:>8.2}..{:<7.2} {:>8} {:>8}\n",
             truncate(&r.device, 24),
@@ -112,7 +127,14 @@ fn truncate(s: &str, n: usize) -> String {
     if s.chars().count() <= n {
         s.to_string()
     } else {
-        let tail: String = s.chars().rev().take(n - 1).collect::<Vec<_>>().into_iter().rev().collect();
+        let tail: String = s
+            .chars()
+            .rev()
+            .take(n - 1)
+            .collect::<Vec<_>>()
+            .into_iter()
+            .rev()
+            .collect();
         format!("…{tail}")
     }
 }

@@ -7,7 +7,7 @@
 
 use super::case::{Case, Stack, Workload};
 use aios_block::BlockQueue;
-use aios_device::{Arena, Buf, Device, Op, QueueConfig, BLOCK_SIZE};
+use aios_device::{Arena, Buf, CompletionMode, Device, Op, QueueConfig, BLOCK_SIZE};
 use anyhow::{bail, Context, Result};
 use hdrhistogram::Histogram;
 use rand::{rngs::SmallRng, Rng, SeedableRng};
@@ -47,7 +47,11 @@ impl Offsets {
         if slots == 0 {
             bail!("target of {capacity_bytes} bytes is smaller than one {bs_bytes}-byte I/O");
         }
-        Ok(Offsets { rng: SmallRng::seed_from_u64(seed), slots, bs_bytes })
+        Ok(Offsets {
+            rng: SmallRng::seed_from_u64(seed),
+            slots,
+            bs_bytes,
+        })
     }
 
     fn next(&mut self) -> u64 {
@@ -63,18 +67,38 @@ fn op_of(workload: Workload) -> Op {
 }
 
 /// Runs `case` on `dev` through aios, with `threads` threads, for `duration` after `warmup`.
-pub fn run_aios<D: Device>(dev: &D, case: &Case, warmup: Duration, duration: Duration) -> Result<Sample> {
-    let Stack::Aios { completion, registered_buffers } = case.stack else {
-        bail!("run_aios needs an aios stack");
+pub fn run_aios<D: Device>(
+    dev: &D,
+    case: &Case,
+    warmup: Duration,
+    duration: Duration,
+) -> Result<Sample> {
+    let (completion, registered_buffers) = match case.stack {
+        Stack::Aios {
+            completion,
+            registered_buffers,
+        } => (completion, registered_buffers),
+        Stack::AiosSync => (CompletionMode::Interrupt, true),
+        Stack::KernelPread => bail!("run_aios needs an aios stack"),
     };
-    let config = QueueConfig { depth: case.qd, completion, registered_buffers };
+    let config = QueueConfig {
+        depth: case.qd,
+        completion,
+        registered_buffers,
+    };
     run_threads(case.threads, warmup, duration, |thread, start, deadline| {
         aios_thread(dev, case, config, thread as u64, start, deadline)
     })
 }
 
 /// Runs `case` on the kernel's `pread`/`pwrite` path against `path`.
-pub fn run_kernel(path: &Path, capacity_bytes: u64, case: &Case, warmup: Duration, duration: Duration) -> Result<Sample> {
+pub fn run_kernel(
+    path: &Path,
+    capacity_bytes: u64,
+    case: &Case,
+    warmup: Duration,
+    duration: Duration,
+) -> Result<Sample> {
     if case.qd != 1 {
         bail!("the kernel's pread path is synchronous: QD1 only");
     }
@@ -97,8 +121,19 @@ where
     let start = Instant::now() + warmup + Duration::from_millis(5 * threads as u64);
     let deadline = start + duration;
     let results: Vec<Result<(Histogram<u64>, u64)>> = std::thread::scope(|s| {
-        let handles: Vec<_> = (0..threads).map(|t| { let worker = &worker; s.spawn(move || worker(t, start, deadline)) }).collect();
-        handles.into_iter().map(|h| h.join().unwrap_or_else(|_| bail!("benchmark thread panicked"))).collect()
+        let handles: Vec<_> = (0..threads)
+            .map(|t| {
+                let worker = &worker;
+                s.spawn(move || worker(t, start, deadline))
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| {
+                h.join()
+                    .unwrap_or_else(|_| bail!("benchmark thread panicked"))
+            })
+            .collect()
     });
     let mut latency_ns = new_histogram();
     let mut ops = 0;
@@ -107,7 +142,11 @@ where
         latency_ns.add(&h).context("merge histograms")?;
         ops += n;
     }
-    Ok(Sample { latency_ns, ops, elapsed_ns: duration.as_nanos() as u64 })
+    Ok(Sample {
+        latency_ns,
+        ops,
+        elapsed_ns: duration.as_nanos() as u64,
+    })
 }
 
 fn aios_thread<D: Device>(
@@ -150,7 +189,8 @@ fn aios_thread<D: Device>(
                 idle.extend(done.bufs.drain(..));
                 done.result.context("benchmark I/O failed")?;
                 if now >= start {
-                    hist.record((now - staged_at[usize::from(tag)]).as_nanos() as u64).ok();
+                    hist.record((now - staged_at[usize::from(tag)]).as_nanos() as u64)
+                        .ok();
                     ops += 1;
                 }
             }
@@ -201,13 +241,19 @@ fn kernel_thread(
         // SAFETY: `bytes` is a live, exclusively borrowed slice of `len` bytes for both calls.
         let rc = unsafe {
             match case.workload {
-                Workload::Randread => libc::pread(fd, bytes.as_mut_ptr().cast(), bytes.len(), offset),
+                Workload::Randread => {
+                    libc::pread(fd, bytes.as_mut_ptr().cast(), bytes.len(), offset)
+                }
                 Workload::Randwrite => libc::pwrite(fd, bytes.as_ptr().cast(), bytes.len(), offset),
             }
         };
         let now = Instant::now();
         if rc != bytes.len() as isize {
-            bail!("kernel {} at {offset}: {}", case.workload.name(), std::io::Error::last_os_error());
+            bail!(
+                "kernel {} at {offset}: {}",
+                case.workload.name(),
+                std::io::Error::last_os_error()
+            );
         }
         if now >= start {
             hist.record((now - t0).as_nanos() as u64).ok();
