@@ -7,7 +7,8 @@
 //! | `emu:PRESET[,opt=val...]` | the emulated NVMe device (`ull`, `nand`, `instant`) |
 //! | `null` | the null device: completes at once, moves no data |
 
-use aios_device::{DeviceError, NullDevice, TargetOptions};
+use aios_device::{DeviceError, NullDevice, Op, TargetOptions};
+use aios_device_emu::{EmuConfig, EmuDevice};
 use aios_device_psync::{PsyncConfig, PsyncDevice};
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
@@ -61,6 +62,7 @@ impl std::fmt::Display for DeviceSpec {
 
 /// An open device of any backend.
 pub enum OpenDevice {
+    Emu(EmuDevice),
     Psync(PsyncDevice),
     Null(NullDevice),
 }
@@ -70,6 +72,7 @@ pub enum OpenDevice {
 macro_rules! with_device {
     ($dev:expr, $d:ident => $body:expr) => {
         match $dev {
+            $crate::spec::OpenDevice::Emu($d) => $body,
             $crate::spec::OpenDevice::Psync($d) => $body,
             $crate::spec::OpenDevice::Null($d) => $body,
         }
@@ -82,6 +85,14 @@ impl DeviceSpec {
         match self {
             DeviceSpec::Uring(p) | DeviceSpec::Psync(p) => Some(p),
             DeviceSpec::Emu(_) | DeviceSpec::Null => None,
+        }
+    }
+
+    /// The modelled time of one command on an idle emulated device; `None` for real devices.
+    pub fn modelled_ns(dev: &OpenDevice, op: Op, len_bytes: u64) -> Option<u64> {
+        match dev {
+            OpenDevice::Emu(d) => Some(d.config().latency.idle_latency_ns(op, len_bytes)),
+            OpenDevice::Psync(_) | OpenDevice::Null(_) => None,
         }
     }
 
@@ -103,7 +114,14 @@ impl DeviceSpec {
                 1 << 40,
                 BENCH_ARENA_BYTES,
             )?)),
-            DeviceSpec::Uring(_) | DeviceSpec::Emu(_) => Err(DeviceError::Unsupported(format!(
+            DeviceSpec::Emu(text) => {
+                let mut config = EmuConfig::parse(text).map_err(DeviceError::from)?;
+                config.arena_bytes = config.arena_bytes.max(BENCH_ARENA_BYTES);
+                Ok(OpenDevice::Emu(
+                    EmuDevice::new(config).map_err(DeviceError::from)?,
+                ))
+            }
+            DeviceSpec::Uring(_) => Err(DeviceError::Unsupported(format!(
                 "{self}: backend not built yet"
             ))),
         }

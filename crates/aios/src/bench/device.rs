@@ -213,8 +213,8 @@ fn run_case(
 }
 
 /// The modelled device time of one command of this case, for emulated devices.
-fn device_time_ns(_dev: &OpenDevice, _case: &Case) -> Option<u64> {
-    None
+fn device_time_ns(dev: &OpenDevice, case: &Case) -> Option<u64> {
+    DeviceSpec::modelled_ns(dev, runner::op_of(case.workload), case.bs_bytes)
 }
 
 fn describe(spec: &DeviceSpec, case: &Case) -> String {

@@ -59,7 +59,7 @@ impl Offsets {
     }
 }
 
-fn op_of(workload: Workload) -> Op {
+pub fn op_of(workload: Workload) -> Op {
     match workload {
         Workload::Randread => Op::Read,
         Workload::Randwrite => Op::Write { fua: false },
