@@ -20,9 +20,13 @@ struct Cli {
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Measure aios next to the kernel's own I/O path (default: the device benchmark).
+    #[command(args_conflicts_with_subcommands = true)]
     Bench {
         #[command(subcommand)]
         what: Option<BenchCommand>,
+        /// Without a subcommand: the device benchmark's options.
+        #[command(flatten)]
+        device: bench::device::DeviceArgs,
     },
 }
 
@@ -37,17 +41,8 @@ enum BenchCommand {
 fn main() -> Result<()> {
     let cli = Cli::parse();
     match cli.command {
-        Command::Bench { what } => match what {
-            None => {
-                let args = Cli::parse_from(["aios", "bench", "device"]);
-                let Command::Bench {
-                    what: Some(BenchCommand::Device(args)),
-                } = args.command
-                else {
-                    unreachable!("parsing a fixed command line");
-                };
-                bench::device::run(args).map(drop)
-            }
+        Command::Bench { what, device } => match what {
+            None => bench::device::run(device).map(drop),
             Some(BenchCommand::Device(args)) => bench::device::run(args).map(drop),
             Some(BenchCommand::Lbio(args)) => bench::lbio::run(&args),
         },

@@ -10,6 +10,7 @@
 use aios_device::{DeviceError, NullDevice, Op, TargetOptions};
 use aios_device_emu::{EmuConfig, EmuDevice};
 use aios_device_psync::{PsyncConfig, PsyncDevice};
+use aios_device_uring::{UringConfig, UringDevice};
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
 
@@ -62,6 +63,7 @@ impl std::fmt::Display for DeviceSpec {
 
 /// An open device of any backend.
 pub enum OpenDevice {
+    Uring(UringDevice),
     Emu(EmuDevice),
     Psync(PsyncDevice),
     Null(NullDevice),
@@ -72,6 +74,7 @@ pub enum OpenDevice {
 macro_rules! with_device {
     ($dev:expr, $d:ident => $body:expr) => {
         match $dev {
+            $crate::spec::OpenDevice::Uring($d) => $body,
             $crate::spec::OpenDevice::Emu($d) => $body,
             $crate::spec::OpenDevice::Psync($d) => $body,
             $crate::spec::OpenDevice::Null($d) => $body,
@@ -92,7 +95,7 @@ impl DeviceSpec {
     pub fn modelled_ns(dev: &OpenDevice, op: Op, len_bytes: u64) -> Option<u64> {
         match dev {
             OpenDevice::Emu(d) => Some(d.config().latency.idle_latency_ns(op, len_bytes)),
-            OpenDevice::Psync(_) | OpenDevice::Null(_) => None,
+            OpenDevice::Uring(_) | OpenDevice::Psync(_) | OpenDevice::Null(_) => None,
         }
     }
 
@@ -121,9 +124,14 @@ impl DeviceSpec {
                     EmuDevice::new(config).map_err(DeviceError::from)?,
                 ))
             }
-            DeviceSpec::Uring(_) => Err(DeviceError::Unsupported(format!(
-                "{self}: backend not built yet"
-            ))),
+            DeviceSpec::Uring(path) => {
+                let config = UringConfig {
+                    target,
+                    arena_bytes: BENCH_ARENA_BYTES,
+                    ..UringConfig::default()
+                };
+                Ok(OpenDevice::Uring(UringDevice::open(path, config)?))
+            }
         }
     }
 }
