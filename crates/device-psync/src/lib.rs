@@ -7,7 +7,8 @@
 //!
 //! Mapping of the contract: FUA is `RWF_DSYNC` on the write; flush is `fdatasync`. Completion
 //! mode and buffer registration have no meaning here: the data has moved when `submit` returns,
-//! and `reap` hands out the completions in submission order.
+//! and `reap` (after submitting anything still staged) hands out the completions in submission
+//! order.
 //!
 //! Invariant: a tag is `busy` from `push` until its completion is handed out by `reap`; the iovecs
 //! of a busy slot point into arena memory the caller gave up in `push`.
@@ -231,6 +232,8 @@ impl Queue for PsyncQueue {
     }
 
     fn reap(&mut self, _min: usize, out: &mut Vec<Completion>) -> Result<usize, DeviceError> {
+        // Everything submitted is complete; staged commands run now, as the contract asks.
+        self.submit()?;
         let n = self.done.len();
         for c in self.done.drain(..) {
             self.slots[usize::from(c.tag)].busy = false;

@@ -2,23 +2,19 @@
 //! `O_DIRECT`, read-only option, `O_EXCL` / `flock` exclusivity, capacity from the file length or
 //! `BLKGETSIZE64`), plus what io_uring needs to know about the block device underneath.
 //!
-//! Adds: a block device's logical block size must be at most [`BLOCK_SIZE`] (`BLKSSZGET`), else
-//! every command would fail; the device's request queue attributes from sysfs (`io_poll` for
-//! the `IOPOLL` probe, `write_cache` for [`aios_device::DeviceInfo::volatile_cache`]).
+//! Adds: the device's request queue attributes from sysfs (`io_poll` for the `IOPOLL` probe,
+//! `write_cache` for [`aios_device::DeviceInfo::volatile_cache`]). (`open_target` already refuses
+//! block devices whose logical blocks exceed [`aios_device::BLOCK_SIZE`].)
 //!
 //! Assumptions: a regular file lives on a file system whose device has logical blocks of at most
-//! [`BLOCK_SIZE`] (otherwise `O_DIRECT` fails with `EINVAL` at the first command). When sysfs
+//! [`aios_device::BLOCK_SIZE`] (otherwise `O_DIRECT` fails with `EINVAL` at the first command). When sysfs
 //! does not say (device-mapper stacks, multi-device file systems), the answers are the safe
 //! ones: volatile cache, and the `IOPOLL` probe decides alone.
 
-use aios_device::{open_target, DeviceError, TargetOptions, BLOCK_SIZE};
+use aios_device::{open_target, DeviceError, TargetOptions};
 use std::fs::File;
 use std::os::unix::fs::MetadataExt;
-use std::os::unix::io::AsRawFd;
 use std::path::Path;
-
-/// `_IO(0x12, 104)` from `<linux/fs.h>`: the logical block size of a block device.
-const BLKSSZGET: libc::c_ulong = 0x1268;
 
 /// An open direct-I/O target.
 #[derive(Debug)]
@@ -49,7 +45,6 @@ pub(crate) fn open(path: &Path, options: TargetOptions) -> Result<Target, Device
         .metadata()
         .map_err(|e| DeviceError::setup(format!("fstat {}", path.display()), &e))?;
     let (queue_dev, volatile_cache) = if target.is_block_device {
-        check_logical_block_size(&target.file, path)?;
         let cache = queue_attr(meta.rdev(), "write_cache");
         (meta.rdev(), cache.is_none_or(|c| c != "write through"))
     } else {
@@ -73,32 +68,10 @@ fn queue_attr(dev: u64, name: &str) -> Option<String> {
         .map(|value| value.trim().to_string())
 }
 
-fn check_logical_block_size(file: &File, path: &Path) -> Result<(), DeviceError> {
-    let mut block_bytes: libc::c_int = 0;
-    // SAFETY: BLKSSZGET writes one int through the pointer, which points to a live local.
-    let rc = unsafe { libc::ioctl(file.as_raw_fd(), BLKSSZGET, &mut block_bytes as *mut _) };
-    if rc != 0 {
-        let e = std::io::Error::last_os_error();
-        return Err(DeviceError::setup(
-            format!("logical block size of {} (BLKSSZGET)", path.display()),
-            &e,
-        ));
-    }
-    if block_bytes <= 0 || block_bytes as usize > BLOCK_SIZE {
-        return Err(DeviceError::Setup {
-            what: format!(
-                "{} has {block_bytes}-byte logical blocks; aios issues {BLOCK_SIZE}-byte I/O",
-                path.display()
-            ),
-            errno: libc::EINVAL,
-        });
-    }
-    Ok(())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use aios_device::BLOCK_SIZE;
 
     #[test]
     fn capacity_is_rounded_down_and_files_are_volatile() {

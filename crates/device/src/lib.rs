@@ -95,6 +95,9 @@ pub trait Device: Send + Sync {
 /// The life of a command: [`push`](Queue::push) stages it (no system call), [`submit`](Queue::submit)
 /// hands every staged command to the device with at most one kernel entry, and
 /// [`reap`](Queue::reap) returns completions in whatever order the device finishes them.
+///
+/// A queue belongs to the thread that opened it and may be `!Send` (the io_uring queue is a
+/// single-issuer ring): open it on the thread that drives it.
 pub trait Queue {
     /// The most commands this queue holds at once (staged plus in flight); tags are `0..depth`.
     fn depth(&self) -> u16;
@@ -113,8 +116,10 @@ pub trait Queue {
     fn submit(&mut self) -> Result<usize, DeviceError>;
 
     /// Appends completions to `out`, waiting until at least `min` have been appended (or nothing is
-    /// in flight). Returns how many were appended. How it waits (sleep or busy-poll) is the
-    /// queue's [`CompletionMode`].
+    /// outstanding). Returns how many were appended. Commands still staged are submitted first,
+    /// so waiting never deadlocks on a forgotten `submit`. `reap(0, ..)` never blocks but makes
+    /// progress: repeated calls eventually return every completion. How it waits (sleep or
+    /// busy-poll) is the queue's [`CompletionMode`].
     fn reap(&mut self, min: usize, out: &mut Vec<Completion>) -> Result<usize, DeviceError>;
 
     /// Commands staged or in flight, i.e. pushed and not yet reaped.

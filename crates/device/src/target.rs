@@ -12,11 +12,21 @@ use std::os::unix::io::AsRawFd;
 use std::path::Path;
 
 /// How to open a target.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct TargetOptions {
     pub read_only: bool,
-    /// Refuse to share the target: `O_EXCL` on block devices, `flock(LOCK_EX)` on files.
+    /// Refuse to share the target: `O_EXCL` on block devices (refused while mounted),
+    /// `flock(LOCK_EX)` on files. On by default: aios must never write under someone else.
     pub exclusive: bool,
+}
+
+impl Default for TargetOptions {
+    fn default() -> Self {
+        TargetOptions {
+            read_only: false,
+            exclusive: true,
+        }
+    }
 }
 
 /// An open direct-I/O target.
@@ -29,6 +39,8 @@ pub struct Target {
 
 // From <linux/fs.h>: _IOR(0x12, 114, size_t).
 const BLKGETSIZE64: libc::c_ulong = 0x8008_1272;
+// From <linux/fs.h>: _IO(0x12, 104), the logical block size of a block device.
+const BLKSSZGET: libc::c_ulong = 0x1268;
 
 /// Opens `path` for direct I/O.
 pub fn open_target(path: &Path, opts: TargetOptions) -> Result<Target, DeviceError> {
@@ -64,6 +76,7 @@ pub fn open_target(path: &Path, opts: TargetOptions) -> Result<Target, DeviceErr
         }
     }
     let bytes = if is_block_device {
+        check_logical_block_size(&file, path)?;
         block_device_size(&file, path)?
     } else {
         meta.len()
@@ -87,6 +100,37 @@ fn block_device_size(file: &File, path: &Path) -> Result<u64, DeviceError> {
         ));
     }
     Ok(bytes)
+}
+
+/// Every command is a multiple of [`BLOCK_SIZE`]; a device with larger logical blocks would fail
+/// them all, so it is refused at open.
+fn check_logical_block_size(file: &File, path: &Path) -> Result<(), DeviceError> {
+    let mut block_bytes: libc::c_int = 0;
+    // SAFETY: BLKSSZGET writes one int through the pointer, which points to a live local.
+    let rc = unsafe {
+        libc::ioctl(
+            file.as_raw_fd(),
+            BLKSSZGET,
+            &mut block_bytes as *mut libc::c_int,
+        )
+    };
+    if rc != 0 {
+        let e = std::io::Error::last_os_error();
+        return Err(DeviceError::setup(
+            format!("logical block size of {}", path.display()),
+            &e,
+        ));
+    }
+    if block_bytes <= 0 || block_bytes as usize > BLOCK_SIZE {
+        return Err(DeviceError::Setup {
+            what: format!(
+                "{}: logical block size {block_bytes} is not in 1..={BLOCK_SIZE}",
+                path.display()
+            ),
+            errno: libc::EINVAL,
+        });
+    }
+    Ok(())
 }
 
 #[cfg(test)]
