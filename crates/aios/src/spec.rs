@@ -101,9 +101,11 @@ impl DeviceSpec {
 
     /// Opens the device for a benchmark.
     pub fn open(&self) -> Result<OpenDevice, DeviceError> {
+        // Not exclusive: the raw benchmark shares its target with the kernel path and with other
+        // backends by design, and never interprets what is on it.
         let target = TargetOptions {
             read_only: false,
-            exclusive: true,
+            exclusive: false,
         };
         match self {
             DeviceSpec::Psync(path) => Ok(OpenDevice::Psync(PsyncDevice::open(

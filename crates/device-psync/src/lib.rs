@@ -133,13 +133,18 @@ impl PsyncQueue {
         // SAFETY: the iovecs point into arena memory that `push`'s caller gave to the device until
         // this completion is reaped (the `Queue::push` contract); lengths were validated.
         let rc = unsafe {
-            match op {
-                Op::Read => libc::preadv(fd, slot.iov.as_ptr(), iovcnt, off),
-                Op::Write { fua } => {
+            match (op, slot.iov.as_slice()) {
+                // One segment: plain pread/pwrite, sparing the kernel the iovec import.
+                (Op::Read, [one]) => libc::pread(fd, one.iov_base, one.iov_len, off),
+                (Op::Write { fua: false }, [one]) => {
+                    libc::pwrite(fd, one.iov_base, one.iov_len, off)
+                }
+                (Op::Read, _) => libc::preadv(fd, slot.iov.as_ptr(), iovcnt, off),
+                (Op::Write { fua }, _) => {
                     let flags = if fua { libc::RWF_DSYNC } else { 0 };
                     libc::pwritev2(fd, slot.iov.as_ptr(), iovcnt, off, flags)
                 }
-                Op::Flush => libc::fdatasync(fd) as isize,
+                (Op::Flush, _) => libc::fdatasync(fd) as isize,
             }
         };
         let errno = if rc < 0 {
