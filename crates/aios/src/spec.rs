@@ -122,6 +122,8 @@ impl DeviceSpec {
             DeviceSpec::Emu(text) => {
                 let mut config = EmuConfig::parse(text).map_err(DeviceError::from)?;
                 config.arena_bytes = config.arena_bytes.max(BENCH_ARENA_BYTES);
+                // Page faults on first touch would be charged to the writes being measured.
+                config.prefault.get_or_insert(true);
                 Ok(OpenDevice::Emu(
                     EmuDevice::new(config).map_err(DeviceError::from)?,
                 ))

@@ -88,10 +88,14 @@ impl EmuDevice {
         EmuDevice::build(config, image)
     }
 
-    fn build(config: EmuConfig, current: DiskImage) -> Result<EmuDevice, EmuError> {
+    fn build(config: EmuConfig, mut current: DiskImage) -> Result<EmuDevice, EmuError> {
         let arena = Arc::new(Arena::new(config.arena_bytes)?);
+        let mut durable = current.try_clone()?;
+        if config.prefault == Some(true) {
+            prefault([&mut current, &mut durable])?;
+        }
         let tracker = Tracker::new(
-            current.try_clone()?,
+            durable,
             config.volatile_cache,
             config.cache_bytes_max,
             config.record,
@@ -189,6 +193,32 @@ impl EmuDevice {
             .cloned()
             .ok_or(EmuError::NotRecording)
     }
+}
+
+/// Populates the images a write touches (see [`EmuConfig::prefault`]), first checking that they
+/// fit in the memory available now: populating more than that would summon the OOM killer.
+fn prefault(images: [&mut DiskImage; 2]) -> Result<(), EmuError> {
+    let needed_bytes: u64 = images.iter().map(|i| i.capacity_bytes()).sum();
+    if let Some(available_bytes) = available_memory_bytes() {
+        if needed_bytes > available_bytes {
+            return Err(EmuError::BadConfig(format!(
+                "prefault=on needs {needed_bytes} bytes of RAM (two images of the capacity), \
+                 only {available_bytes} are available: use prefault=off or a smaller size"
+            )));
+        }
+    }
+    for image in images {
+        image.populate()?;
+    }
+    Ok(())
+}
+
+/// `MemAvailable` of `/proc/meminfo`, if the kernel tells.
+fn available_memory_bytes() -> Option<u64> {
+    let meminfo = std::fs::read_to_string("/proc/meminfo").ok()?;
+    let line = meminfo.lines().find(|l| l.starts_with("MemAvailable:"))?;
+    let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    kib.checked_mul(1024)
 }
 
 impl Device for EmuDevice {

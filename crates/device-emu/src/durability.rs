@@ -34,6 +34,8 @@ use std::collections::VecDeque;
 const BLOCK: u64 = BLOCK_SIZE as u64;
 /// Data buffers kept for reuse, so steady-state writes do not allocate.
 const POOL_BUFFERS_MAX: usize = 256;
+/// Lists of covered ids kept for reuse, so steady-state flushes do not allocate.
+const POOL_ID_LISTS_MAX: usize = 16;
 
 /// One 4 KiB block of a not-yet-durable write: a unit a crash may or may not keep.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -83,6 +85,7 @@ pub(crate) struct Durability {
     /// Ids made durable, in that order (kept for replays only).
     durable_ids: Option<Vec<u64>>,
     pool: Vec<Vec<u8>>,
+    id_pool: Vec<Vec<u64>>,
 }
 
 impl Durability {
@@ -99,6 +102,7 @@ impl Durability {
             dirty_bytes: 0,
             durable_ids: track_durable_ids.then(Vec::new),
             pool: Vec::new(),
+            id_pool: Vec::new(),
         }
     }
 
@@ -136,13 +140,15 @@ impl Durability {
 
     /// A flush reaches the device; returns its id and how many dirty blocks it covers.
     pub(crate) fn submit_flush(&mut self) -> (u64, u64) {
-        let covered: Vec<u64> = self
-            .pending
-            .iter()
-            .enumerate()
-            .filter(|(_, p)| matches!(p, Some(Pending::Write(w)) if w.completed))
-            .map(|(i, _)| self.first_id + i as u64)
-            .collect();
+        let mut covered = self.id_pool.pop().unwrap_or_default();
+        covered.clear();
+        covered.extend(
+            self.pending
+                .iter()
+                .enumerate()
+                .filter(|(_, p)| matches!(p, Some(Pending::Write(w)) if w.completed))
+                .map(|(i, _)| self.first_id + i as u64),
+        );
         let dirty_blocks = self.dirty_bytes / BLOCK;
         self.pending.push_back(Some(Pending::Flush(covered)));
         (self.next_id() - 1, dirty_blocks)
@@ -170,8 +176,11 @@ impl Durability {
             Some(Pending::Flush(covered)) => {
                 let covered = std::mem::take(covered);
                 *slot = None;
-                for write_id in covered {
+                for &write_id in &covered {
                     self.make_durable(write_id);
+                }
+                if self.id_pool.len() < POOL_ID_LISTS_MAX {
+                    self.id_pool.push(covered);
                 }
                 self.trim();
             }

@@ -35,11 +35,16 @@
 //! for its media time (waiting when all are busy). `reap` returns completions whose due time has
 //! passed, in (due time, submission) order, so a fast command overtakes a slow one submitted
 //! before it; when it must wait it spins the calling thread (real clock) or jumps the virtual
-//! clock to the next due time. Both completion modes behave so; `registered_buffers` is ignored.
+//! clock to the next due time. A `reap(0)` never waits; on the virtual clock, one that finds
+//! nothing due moves the clock to the next due time for the following call, so polling makes
+//! progress. Both completion modes behave so; `registered_buffers` is ignored.
 //!
 //! ## Fault and crash model (what tests may assume, and nothing more)
 //! - **Storage**: a sparse image in RAM (an anonymous mapping: only touched pages cost memory),
 //!   optionally loaded from a file at open; [`EmuDevice::save`] writes the durable image back.
+//!   With `prefault=on` ([`EmuConfig::prefault`]) the device instead backs its two images (what
+//!   reads see, what is durable) with RAM at open, `2 * capacity` bytes, so that no write pays
+//!   first-touch page faults, which cost more than a modelled microsecond write.
 //! - **Data moves at submission**, the moment a command reaches the device: a read copies the
 //!   current image (every submitted write applied) into its buffers, a write copies its buffers
 //!   into the current image. Its completion is visible at its due time.

@@ -14,14 +14,17 @@
 //!   thread and no interrupt to sleep on.
 //!
 //! With the virtual clock, time moves only when a reap must wait (or by
-//! [`crate::EmuDevice::advance_clock_to`]): a loop of `reap(0, ..)` alone never sees a future
-//! completion.
+//! [`crate::EmuDevice::advance_clock_to`]), and when a `reap(0, ..)` finds nothing due while
+//! commands are in flight: that call returns nothing, as `reap(0, ..)` never waits, but moves the
+//! clock to the earliest due time (as if the caller had kept polling until then), so a loop of
+//! `reap(0, ..)` makes progress as the device contract requires.
 //!
 //! # Invariants
 //! - A slot is `Idle`, `Staged` (its tag is in `staged`) or `InFlight` (its tag is in `in_flight`);
 //!   `outstanding() == staged.len() + in_flight.len()`, never more than `depth`.
 //! - The read path allocates nothing: slots, `staged` and `in_flight` are sized at open.
 
+use crate::config::ClockKind;
 use crate::device::Shared;
 use crate::state::Command;
 use aios_device::{
@@ -224,6 +227,12 @@ impl Queue for EmuQueue {
     fn reap(&mut self, min: usize, out: &mut Vec<Completion>) -> Result<usize, DeviceError> {
         self.submit()?;
         let mut appended = self.pop_due(out);
+        if appended == 0 && self.shared.config.clock == ClockKind::Virtual {
+            if let Some(&Reverse((due_ns, _, _))) = self.in_flight.peek() {
+                // Nothing due: an idle poll on a virtual clock lasts until the next due time.
+                self.shared.clock.wait_until(due_ns);
+            }
+        }
         while appended < min {
             let Some(&Reverse((due_ns, _, _))) = self.in_flight.peek() else {
                 break;

@@ -11,6 +11,7 @@
 //!         | "clock=" ("real" | "virtual")
 //!         | "file=" PATH          image to load at open (PATH may not contain ',')
 //!         | "record" | "record=" ("on" | "off")     keep the write log
+//!         | "prefault" | "prefault=" ("on" | "off") back the images with RAM at open (default: unset, sparse)
 //!         | "read=" DUR | "write=" DUR | "flush=" DUR | "flush_block=" DUR   media times
 //!         | "bw=" RATE            link bandwidth in bytes/s, 0 = unlimited
 //! SIZE    = digits [K|M|G|T] ["iB"|"B"]       binary: 64M = 64 MiB
@@ -27,8 +28,8 @@ use crate::EmuError;
 use std::path::PathBuf;
 
 /// The option names, for error messages.
-pub const OPTIONS: &str = "size, arena, cache, cache_size, channels, clock, file, record, read, \
-                           write, flush, flush_block, bw";
+pub const OPTIONS: &str = "size, arena, cache, cache_size, channels, clock, file, record, \
+                           prefault, read, write, flush, flush_block, bw";
 
 /// Parses a spec (see the module docs).
 pub fn parse(spec: &str) -> Result<EmuConfig, EmuError> {
@@ -93,13 +94,8 @@ fn apply(config: &mut EmuConfig, key: &str, value: &str) -> Result<(), EmuError>
         }
         "file" if !value.is_empty() => config.image_file = Some(PathBuf::from(value)),
         "file" => return Err(bad("a path")),
-        "record" => {
-            config.record = match value {
-                "" | "on" | "true" | "1" => true,
-                "off" | "false" | "0" => false,
-                _ => return Err(bad("`on` or `off`")),
-            }
-        }
+        "record" => config.record = on_off(value).ok_or_else(|| bad("`on` or `off`"))?,
+        "prefault" => config.prefault = Some(on_off(value).ok_or_else(|| bad("`on` or `off`"))?),
         "read" => config.latency.read_ns = duration_ns(value).ok_or_else(|| bad(DUR_HINT))?,
         "write" => config.latency.write_ns = duration_ns(value).ok_or_else(|| bad(DUR_HINT))?,
         "flush" => config.latency.flush_ns = duration_ns(value).ok_or_else(|| bad(DUR_HINT))?,
@@ -130,6 +126,15 @@ fn number_and_unit(value: &str) -> Option<(u64, &str)> {
         .unwrap_or(value.len());
     let number = value[..digits].parse().ok()?;
     Some((number, &value[digits..]))
+}
+
+/// A switch: bare (on), `on`/`off`, `true`/`false`, `1`/`0`.
+fn on_off(value: &str) -> Option<bool> {
+    match value {
+        "" | "on" | "true" | "1" => Some(true),
+        "off" | "false" | "0" => Some(false),
+        _ => None,
+    }
 }
 
 /// `64M`, `1GiB`, `4096`: binary units.

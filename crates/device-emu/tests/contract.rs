@@ -19,6 +19,11 @@ fn contract_ull_real_clock() {
 }
 
 #[test]
+fn contract_ull_real_clock_prefaulted() {
+    run("ull,size=16M,arena=8M,clock=real,prefault=on");
+}
+
+#[test]
 fn contract_ull_virtual_clock() {
     run("ull,size=16M,arena=8M,clock=virtual");
 }

@@ -133,6 +133,11 @@ fn reap_waits_only_until_min() {
         d.reap(0).is_empty(),
         "nothing due at time 0: reap(0) does not wait"
     );
+    assert_eq!(
+        d.dev.now_ns(),
+        22_000,
+        "an idle poll lasts until the next due time"
+    );
     assert_eq!(timeline(&d.reap(1)), [(1, 22_000)]);
     assert_eq!(
         timeline(&d.reap(5)),

@@ -15,13 +15,14 @@ fn presets_parse_to_their_defaults() {
     assert!(!ull.volatile_cache);
     assert_eq!(ull.clock, ClockKind::Real);
     assert!(!ull.record);
+    assert_eq!(ull.prefault, None, "sparse unless the opener chooses");
 }
 
 #[test]
 fn every_option_is_applied() {
     let c = EmuConfig::parse(
         "ull,size=2G,cache=volatile,channels=8,arena=16M,clock=virtual,record,cache_size=1M,\
-         read=7us,write=3us,flush=2ms,flush_block=500ns,bw=1G",
+         read=7us,write=3us,flush=2ms,flush_block=500ns,bw=1G,prefault",
     )
     .unwrap();
     assert_eq!(c.capacity_bytes, 2 << 30);
@@ -30,6 +31,7 @@ fn every_option_is_applied() {
     assert_eq!(c.clock, ClockKind::Virtual);
     assert!(c.record);
     assert_eq!(c.cache_bytes_max, 1 << 20);
+    assert_eq!(c.prefault, Some(true));
     assert_eq!(
         c.latency,
         LatencyModel {
@@ -41,8 +43,10 @@ fn every_option_is_applied() {
             channels: 8,
         }
     );
-    let nv = EmuConfig::parse("nand,cache=nonvolatile,record=off,bw=0,channels=0").unwrap();
+    let nv =
+        EmuConfig::parse("nand,cache=nonvolatile,record=off,bw=0,channels=0,prefault=off").unwrap();
     assert!(!nv.volatile_cache && !nv.record);
+    assert_eq!(nv.prefault, Some(false));
     assert_eq!(nv.latency.link_bytes_per_sec, 0);
     assert_eq!(nv.latency.channels, 0);
     assert_eq!(nv.name(), "emu:nand,cache=nonvolatile");
@@ -80,6 +84,9 @@ fn errors_name_the_culprit() {
         matches!(err("ull,record=yes please"), EmuError::BadValue { option, .. } if option == "record")
     );
     assert!(matches!(err("ull,file="), EmuError::BadValue { option, .. } if option == "file"));
+    assert!(
+        matches!(err("ull,prefault=lazy"), EmuError::BadValue { option, .. } if option == "prefault")
+    );
     assert!(matches!(err("ull,size=1G,size=2G"), EmuError::DuplicateOption(o) if o == "size"));
     assert!(
         matches!(err("ull,size=1000"), EmuError::BadConfig(_)),
@@ -122,4 +129,30 @@ fn file_sets_the_size_and_its_contents_are_loaded() {
     assert_eq!(bigger.info().capacity_bytes, 1 << 20);
     let e = EmuDevice::open(&format!("{spec},size=32K")).unwrap_err();
     assert!(matches!(e, EmuError::ImageSize { .. }), "{e}");
+    // Backing the images with RAM changes no contents.
+    let prefaulted = EmuDevice::open(&format!("{spec},size=1M,prefault=on")).unwrap();
+    let sparse = bigger.durable_image().unwrap();
+    assert_eq!(prefaulted.durable_image().unwrap(), sparse);
+    assert_eq!(prefaulted.current_image().unwrap(), sparse);
+    assert_eq!(sparse.block(2), Some(&[0xab; 4096][..]));
+}
+
+#[test]
+fn prefault_larger_than_the_available_memory_is_refused() {
+    let meminfo = std::fs::read_to_string("/proc/meminfo").unwrap_or_default();
+    let available_kib: Option<u64> = meminfo
+        .lines()
+        .find_map(|l| l.strip_prefix("MemAvailable:"))
+        .and_then(|v| v.split_whitespace().next()?.parse().ok());
+    // Two images of 1 TiB: more than any machine this runs on has free.
+    let Some(available_kib) = available_kib.filter(|&kib| kib < 2 << 30) else {
+        eprintln!("skipped: MemAvailable unknown or at least 2 TiB");
+        return;
+    };
+    let e = EmuDevice::open("ull,size=1T,arena=1M,prefault=on").unwrap_err();
+    assert!(matches!(e, EmuError::BadConfig(_)), "{e}");
+    assert!(
+        e.to_string().contains("prefault=off"),
+        "{e} ({available_kib} KiB free)"
+    );
 }
