@@ -128,16 +128,11 @@ impl EmuQueue {
     }
 
     fn check_tag(&self, tag: Tag) -> Result<(), DeviceError> {
-        let reason = match self.slots.get(usize::from(tag)) {
-            None => "out of range",
-            Some(slot) if slot.phase != Phase::Idle => "already outstanding",
-            Some(_) => return Ok(()),
-        };
-        Err(DeviceError::BadTag {
-            tag,
-            depth: self.depth,
-            reason,
-        })
+        let busy = self
+            .slots
+            .get(usize::from(tag))
+            .map(|slot| slot.phase != Phase::Idle);
+        aios_device::check_tag(tag, self.depth, busy)
     }
 
     /// Marks a due command's slot idle and builds its completion.

@@ -14,8 +14,8 @@
 //! of a busy slot point into arena memory the caller gave up in `push`.
 
 use aios_device::{
-    open_target, Arena, Completion, Device, DeviceError, DeviceInfo, FaultInjector, Io, Op, Queue,
-    QueueConfig, Tag, TargetOptions, SEGMENTS_MAX,
+    check_tag, open_target, Arena, Completion, Device, DeviceError, DeviceInfo, FaultInjector, Io,
+    Op, Queue, QueueConfig, Tag, TargetOptions, SEGMENTS_MAX,
 };
 use arrayvec::ArrayVec;
 use std::fs::File;
@@ -184,22 +184,9 @@ impl Queue for PsyncQueue {
 
     unsafe fn push(&mut self, tag: Tag, io: &Io<'_>) -> Result<(), DeviceError> {
         let len_bytes = io.validate(&self.shared.arena, self.shared.info.capacity_bytes)?;
-        let depth = self.depth();
-        let slot = self
-            .slots
-            .get_mut(usize::from(tag))
-            .ok_or(DeviceError::BadTag {
-                tag,
-                depth,
-                reason: "out of range",
-            })?;
-        if slot.busy {
-            return Err(DeviceError::BadTag {
-                tag,
-                depth,
-                reason: "already outstanding",
-            });
-        }
+        let busy = self.slots.get(usize::from(tag)).map(|slot| slot.busy);
+        check_tag(tag, self.depth(), busy)?;
+        let slot = &mut self.slots[usize::from(tag)];
         slot.busy = true;
         self.outstanding += 1;
         if let Some(errno) = self.shared.faults.check(io, len_bytes) {

@@ -87,16 +87,8 @@ impl Slots {
 
     /// Refuses a tag outside `0..depth` or already outstanding.
     pub fn check_free(&self, tag: Tag) -> Result<(), DeviceError> {
-        let reason = match self.slots.get(usize::from(tag)) {
-            None => "outside the queue",
-            Some(slot) if slot.busy => "already outstanding",
-            Some(_) => return Ok(()),
-        };
-        Err(DeviceError::BadTag {
-            tag,
-            depth: self.depth(),
-            reason,
-        })
+        let busy = self.slots.get(usize::from(tag)).map(|slot| slot.busy);
+        aios_device::check_tag(tag, self.depth(), busy)
     }
 
     /// Marks a free tag (see [`Slots::check_free`]) busy with `io` and returns its slot.

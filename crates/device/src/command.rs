@@ -162,6 +162,17 @@ impl<'a> Io<'a> {
     }
 }
 
+/// Checks a tag for `push`: `busy` is the state of the tag's slot, `None` when the tag is outside
+/// `0..depth`. Every backend refuses bad tags with the same error.
+pub fn check_tag(tag: Tag, depth: u16, busy: Option<bool>) -> Result<(), DeviceError> {
+    let reason = match busy {
+        None => "out of range",
+        Some(true) => "already outstanding",
+        Some(false) => return Ok(()),
+    };
+    Err(DeviceError::BadTag { tag, depth, reason })
+}
+
 /// The end of a command, in any order relative to others.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Completion {

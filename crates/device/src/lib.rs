@@ -46,7 +46,7 @@ pub mod null;
 pub mod target;
 
 pub use arena::{Arena, ArenaError, Buf};
-pub use command::{Completion, CompletionMode, Io, Op, QueueConfig, Segment, Tag};
+pub use command::{check_tag, Completion, CompletionMode, Io, Op, QueueConfig, Segment, Tag};
 pub use error::DeviceError;
 pub use fault::{FaultInjector, FaultPlan, FaultRule, OpFilter, Persistence, Trigger};
 pub use null::NullDevice;

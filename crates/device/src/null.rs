@@ -5,7 +5,8 @@
 //! flushes are "durable" at once. It honours fault plans, so error paths can be measured too.
 
 use crate::{
-    Arena, Completion, Device, DeviceError, DeviceInfo, FaultInjector, Io, Queue, QueueConfig, Tag,
+    check_tag, Arena, Completion, Device, DeviceError, DeviceInfo, FaultInjector, Io, Queue,
+    QueueConfig, Tag,
 };
 use std::sync::Arc;
 
@@ -75,22 +76,8 @@ impl Queue for NullQueue {
 
     unsafe fn push(&mut self, tag: Tag, io: &Io<'_>) -> Result<(), DeviceError> {
         let len = io.validate(&self.arena, self.capacity_bytes)?;
-        let depth = self.depth();
-        let busy = self
-            .busy
-            .get_mut(usize::from(tag))
-            .ok_or(DeviceError::BadTag {
-                tag,
-                depth,
-                reason: "out of range",
-            })?;
-        if *busy {
-            return Err(DeviceError::BadTag {
-                tag,
-                depth,
-                reason: "already outstanding",
-            });
-        }
+        check_tag(tag, self.depth(), self.busy.get(usize::from(tag)).copied())?;
+        let busy = &mut self.busy[usize::from(tag)];
         *busy = true;
         let result = match self.faults.check(io, len) {
             None => Ok(len),
