@@ -2,7 +2,7 @@
 
 use super::case::{Case, Stack, Workload};
 use super::report::{self, Record};
-use super::runner::{self, Sample};
+use super::runner::{self, Run, Sample};
 use super::scratch;
 use crate::spec::{DeviceSpec, OpenDevice};
 use crate::units::parse_size;
@@ -48,7 +48,7 @@ pub struct DeviceArgs {
     #[arg(long)]
     pub no_kernel: bool,
     /// Size of scratch images created for missing files.
-    #[arg(long, default_value = "1G", value_parser = parse_size)]
+    #[arg(long, default_value = "4G", value_parser = parse_size)]
     pub scratch_size: u64,
     /// Also write the results as JSON, one record per case.
     #[arg(long)]
@@ -133,14 +133,13 @@ pub fn run(mut args: DeviceArgs) -> Result<Vec<Record>> {
             let i = (k + rep * 7) % cases.len();
             let case = &cases[i];
             progress.set_message(describe(&args.devices[case.device], case));
-            let sample = run_case(
-                &args.devices[case.device],
-                &opened[case.device],
-                case,
+            let run = Run {
                 warmup,
                 duration,
-            )
-            .with_context(|| describe(&args.devices[case.device], case))?;
+                seed: ((rep as u64) << 32) | i as u64,
+            };
+            let sample = run_case(&args.devices[case.device], &opened[case.device], case, run)
+                .with_context(|| describe(&args.devices[case.device], case))?;
             samples[i].push(sample);
             progress.inc(1);
         }
@@ -191,23 +190,17 @@ fn matrix(args: &DeviceArgs) -> Result<Vec<Case>> {
     Ok(cases)
 }
 
-fn run_case(
-    spec: &DeviceSpec,
-    dev: &OpenDevice,
-    case: &Case,
-    warmup: Duration,
-    duration: Duration,
-) -> Result<Sample> {
+fn run_case(spec: &DeviceSpec, dev: &OpenDevice, case: &Case, run: Run) -> Result<Sample> {
     match case.stack {
         Stack::KernelPread => {
             let path = spec
                 .kernel_path()
                 .context("kernel path needs a file or block device")?;
             let capacity = with_device!(dev, d => d.info().capacity_bytes);
-            runner::run_kernel(path, capacity, case, warmup, duration)
+            runner::run_kernel(path, capacity, case, run)
         }
         Stack::Aios { .. } | Stack::AiosSync => {
-            with_device!(dev, d => runner::run_aios(d, case, warmup, duration))
+            with_device!(dev, d => runner::run_aios(d, case, run))
         }
     }
 }

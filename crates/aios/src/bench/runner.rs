@@ -16,6 +16,22 @@ use std::os::unix::io::AsRawFd;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
+/// How long one run of a case lasts, and where its random offsets come from.
+#[derive(Debug, Clone, Copy)]
+pub struct Run {
+    pub warmup: Duration,
+    pub duration: Duration,
+    /// Distinct per case and repetition: cases sharing an offset sequence would warm caches
+    /// below the device (the host's, for a virtual disk) for each other.
+    pub seed: u64,
+}
+
+impl Run {
+    fn thread_seed(&self, thread: usize) -> u64 {
+        self.seed ^ (thread as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15)
+    }
+}
+
 /// What one run of a case produced.
 pub struct Sample {
     pub latency_ns: Histogram<u64>,
@@ -67,12 +83,7 @@ pub fn op_of(workload: Workload) -> Op {
 }
 
 /// Runs `case` on `dev` through aios, with `threads` threads, for `duration` after `warmup`.
-pub fn run_aios<D: Device>(
-    dev: &D,
-    case: &Case,
-    warmup: Duration,
-    duration: Duration,
-) -> Result<Sample> {
+pub fn run_aios<D: Device>(dev: &D, case: &Case, run: Run) -> Result<Sample> {
     let (completion, registered_buffers) = match case.stack {
         Stack::Aios {
             completion,
@@ -86,19 +97,13 @@ pub fn run_aios<D: Device>(
         completion,
         registered_buffers,
     };
-    run_threads(case.threads, warmup, duration, |thread, start, deadline| {
-        aios_thread(dev, case, config, thread as u64, start, deadline)
+    run_threads(case.threads, run, |thread, start, deadline| {
+        aios_thread(dev, case, config, run.thread_seed(thread), start, deadline)
     })
 }
 
 /// Runs `case` on the kernel's `pread`/`pwrite` path against `path`.
-pub fn run_kernel(
-    path: &Path,
-    capacity_bytes: u64,
-    case: &Case,
-    warmup: Duration,
-    duration: Duration,
-) -> Result<Sample> {
+pub fn run_kernel(path: &Path, capacity_bytes: u64, case: &Case, run: Run) -> Result<Sample> {
     if case.qd != 1 {
         bail!("the kernel's pread path is synchronous: QD1 only");
     }
@@ -108,18 +113,25 @@ pub fn run_kernel(
         .custom_flags(libc::O_DIRECT)
         .open(path)
         .with_context(|| format!("open {} with O_DIRECT", path.display()))?;
-    run_threads(case.threads, warmup, duration, |thread, start, deadline| {
-        kernel_thread(&file, capacity_bytes, case, thread as u64, start, deadline)
+    run_threads(case.threads, run, |thread, start, deadline| {
+        kernel_thread(
+            &file,
+            capacity_bytes,
+            case,
+            run.thread_seed(thread),
+            start,
+            deadline,
+        )
     })
 }
 
 /// Starts `threads` workers that measure from `start` to `deadline`, and merges their samples.
-fn run_threads<F>(threads: usize, warmup: Duration, duration: Duration, worker: F) -> Result<Sample>
+fn run_threads<F>(threads: usize, run: Run, worker: F) -> Result<Sample>
 where
     F: Fn(usize, Instant, Instant) -> Result<(Histogram<u64>, u64)> + Sync,
 {
-    let start = Instant::now() + warmup + Duration::from_millis(5 * threads as u64);
-    let deadline = start + duration;
+    let start = Instant::now() + run.warmup + Duration::from_millis(5 * threads as u64);
+    let deadline = start + run.duration;
     let results: Vec<Result<(Histogram<u64>, u64)>> = std::thread::scope(|s| {
         let handles: Vec<_> = (0..threads)
             .map(|t| {
@@ -145,7 +157,7 @@ where
     Ok(Sample {
         latency_ns,
         ops,
-        elapsed_ns: duration.as_nanos() as u64,
+        elapsed_ns: run.duration.as_nanos() as u64,
     })
 }
 
@@ -153,7 +165,7 @@ fn aios_thread<D: Device>(
     dev: &D,
     case: &Case,
     config: QueueConfig,
-    thread: u64,
+    seed: u64,
     start: Instant,
     deadline: Instant,
 ) -> Result<(Histogram<u64>, u64)> {
@@ -165,7 +177,7 @@ fn aios_thread<D: Device>(
         dev.arena().bytes_mut(&mut buf).fill(0xA5);
         idle.push(buf);
     }
-    let mut offsets = Offsets::new(dev.info().capacity_bytes, case.bs_bytes, 0x5eed ^ thread)?;
+    let mut offsets = Offsets::new(dev.info().capacity_bytes, case.bs_bytes, seed)?;
     let op = op_of(case.workload);
     let mut staged_at = vec![start; usize::from(case.qd)];
     let mut hist = new_histogram();
@@ -223,7 +235,7 @@ fn kernel_thread(
     file: &std::fs::File,
     capacity_bytes: u64,
     case: &Case,
-    thread: u64,
+    seed: u64,
     start: Instant,
     deadline: Instant,
 ) -> Result<(Histogram<u64>, u64)> {
@@ -231,7 +243,7 @@ fn kernel_thread(
     let mut buf = arena.alloc_bytes(case.bs_bytes as usize)?;
     let bytes = arena.bytes_mut(&mut buf);
     bytes.fill(0xA5);
-    let mut offsets = Offsets::new(capacity_bytes, case.bs_bytes, 0x5eed ^ thread)?;
+    let mut offsets = Offsets::new(capacity_bytes, case.bs_bytes, seed)?;
     let fd = file.as_raw_fd();
     let mut hist = new_histogram();
     let mut ops = 0u64;
