@@ -11,7 +11,7 @@ use aios_device::{CompletionMode, Device, BLOCK_SIZE, IO_BYTES_MAX};
 use anyhow::{bail, Context, Result};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use std::io::IsTerminal;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 /// The scratch image used when no device is named.
@@ -116,7 +116,9 @@ pub fn run(mut args: DeviceArgs) -> Result<Vec<Record>> {
     let mut opened = Vec::new();
     for spec in &args.devices {
         if let Some(path) = spec.kernel_path() {
-            if !path.exists() {
+            // A user's existing file is never rewritten; our own default scratch image is
+            // regrown when it is smaller than asked.
+            if !path.exists() || path == Path::new(DEFAULT_SCRATCH) {
                 scratch::ensure(path, args.scratch_size)?;
             }
         }
