@@ -2,15 +2,20 @@
 //!
 //! Promises:
 //! - `now_ns` never goes backwards (per clock, across threads).
-//! - `wait_until` returns with `now_ns() >= due_ns`. The real clock spins the calling thread on
-//!   the monotonic clock (`std::hint::spin_loop`, never a sleep: sleeping overshoots by ~80 us
-//!   here); the virtual clock jumps forward to `due_ns` at once.
+//! - `wait_until` returns with `now_ns() >= due_ns`. The real clock busy-waits the calling thread
+//!   on the monotonic clock (never a sleep: sleeping overshoots by ~80 us here), yielding the CPU
+//!   while the due time is more than 2 us away and spinning the rest; the virtual clock jumps
+//!   forward to `due_ns` at once.
 //! - The virtual clock starts at 0 and moves only through `wait_until`/`advance_to`, so one thread
 //!   running the same workload sees the same times every run.
 
 use crate::config::ClockKind;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
+
+/// Closer than this to a due time, the waiting thread spins instead of yielding: a yield that
+/// lets another thread run could overshoot by that thread's time on the CPU.
+const YIELD_WINDOW_NS: u64 = 2_000;
 
 #[derive(Debug)]
 pub(crate) enum Clock {
@@ -45,8 +50,18 @@ impl Clock {
     pub(crate) fn wait_until(&self, due_ns: u64) {
         match self {
             Clock::Real { .. } => {
-                while self.now_ns() < due_ns {
-                    std::hint::spin_loop();
+                // Yield while the due time is far (other polling threads may need this CPU),
+                // spin the last stretch so the completion is noticed on time.
+                loop {
+                    let now_ns = self.now_ns();
+                    if now_ns >= due_ns {
+                        break;
+                    }
+                    if due_ns - now_ns > YIELD_WINDOW_NS {
+                        std::thread::yield_now();
+                    } else {
+                        std::hint::spin_loop();
+                    }
                 }
             }
             Clock::Virtual { now_ns } => {

@@ -21,7 +21,7 @@ use crate::ring::Ring;
 use crate::setup::{self, Rings, Wait};
 use crate::slot::Slots;
 use crate::sqe::{self, Prep};
-use aios_device::{Completion, DeviceError, Io, Op, Queue, QueueConfig, Tag};
+use aios_device::{Completion, DeviceError, Io, Op, PoliteSpin, Queue, QueueConfig, Tag};
 use std::marker::PhantomData;
 use std::mem::ManuallyDrop;
 use std::sync::Arc;
@@ -152,20 +152,24 @@ impl UringQueue {
             Wait::IoPoll if !flush_busy => main.wait(main_want),
             Wait::CqSpin => {
                 main.submit()?;
+                let mut spin = PoliteSpin::new();
                 while !main.has_completions() {
-                    std::hint::spin_loop();
+                    spin.pause();
                 }
                 Ok(())
             }
-            Wait::EnterSpin | Wait::IoPoll => loop {
-                // No minimum: posts (or, with IOPOLL, polls once for) what has finished.
-                main.wait(0)?;
-                let flushed = rings.flush.as_mut().is_some_and(Ring::has_completions);
-                if main.has_completions() || flushed {
-                    return Ok(());
+            Wait::EnterSpin | Wait::IoPoll => {
+                let mut spin = PoliteSpin::new();
+                loop {
+                    // No minimum: posts (or, with IOPOLL, polls once for) what has finished.
+                    main.wait(0)?;
+                    let flushed = rings.flush.as_mut().is_some_and(Ring::has_completions);
+                    if main.has_completions() || flushed {
+                        return Ok(());
+                    }
+                    spin.pause();
                 }
-                std::hint::spin_loop();
-            },
+            }
         }
     }
 

@@ -43,6 +43,7 @@ pub mod contract;
 pub mod error;
 pub mod fault;
 pub mod null;
+pub mod spin;
 pub mod target;
 
 pub use arena::{Arena, ArenaError, Buf};
@@ -50,6 +51,7 @@ pub use command::{check_tag, Completion, CompletionMode, Io, Op, QueueConfig, Se
 pub use error::DeviceError;
 pub use fault::{FaultInjector, FaultPlan, FaultRule, OpFilter, Persistence, Trigger};
 pub use null::NullDevice;
+pub use spin::PoliteSpin;
 pub use target::{open_target, Target, TargetOptions};
 
 use std::sync::Arc;
