@@ -1,0 +1,105 @@
+//! Errors of the file system layer.
+//!
+//! Lower-layer errors ([`FormatError`] from the decoders, [`DeviceError`] from the device) are
+//! wrapped unchanged so callers can still match on them (e.g. a checksum mismatch naming the
+//! structure and block). Path operations add the path with [`FsError::At`]; use
+//! [`FsError::root_cause`] to see through that context.
+
+use aios_device::{ArenaError, DeviceError};
+use aios_ext4::{FormatError, Location};
+
+/// What went wrong in the file system layer.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum FsError {
+    /// A structure on disk failed to decode or verify.
+    #[error(transparent)]
+    Format(#[from] FormatError),
+    /// The device failed a command.
+    #[error("device: {0}")]
+    Device(#[from] DeviceError),
+    /// The device completed a read with fewer bytes than asked (it should fail instead).
+    #[error("read at byte {offset_bytes}: {read_bytes} of {expected_bytes} bytes")]
+    ShortRead {
+        offset_bytes: u64,
+        expected_bytes: usize,
+        read_bytes: usize,
+    },
+    /// No arena pages left for this thread's scratch buffers.
+    #[error("scratch buffers: {0}")]
+    Arena(#[from] ArenaError),
+    /// A path component does not exist.
+    #[error("{path}: no such file or directory")]
+    NotFound { path: String },
+    /// A component used as a directory is not one.
+    #[error("{path}: not a directory")]
+    NotADirectory { path: String },
+    /// A file operation on a directory.
+    #[error("inode {ino}: is a directory")]
+    IsADirectory { ino: u32 },
+    /// A file operation on something that is neither a regular file nor a directory.
+    #[error("inode {ino}: not a regular file")]
+    NotARegularFile { ino: u32 },
+    /// `read_link` of an inode that is not a symlink.
+    #[error("inode {ino}: not a symbolic link")]
+    NotASymlink { ino: u32 },
+    /// A path component longer than 255 bytes.
+    #[error("{path}: name too long")]
+    NameTooLong { path: String },
+    /// More than [`crate::SYMLINKS_FOLLOWED_MAX`] symlinks in one lookup.
+    #[error("{path}: too many levels of symbolic links")]
+    SymlinkLoop { path: String },
+    /// A path that is not absolute.
+    #[error("{path}: {reason}")]
+    InvalidPath { path: String, reason: &'static str },
+    /// Structures that decode on their own but contradict each other.
+    #[error("{at}: corrupt: {what}")]
+    Corrupt { at: Location, what: &'static str },
+    /// Something valid ext4 may contain that this layer does not read yet.
+    #[error("inode {ino}: unsupported: {what}")]
+    Unsupported { ino: u32, what: &'static str },
+    /// An [`crate::IoCtx`] opened by another [`crate::Fs`].
+    #[error("I/O context belongs to another mounted file system")]
+    ForeignIoCtx,
+    /// An error met while resolving `path`.
+    #[error("{path}: {source}")]
+    At { path: String, source: Box<FsError> },
+}
+
+impl FsError {
+    /// The error without any path context.
+    pub fn root_cause(&self) -> &FsError {
+        match self {
+            FsError::At { source, .. } => source.root_cause(),
+            other => other,
+        }
+    }
+
+    /// The decoder error underneath, if the cause is a bad on-disk structure.
+    pub fn format_error(&self) -> Option<&FormatError> {
+        match self.root_cause() {
+            FsError::Format(e) => Some(e),
+            _ => None,
+        }
+    }
+
+    /// Wraps `self` with the path it concerns, unless it already names a path.
+    pub(crate) fn at_path(self, path: &[u8]) -> FsError {
+        match self {
+            FsError::NotFound { .. }
+            | FsError::NotADirectory { .. }
+            | FsError::NameTooLong { .. }
+            | FsError::SymlinkLoop { .. }
+            | FsError::InvalidPath { .. }
+            | FsError::At { .. } => self,
+            other => FsError::At {
+                path: display_path(path),
+                source: Box::new(other),
+            },
+        }
+    }
+}
+
+/// A path for messages: lossy UTF-8.
+pub(crate) fn display_path(path: &[u8]) -> String {
+    String::from_utf8_lossy(path).into_owned()
+}

@@ -1,0 +1,84 @@
+//! # aios-fs: ext4 mount, namespace and file reads over the block layer
+//!
+//! # Role
+//! The file system layer of the read path. It reads ext4 metadata and file data through the
+//! per-thread LBIO [`aios_block::BlockQueue`] and hands metadata bytes to the validated decoders of
+//! [`aios_ext4`]. This crate adds what the decoders cannot know on their own: where structures
+//! live (group -> inode table -> inode -> extent tree -> blocks), how they refer to each other
+//! (directories, symlinks) and the checks that only make sense across structures (extent depth
+//! decreasing, no node reached twice, directory blocks without holes).
+//!
+//! # Threads
+//! [`Fs`] is shared by threads (`Send + Sync`): it holds the device, the superblock and every group
+//! descriptor, read and verified once at mount, and never changes afterwards. Each thread opens its
+//! own [`IoCtx`] with [`Fs::io`] (a block queue plus a few scratch arena pages, like the paper's
+//! per-core structures) and passes it explicitly to every operation. Queues may be `!Send`: open
+//! the context on the thread that uses it.
+//!
+//! # Assumptions from below
+//! - The device honours the [`aios_device`] contract; this layer only reads, so durability rules do
+//!   not apply yet.
+//! - Nothing else writes the image while it is mounted (read-only mount, no locking).
+//!
+//! # Promises above
+//! - Mount refuses what [`aios_ext4`] refuses (unknown incompat/ro_compat features by name, a
+//!   journal that needs recovery, block sizes other than 4 KiB) and group descriptors whose
+//!   checksum is wrong.
+//! - Every metadata block read is checksum-verified when `metadata_csum` is set: inodes, extent
+//!   blocks, directory blocks (linear tails and htree `dx_tail`s).
+//! - Nothing read from disk can make this crate panic; a bad structure is an [`FsError`] naming
+//!   it (and, for path operations, the path).
+//! - Holes and unwritten extents read as zeros without I/O; contiguous data is read in requests
+//!   of up to [`aios_device::IO_BYTES_MAX`].
+//!
+//! # Modules
+//! | Module | What |
+//! | --- | --- |
+//! | [`error`] | [`FsError`]: typed errors with path and structure context |
+//! | [`mount`] | [`Fs`], [`MountOptions`]: superblock and group descriptors at mount |
+//! | `io` | [`IoCtx`]: per-thread block queue and scratch pages, synchronous block reads |
+//! | `inode` | locating and decoding inodes; [`Stat`] |
+//! | [`extent_map`] | [`ExtentMap`]: an inode's whole extent tree, loaded into memory |
+//! | `dir` | directory block scanning (linear and htree), [`DirEntry`] |
+//! | `htree` | `dx_root`/`dx_node` recognition and `dx_tail` checksums |
+//! | `namei` | path lookup and symlinks |
+//! | `file` | [`File`] and `read_at` |
+//!
+//! Not here yet: writes, the page cache, the journal, block-mapped (non-extent) files, extended
+//! attributes.
+
+#![cfg_attr(
+    not(test),
+    deny(
+        clippy::indexing_slicing,
+        clippy::unwrap_used,
+        clippy::expect_used,
+        clippy::panic
+    )
+)]
+
+mod dir;
+pub mod error;
+pub mod extent_map;
+mod file;
+mod htree;
+mod inode;
+mod io;
+pub mod mount;
+mod namei;
+
+pub use dir::DirEntry;
+pub use error::FsError;
+pub use extent_map::{ExtentMap, Mapping};
+pub use file::File;
+pub use inode::Stat;
+pub use io::IoCtx;
+pub use mount::{Fs, MountOptions};
+
+pub use aios_ext4::format::inode::{Inode, Timestamp};
+
+/// Inode number of the root directory.
+pub const ROOT_INO: u32 = 2;
+/// Symlinks followed during one lookup before it fails with [`FsError::SymlinkLoop`] (Linux's
+/// `MAXSYMLINKS`).
+pub const SYMLINKS_FOLLOWED_MAX: u32 = 40;

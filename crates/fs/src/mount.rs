@@ -1,0 +1,173 @@
+//! Mounting: the superblock and every group descriptor, read once and verified.
+//!
+//! # Role
+//! [`Fs::mount`] reads block 0 (the superblock lives at byte 1024), decodes it with
+//! [`Superblock::decode`] (which checks its checksum and refuses unknown features and a journal
+//! that needs recovery), checks that the device holds every block the superblock claims, then
+//! reads the group descriptor table that follows it and decodes and verifies every descriptor.
+//!
+//! # Invariants of a mounted [`Fs`]
+//! - `groups[g].group == g` for every group, and `groups.len() == sb.group_count()`.
+//! - The block size is 4096 bytes, equal to the device's [`BLOCK_SIZE`] (the decoder refuses
+//!   anything else), so file system block `b` is device byte `b * 4096`.
+//! - `sb.blocks_count * 4096 <= device capacity`.
+//! - Nothing changes after mount: the mount is read-only and `Fs` is shared as `&Fs`.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use aios_block::BlockQueue;
+use aios_device::{Device, QueueConfig, BLOCK_SIZE};
+use aios_ext4::format::group::GroupDesc;
+use aios_ext4::format::superblock::{Superblock, SUPERBLOCK_OFFSET_BYTES, SUPERBLOCK_SIZE_BYTES};
+use aios_ext4::Location;
+
+use crate::{FsError, IoCtx};
+
+static NEXT_FS_ID: AtomicU64 = AtomicU64::new(1);
+
+/// How to mount. Read-only is the only mode so far.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MountOptions {
+    /// Settings of the queue each [`Fs::io`] opens.
+    pub queue: QueueConfig,
+}
+
+impl Default for MountOptions {
+    fn default() -> Self {
+        MountOptions {
+            queue: QueueConfig {
+                depth: 8,
+                ..QueueConfig::default()
+            },
+        }
+    }
+}
+
+/// A mounted ext4 file system, shared by threads.
+pub struct Fs<D: Device> {
+    pub(crate) id: u64,
+    pub(crate) device: D,
+    pub(crate) sb: Superblock,
+    pub(crate) groups: Vec<GroupDesc>,
+    /// `Some(fs seed)` iff `metadata_csum`: passed to every verifying decoder.
+    pub(crate) csum_seed: Option<u32>,
+    options: MountOptions,
+}
+
+impl<D: Device> Fs<D> {
+    /// Mounts `device` read-only. Opens a queue on the calling thread for the mount reads.
+    pub fn mount(device: D, options: MountOptions) -> Result<Fs<D>, FsError> {
+        let id = NEXT_FS_ID.fetch_add(1, Ordering::Relaxed);
+        let queue = BlockQueue::open(&device, options.queue)?;
+        let mut io = IoCtx::new(id, queue, device.arena().clone());
+        io.read_blocks(0, 1)?;
+        let start = SUPERBLOCK_OFFSET_BYTES as usize;
+        let sb_bytes = io
+            .page(0)
+            .get(start..start + SUPERBLOCK_SIZE_BYTES)
+            .unwrap_or_default();
+        let sb = Superblock::decode(sb_bytes)?;
+        let capacity_blocks = device.info().capacity_bytes / BLOCK_SIZE as u64;
+        if sb.blocks_count > capacity_blocks {
+            return Err(FsError::Corrupt {
+                at: Location::Superblock,
+                what: "s_blocks_count exceeds the device",
+            });
+        }
+        let csum_seed = sb.verify_seed();
+        let groups = read_groups(&mut io, &sb, csum_seed)?;
+        drop(io);
+        Ok(Fs {
+            id,
+            device,
+            sb,
+            groups,
+            csum_seed,
+            options,
+        })
+    }
+
+    /// Opens this thread's I/O context: a block queue and scratch pages.
+    pub fn io(&self) -> Result<IoCtx<D::Queue>, FsError> {
+        let queue = BlockQueue::open(&self.device, self.options.queue)?;
+        Ok(IoCtx::new(self.id, queue, self.device.arena().clone()))
+    }
+
+    /// The decoded superblock.
+    pub fn superblock(&self) -> &Superblock {
+        &self.sb
+    }
+
+    /// Every group descriptor, by group number.
+    pub fn groups(&self) -> &[GroupDesc] {
+        &self.groups
+    }
+
+    /// The device under the file system.
+    pub fn device(&self) -> &D {
+        &self.device
+    }
+
+    /// Reads `count` blocks from `first_block` into `io`, refusing blocks outside the file system
+    /// (reported as corruption of the structure at `at`, which pointed there).
+    pub(crate) fn read_blocks(
+        &self,
+        io: &mut IoCtx<D::Queue>,
+        first_block: u64,
+        count: usize,
+        at: Location,
+    ) -> Result<(), FsError> {
+        if io.fs_id != self.id {
+            return Err(FsError::ForeignIoCtx);
+        }
+        let end = first_block.checked_add(count as u64);
+        if first_block == 0 || end.is_none_or(|end| end > self.sb.blocks_count) {
+            return Err(FsError::Corrupt {
+                at,
+                what: "points outside the file system",
+            });
+        }
+        io.read_blocks(first_block, count)
+    }
+}
+
+/// Reads and verifies the primary group descriptor table (right after the superblock's block).
+fn read_groups<Q: aios_device::Queue>(
+    io: &mut IoCtx<Q>,
+    sb: &Superblock,
+    csum_seed: Option<u32>,
+) -> Result<Vec<GroupDesc>, FsError> {
+    let count = sb.group_count();
+    let desc_size = usize::from(sb.desc_size_bytes);
+    let mut groups = Vec::with_capacity(count as usize);
+    let mut loaded_block = None;
+    for group in 0..count {
+        let Some(offset_bytes) = sb.group_desc_offset_bytes(group) else {
+            break;
+        };
+        let block = offset_bytes / BLOCK_SIZE as u64;
+        let within = (offset_bytes % BLOCK_SIZE as u64) as usize;
+        if block >= sb.blocks_count {
+            return Err(FsError::Corrupt {
+                at: Location::GroupDesc { group },
+                what: "descriptor table runs past the file system",
+            });
+        }
+        if loaded_block != Some(block) {
+            io.read_blocks(block, 1)?;
+            loaded_block = Some(block);
+        }
+        let raw = io
+            .page(0)
+            .get(within..within + desc_size)
+            .unwrap_or_default();
+        groups.push(GroupDesc::decode(
+            raw,
+            group,
+            sb.desc_size_bytes,
+            sb.blocks_count,
+            csum_seed,
+        )?);
+    }
+    Ok(groups)
+}
