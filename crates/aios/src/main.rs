@@ -4,11 +4,13 @@
 //! device and an io_uring scratch image on this machine's disk, next to the kernel's own path.
 
 mod bench;
+mod fscmd;
 mod spec;
 mod units;
 
 use anyhow::Result;
 use clap::{Parser, Subcommand};
+use std::path::PathBuf;
 
 #[derive(Debug, Parser)]
 #[command(name = "aios", version, about = "A user-space Asynchronous I/O Stack")]
@@ -19,6 +21,38 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Make an ext4 image aios reads (runs mke2fs with the supported features).
+    Mkfs {
+        image: PathBuf,
+        /// Size of a new image file.
+        #[arg(long, default_value = "256M", value_parser = units::parse_size)]
+        size: u64,
+        /// Populate it from this directory (mke2fs -d).
+        #[arg(short = 'd', long = "populate")]
+        populate: Option<PathBuf>,
+    },
+    /// Superblock, groups and journal of an image.
+    Info { image: PathBuf },
+    /// List directories (or files) in an image, ls -l style.
+    Ls { image: PathBuf, paths: Vec<String> },
+    /// Inode details of paths in an image.
+    Stat {
+        image: PathBuf,
+        #[arg(required = true)]
+        paths: Vec<String>,
+    },
+    /// Write files of an image to standard output.
+    Cat {
+        image: PathBuf,
+        #[arg(required = true)]
+        paths: Vec<String>,
+    },
+    /// Copy one file out of an image.
+    Get {
+        image: PathBuf,
+        path: String,
+        dest: Option<PathBuf>,
+    },
     /// Measure aios next to the kernel's own I/O path (default: the device benchmark).
     #[command(args_conflicts_with_subcommands = true)]
     Bench {
@@ -26,7 +60,7 @@ enum Command {
         what: Option<BenchCommand>,
         /// Without a subcommand: the device benchmark's options.
         #[command(flatten)]
-        device: bench::device::DeviceArgs,
+        device: Box<bench::device::DeviceArgs>,
     },
 }
 
@@ -38,11 +72,40 @@ enum BenchCommand {
     Lbio(bench::lbio::LbioArgs),
 }
 
-fn main() -> Result<()> {
-    let cli = Cli::parse();
+fn main() -> std::process::ExitCode {
+    match run(Cli::parse()) {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        // A closed pipe (`aios cat ... | head`) is the reader's choice, not a failure.
+        Err(e)
+            if e.chain().any(|c| {
+                c.downcast_ref::<std::io::Error>()
+                    .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
+            }) =>
+        {
+            std::process::ExitCode::SUCCESS
+        }
+        Err(e) => {
+            // The whole chain on one line: what was being done, down to the root cause.
+            eprintln!("aios: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(cli: Cli) -> Result<()> {
     match cli.command {
+        Command::Mkfs {
+            image,
+            size,
+            populate,
+        } => fscmd::mkfs(&image, size, populate.as_deref()),
+        Command::Info { image } => fscmd::info(&image),
+        Command::Ls { image, paths } => fscmd::ls(&image, &paths),
+        Command::Stat { image, paths } => fscmd::stat(&image, &paths),
+        Command::Cat { image, paths } => fscmd::cat(&image, &paths),
+        Command::Get { image, path, dest } => fscmd::get(&image, &path, dest.as_deref()),
         Command::Bench { what, device } => match what {
-            None => bench::device::run(device).map(drop),
+            None => bench::device::run(*device).map(drop),
             Some(BenchCommand::Device(args)) => bench::device::run(args).map(drop),
             Some(BenchCommand::Lbio(args)) => bench::lbio::run(&args),
         },

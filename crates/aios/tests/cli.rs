@@ -99,3 +99,71 @@ fn bench_lbio_reports_ns_per_request() {
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(text.contains("ns per request"), "{text}");
 }
+
+#[test]
+fn fs_commands_read_an_image_made_by_aios_mkfs() {
+    if std::process::Command::new("mke2fs")
+        .arg("-V")
+        .output()
+        .is_err()
+    {
+        eprintln!("=== SKIPPED: mke2fs not installed (apt-get install e2fsprogs) ===");
+        return;
+    }
+    let dir = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
+    let src = dir.path().join("src");
+    std::fs::create_dir_all(src.join("sub")).unwrap();
+    std::fs::write(src.join("a.txt"), b"hello\n").unwrap();
+    let blob: Vec<u8> = (0..300_000u32).map(|i| (i * 7 % 251) as u8).collect();
+    std::fs::write(src.join("sub/blob"), &blob).unwrap();
+    std::os::unix::fs::symlink("a.txt", src.join("link")).unwrap();
+    let img = dir.path().join("t.img");
+    let ok = |args: &[&std::ffi::OsStr]| {
+        let out = aios().args(args).output().unwrap();
+        assert!(
+            out.status.success(),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        out.stdout
+    };
+    let (i, s) = (img.as_os_str(), src.as_os_str());
+    ok(&[
+        "mkfs".as_ref(),
+        i,
+        "--size".as_ref(),
+        "32M".as_ref(),
+        "-d".as_ref(),
+        s,
+    ]);
+    let listing = String::from_utf8(ok(&["ls".as_ref(), i])).unwrap();
+    assert!(
+        listing.contains("a.txt") && listing.contains("link -> a.txt") && listing.contains("sub"),
+        "{listing}"
+    );
+    assert_eq!(ok(&["cat".as_ref(), i, "/link".as_ref()]), b"hello\n");
+    let out = dir.path().join("blob.out");
+    ok(&["get".as_ref(), i, "/sub/blob".as_ref(), out.as_os_str()]);
+    assert!(
+        std::fs::read(&out).unwrap() == blob,
+        "get copies the file byte for byte"
+    );
+    let st = String::from_utf8(ok(&["stat".as_ref(), i, "/sub/blob".as_ref()])).unwrap();
+    assert!(st.contains("Size: 300000"), "{st}");
+    let info = String::from_utf8(ok(&["info".as_ref(), i])).unwrap();
+    assert!(
+        info.contains("metadata_csum") && info.contains("journal:          inode 8"),
+        "{info}"
+    );
+    // Errors name the path and the cause, without a backtrace.
+    let bad = aios()
+        .args(["cat".as_ref(), i, "/nope".as_ref()])
+        .output()
+        .unwrap();
+    assert!(!bad.status.success());
+    let msg = String::from_utf8_lossy(&bad.stderr);
+    assert!(
+        msg.starts_with("aios: ") && msg.contains("/nope") && msg.contains("no such file"),
+        "{msg}"
+    );
+}

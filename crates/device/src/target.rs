@@ -65,6 +65,12 @@ pub fn open_target(path: &Path, opts: TargetOptions) -> Result<Target, DeviceErr
         .open(path)
         .map_err(|e| DeviceError::setup(format!("open {shown} with O_DIRECT"), &e))?;
     if opts.exclusive && !is_block_device {
+        if let Some(loop_dev) = loop_device_backed_by(path) {
+            return Err(DeviceError::Setup {
+                what: format!("{shown} is in use by the kernel as the backing file of {loop_dev}"),
+                errno: libc::EBUSY,
+            });
+        }
         // SAFETY: flock on a valid, owned descriptor; no memory is passed.
         let rc = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
         if rc != 0 {
@@ -85,6 +91,18 @@ pub fn open_target(path: &Path, opts: TargetOptions) -> Result<Target, DeviceErr
         file,
         capacity_bytes: bytes - bytes % BLOCK_SIZE as u64,
         is_block_device,
+    })
+}
+
+/// The loop device (e.g. `/dev/loop0`) whose backing file is `path`, if any: the kernel may have
+/// it mounted, and a `flock` would not keep us out.
+fn loop_device_backed_by(path: &Path) -> Option<String> {
+    let wanted = std::fs::canonicalize(path).ok()?;
+    let entries = std::fs::read_dir("/sys/block").ok()?;
+    entries.flatten().find_map(|entry| {
+        let name = entry.file_name().into_string().ok()?;
+        let backing = std::fs::read_to_string(entry.path().join("loop/backing_file")).ok()?;
+        (Path::new(backing.trim()) == wanted).then(|| format!("/dev/{name}"))
     })
 }
 
@@ -156,6 +174,42 @@ mod tests {
         assert!(open_target(&path, excl).is_ok(), "free again after close");
         let missing = open_target(&dir.join("nope"), excl).unwrap_err();
         assert!(missing.to_string().contains("nope"), "{missing}");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn a_file_backing_a_loop_device_is_refused_exclusively() {
+        let dir = std::env::temp_dir().join(format!("aios-loop-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("img");
+        std::fs::write(&path, vec![0u8; 1 << 20]).unwrap();
+        let attach = std::process::Command::new("losetup")
+            .args(["-f", "--show"])
+            .arg(&path)
+            .output();
+        let Some(loop_dev) = attach
+            .ok()
+            .filter(|o| o.status.success())
+            .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+        else {
+            eprintln!("=== SKIPPED: cannot attach a loop device (needs root and losetup) ===");
+            std::fs::remove_dir_all(&dir).unwrap();
+            return;
+        };
+        let err = open_target(&path, TargetOptions::default()).unwrap_err();
+        let shared = open_target(
+            &path,
+            TargetOptions {
+                read_only: true,
+                exclusive: false,
+            },
+        );
+        let _ = std::process::Command::new("losetup")
+            .args(["-d", &loop_dev])
+            .status();
+        assert!(err.to_string().contains(&loop_dev), "{err}");
+        assert_eq!(err.errno(), Some(libc::EBUSY));
+        assert!(shared.is_ok(), "non-exclusive opens are not refused");
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }

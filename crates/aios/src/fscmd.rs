@@ -1,0 +1,332 @@
+//! File-system commands: `aios mkfs|info|ls|stat|cat|get IMAGE [PATH...]`, in the shape of
+//! e2tools. IMAGE is an image file or a block device; it is opened read-only and exclusively
+//! (refused while another aios, or the kernel through a loop device or a mount, uses it).
+//! Errors name the image or path and the cause.
+
+use aios_device::TargetOptions;
+use aios_device_psync::{PsyncConfig, PsyncDevice};
+use aios_fs::{Fs, IoCtx, MountOptions, Stat, Timestamp};
+use anyhow::{bail, Context, Result};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+/// Arena of a CLI mount: a few 128 KiB requests at a time.
+const CLI_ARENA_BYTES: usize = 4 << 20;
+/// Bytes copied out per read call.
+const CHUNK_BYTES: usize = 128 * 1024;
+/// The features `aios mkfs` asks for: exactly what aios reads (docs/format.md).
+pub const MKFS_FEATURES: &str =
+    "none,has_journal,ext_attr,resize_inode,dir_index,filetype,extent,64bit,flex_bg,\
+sparse_super,large_file,huge_file,dir_nlink,extra_isize,metadata_csum";
+
+type Mounted = Fs<PsyncDevice>;
+type Io = IoCtx<<PsyncDevice as aios_device::Device>::Queue>;
+
+fn mount(image: &Path) -> Result<(Mounted, Io)> {
+    let config = PsyncConfig {
+        arena_bytes: CLI_ARENA_BYTES,
+        target: TargetOptions {
+            read_only: true,
+            exclusive: true,
+        },
+    };
+    let device =
+        PsyncDevice::open(image, config).with_context(|| format!("open {}", image.display()))?;
+    let fs = Fs::mount(device, MountOptions::default())
+        .with_context(|| format!("mount {}", image.display()))?;
+    let io = fs
+        .io()
+        .with_context(|| format!("I/O context on {}", image.display()))?;
+    Ok((fs, io))
+}
+
+/// `aios mkfs IMAGE --size SIZE [-d DIR]`: runs mke2fs with the supported features, then mounts
+/// the result to prove aios reads it.
+pub fn mkfs(image: &Path, size_bytes: u64, populate_from: Option<&Path>) -> Result<()> {
+    if size_bytes < (8 << 20) {
+        bail!("--size {size_bytes}: an ext4 image with a journal needs at least 8M");
+    }
+    let mut cmd = Command::new("mke2fs");
+    cmd.args(["-q", "-F", "-t", "ext4", "-b", "4096", "-O", MKFS_FEATURES]);
+    if let Some(dir) = populate_from {
+        cmd.arg("-d").arg(dir);
+    }
+    cmd.arg(image).arg(format!("{}k", size_bytes / 1024));
+    let out = cmd
+        .output()
+        .context("run mke2fs (apt-get install e2fsprogs)")?;
+    if !out.status.success() {
+        bail!(
+            "mke2fs {} failed: {}",
+            image.display(),
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+    }
+    let (fs, _io) = mount(image)?;
+    let sb = fs.superblock();
+    println!(
+        "{}: ext4, {} blocks of {} bytes, {} inodes, {} groups, features: {}",
+        image.display(),
+        sb.blocks_count,
+        sb.block_size_bytes,
+        sb.inodes_count,
+        sb.group_count(),
+        sb.feature_list().join(" ")
+    );
+    Ok(())
+}
+
+/// `aios info IMAGE`: superblock, groups and journal summary.
+pub fn info(image: &Path) -> Result<()> {
+    let (fs, _io) = mount(image)?;
+    let sb = fs.superblock();
+    let mut out = std::io::stdout().lock();
+    writeln!(out, "image:            {}", image.display())?;
+    writeln!(out, "volume name:      {}", sb.volume_name_lossy())?;
+    writeln!(out, "uuid:             {}", sb.uuid_string())?;
+    writeln!(out, "block size:       {}", sb.block_size_bytes)?;
+    writeln!(
+        out,
+        "blocks:           {} ({} free)",
+        sb.blocks_count, sb.free_blocks_count
+    )?;
+    writeln!(
+        out,
+        "inodes:           {} ({} free), {} bytes each",
+        sb.inodes_count, sb.free_inodes_count, sb.inode_size_bytes
+    )?;
+    writeln!(
+        out,
+        "groups:           {} ({} blocks, {} inodes each)",
+        sb.group_count(),
+        sb.blocks_per_group,
+        sb.inodes_per_group
+    )?;
+    writeln!(out, "features:         {}", sb.feature_list().join(" "))?;
+    if sb.has_journal() {
+        writeln!(
+            out,
+            "journal:          inode {} (clean: no recovery needed)",
+            sb.journal_inum
+        )?;
+    } else {
+        writeln!(out, "journal:          none")?;
+    }
+    writeln!(
+        out,
+        "group  block-bitmap  inode-bitmap  inode-table  free-blocks  free-inodes  flags"
+    )?;
+    for g in fs.groups() {
+        writeln!(
+            out,
+            "{:>5}  {:>12}  {:>12}  {:>11}  {:>11}  {:>11}  {:#06x}",
+            g.group,
+            g.block_bitmap_block,
+            g.inode_bitmap_block,
+            g.inode_table_block,
+            g.free_blocks_count,
+            g.free_inodes_count,
+            g.flags
+        )?;
+    }
+    Ok(())
+}
+
+/// `aios ls IMAGE [PATH...]`: one line per entry, `ls -l` style; a file lists itself.
+pub fn ls(image: &Path, paths: &[String]) -> Result<()> {
+    let (fs, mut io) = mount(image)?;
+    let paths = if paths.is_empty() {
+        vec!["/".to_string()]
+    } else {
+        paths.to_vec()
+    };
+    let mut out = std::io::stdout().lock();
+    for path in &paths {
+        let ino = fs
+            .lookup_follow(&mut io, path)
+            .with_context(|| format!("{}:{path}", image.display()))?;
+        let st = fs
+            .stat(&mut io, ino)
+            .with_context(|| format!("{}:{path}", image.display()))?;
+        if paths.len() > 1 {
+            writeln!(out, "{path}:")?;
+        }
+        if !is_dir(&st) {
+            writeln!(out, "{}", long_line(&fs, &mut io, &st, path.as_bytes())?)?;
+            continue;
+        }
+        let mut entries = fs
+            .read_dir(&mut io, ino)
+            .with_context(|| format!("{}:{path}", image.display()))?;
+        entries.sort_by(|a, b| a.name.cmp(&b.name));
+        for e in entries {
+            let st = fs.stat(&mut io, e.ino).with_context(|| {
+                format!(
+                    "{}:{path}/{}",
+                    image.display(),
+                    String::from_utf8_lossy(&e.name)
+                )
+            })?;
+            writeln!(out, "{}", long_line(&fs, &mut io, &st, &e.name)?)?;
+        }
+    }
+    Ok(())
+}
+
+/// `aios stat IMAGE PATH...`.
+pub fn stat(image: &Path, paths: &[String]) -> Result<()> {
+    let (fs, mut io) = mount(image)?;
+    let mut out = std::io::stdout().lock();
+    for path in paths {
+        let ino = fs
+            .lookup(&mut io, path)
+            .with_context(|| format!("{}:{path}", image.display()))?;
+        let st = fs
+            .stat(&mut io, ino)
+            .with_context(|| format!("{}:{path}", image.display()))?;
+        writeln!(out, "  File: {path}")?;
+        writeln!(
+            out,
+            "  Size: {:<12} Blocks: {:<10} Inode: {:<8} Links: {}",
+            st.size_bytes, st.blocks_512, st.ino, st.nlink
+        )?;
+        writeln!(
+            out,
+            "Access: ({:04o}/{})  Uid: {}  Gid: {}",
+            st.mode & 0o7777,
+            mode_string(st.mode),
+            st.uid,
+            st.gid
+        )?;
+        writeln!(out, "Access: {}", show_time(st.atime))?;
+        writeln!(out, "Modify: {}", show_time(st.mtime))?;
+        writeln!(out, "Change: {}", show_time(st.ctime))?;
+        if let Some(crtime) = st.crtime {
+            writeln!(out, " Birth: {}", show_time(crtime))?;
+        }
+    }
+    Ok(())
+}
+
+/// `aios cat IMAGE PATH...`: the files' bytes to standard output.
+pub fn cat(image: &Path, paths: &[String]) -> Result<()> {
+    let (fs, mut io) = mount(image)?;
+    let mut out = std::io::stdout().lock();
+    for path in paths {
+        copy_file(&fs, &mut io, image, path, &mut out)?;
+    }
+    out.flush()?;
+    Ok(())
+}
+
+/// `aios get IMAGE PATH [DEST]`: copies one file out of the image (DEST defaults to its name).
+pub fn get(image: &Path, path: &str, dest: Option<&Path>) -> Result<()> {
+    let (fs, mut io) = mount(image)?;
+    let dest: PathBuf = match dest {
+        Some(d) => d.to_path_buf(),
+        None => Path::new(path)
+            .file_name()
+            .map(PathBuf::from)
+            .with_context(|| format!("{path}: no file name; give DEST"))?,
+    };
+    let mut file =
+        std::fs::File::create(&dest).with_context(|| format!("create {}", dest.display()))?;
+    copy_file(&fs, &mut io, image, path, &mut file)?;
+    file.sync_all()
+        .with_context(|| format!("sync {}", dest.display()))?;
+    Ok(())
+}
+
+fn copy_file(
+    fs: &Mounted,
+    io: &mut Io,
+    image: &Path,
+    path: &str,
+    out: &mut dyn Write,
+) -> Result<()> {
+    let at = || format!("{}:{path}", image.display());
+    let ino = fs.lookup_follow(io, path).with_context(at)?;
+    let file = fs.open(io, ino).with_context(at)?;
+    let mut buf = vec![0u8; CHUNK_BYTES];
+    let mut offset = 0u64;
+    loop {
+        let n = fs.read_at(io, &file, offset, &mut buf).with_context(at)?;
+        if n == 0 {
+            return Ok(());
+        }
+        out.write_all(buf.get(..n).unwrap_or(&buf))
+            .context("write output")?;
+        offset += n as u64;
+    }
+}
+
+fn is_dir(st: &Stat) -> bool {
+    st.mode & 0o170000 == 0o040000
+}
+
+fn long_line(fs: &Mounted, io: &mut Io, st: &Stat, name: &[u8]) -> Result<String> {
+    let mut line = format!(
+        "{} {:>3} {:>5} {:>5} {:>10} {} {}",
+        mode_string(st.mode),
+        st.nlink,
+        st.uid,
+        st.gid,
+        st.size_bytes,
+        show_time(st.mtime),
+        String::from_utf8_lossy(name)
+    );
+    if st.mode & 0o170000 == 0o120000 {
+        let target = fs.read_link(io, st.ino)?;
+        line.push_str(" -> ");
+        line.push_str(&String::from_utf8_lossy(&target));
+    }
+    Ok(line)
+}
+
+/// `drwxr-xr-x` from `st_mode`.
+pub fn mode_string(mode: u16) -> String {
+    let kind = match mode & 0o170000 {
+        0o040000 => 'd',
+        0o120000 => 'l',
+        0o100000 => '-',
+        0o020000 => 'c',
+        0o060000 => 'b',
+        0o010000 => 'p',
+        0o140000 => 's',
+        _ => '?',
+    };
+    let mut s = String::with_capacity(10);
+    s.push(kind);
+    for (shift, setid, sticky_char) in [(6, 0o4000, 's'), (3, 0o2000, 's'), (0, 0o1000, 't')] {
+        let bits = (mode >> shift) & 7;
+        s.push(if bits & 4 != 0 { 'r' } else { '-' });
+        s.push(if bits & 2 != 0 { 'w' } else { '-' });
+        let special = mode & setid != 0;
+        s.push(match (bits & 1 != 0, special) {
+            (true, true) => sticky_char,
+            (false, true) => sticky_char.to_ascii_uppercase(),
+            (true, false) => 'x',
+            (false, false) => '-',
+        });
+    }
+    s
+}
+
+fn show_time(t: Timestamp) -> String {
+    format!("{}.{:09}", t.secs, t.nanos)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::mode_string;
+
+    #[test]
+    fn mode_strings_match_ls() {
+        assert_eq!(mode_string(0o040755), "drwxr-xr-x");
+        assert_eq!(mode_string(0o100644), "-rw-r--r--");
+        assert_eq!(mode_string(0o120777), "lrwxrwxrwx");
+        assert_eq!(mode_string(0o104755), "-rwsr-xr-x");
+        assert_eq!(mode_string(0o041777), "drwxrwxrwt");
+    }
+}
