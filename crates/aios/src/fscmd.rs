@@ -313,13 +313,62 @@ pub fn mode_string(mode: u16) -> String {
     s
 }
 
+/// `2026-11-24 09:17:31.123456789 UTC`.
 fn show_time(t: Timestamp) -> String {
-    format!("{}.{:09}", t.secs, t.nanos)
+    let days = t.secs.div_euclid(86_400);
+    let secs_of_day = t.secs.rem_euclid(86_400);
+    let (y, m, d) = civil_from_days(days);
+    let (hh, mm, ss) = (secs_of_day / 3600, secs_of_day / 60 % 60, secs_of_day % 60);
+    format!(
+        "{y:04}-{m:02}-{d:02} {hh:02}:{mm:02}:{ss:02}.{:09} UTC",
+        t.nanos
+    )
+}
+
+/// Gregorian (year, month, day) of a day count since 1970-01-01 (H. Hinnant's algorithm).
+fn civil_from_days(days: i64) -> (i64, u32, u32) {
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    (y, m, d)
 }
 
 #[cfg(test)]
 mod tests {
-    use super::mode_string;
+    use super::{mode_string, show_time};
+    use aios_fs::Timestamp;
+
+    #[test]
+    fn times_print_as_utc() {
+        assert_eq!(
+            show_time(Timestamp { secs: 0, nanos: 0 }),
+            "1970-01-01 00:00:00.000000000 UTC"
+        );
+        assert_eq!(
+            show_time(Timestamp {
+                secs: 951_782_400,
+                nanos: 5
+            }),
+            "2000-02-29 00:00:00.000000005 UTC"
+        );
+        assert_eq!(
+            show_time(Timestamp {
+                secs: 1_795_517_470,
+                nanos: 0
+            }),
+            "2026-11-24 10:51:10.000000000 UTC"
+        );
+        assert_eq!(
+            show_time(Timestamp { secs: -1, nanos: 0 }),
+            "1969-12-31 23:59:59.000000000 UTC"
+        );
+    }
 
     #[test]
     fn mode_strings_match_ls() {
