@@ -5,6 +5,7 @@
 //! structure and block). Path operations add the path with [`FsError::At`]; use
 //! [`FsError::root_cause`] to see through that context.
 
+use aios_cache::CacheError;
 use aios_device::{ArenaError, DeviceError};
 use aios_ext4::{FormatError, Location};
 
@@ -60,6 +61,16 @@ pub enum FsError {
     /// An [`crate::IoCtx`] opened by another [`crate::Fs`].
     #[error("I/O context belongs to another mounted file system")]
     ForeignIoCtx,
+    /// The page cache refused something or a page read failed (names the page and the cause).
+    #[error("page cache: {0}")]
+    Cache(#[from] CacheError),
+    /// A cached read of file data failed: which file, which byte of it, and why.
+    #[error("inode {ino}: read at byte {offset_bytes}: {source}")]
+    Read {
+        ino: u32,
+        offset_bytes: u64,
+        source: Box<FsError>,
+    },
     /// An error met while resolving `path`.
     #[error("{path}: {source}")]
     At { path: String, source: Box<FsError> },
@@ -69,7 +80,7 @@ impl FsError {
     /// The error without any path context.
     pub fn root_cause(&self) -> &FsError {
         match self {
-            FsError::At { source, .. } => source.root_cause(),
+            FsError::At { source, .. } | FsError::Read { source, .. } => source.root_cause(),
             other => other,
         }
     }

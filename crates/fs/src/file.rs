@@ -17,6 +17,7 @@ use aios_device::{Device, BLOCK_SIZE, SEGMENTS_MAX};
 use aios_ext4::format::inode::Inode;
 use aios_ext4::Location;
 
+use crate::readahead::SeqState;
 use crate::{ExtentMap, Fs, FsError, IoCtx};
 
 /// A regular file opened for reading: its inode and extent map, loaded at open.
@@ -24,6 +25,8 @@ use crate::{ExtentMap, Fs, FsError, IoCtx};
 pub struct File {
     inode: Inode,
     extents: ExtentMap,
+    /// Sequential-access detection for readahead (per handle).
+    pub(crate) seq: SeqState,
 }
 
 impl File {
@@ -55,7 +58,11 @@ impl<D: Device> Fs<D> {
             return Err(FsError::NotARegularFile { ino });
         }
         let extents = self.extent_map(io, &inode)?;
-        Ok(File { inode, extents })
+        Ok(File {
+            inode,
+            extents,
+            seq: SeqState::default(),
+        })
     }
 
     /// Reads from `offset` into `buf`; returns the bytes read (short only at end of file).

@@ -1,9 +1,12 @@
-//! The per-thread I/O context: one block queue and a few scratch arena pages.
+//! The per-thread I/O context: one block queue, a few scratch arena pages, the page pool of the
+//! async read mode and the optional per-stage [`Breakdown`].
 //!
 //! # Role
 //! Every operation of [`crate::Fs`] takes `&mut IoCtx`: the thread's own LBIO queue (queues may
 //! be `!Send`, so a context stays on the thread that opened it) and up to
-//! [`aios_device::SEGMENTS_MAX`] one-page buffers. A read of `n` blocks stages the last `n` pool
+//! [`aios_device::SEGMENTS_MAX`] one-page scratch buffers for metadata and `read_at`.
+//! Cached reads ([`crate::Fs::read`]) use the queue, the [`PagePool`] (async mode: `Some`) and
+//! record into the breakdown when it is on. A read of `n` blocks stages the last `n` pool
 //! pages as the scatter-gather list of one request and waits for it ([`BlockQueue::run`]); the
 //! pages then stay "loaded" and readable until the next read.
 //!
@@ -16,28 +19,88 @@
 use std::sync::Arc;
 
 use aios_block::{BlockQueue, Bufs};
+use aios_cache::PagePool;
 use aios_device::{Arena, Buf, Op, Queue, BLOCK_SIZE, SEGMENTS_MAX};
 
-use crate::FsError;
+use crate::breakdown::Sample;
+use crate::readahead::{abandon_pending, Pending, ReadaheadStats};
+use crate::{Breakdown, FsError};
 
 /// One thread's I/O context for one mounted [`crate::Fs`]. Make it with [`crate::Fs::io`].
 pub struct IoCtx<Q: Queue> {
     pub(crate) fs_id: u64,
-    queue: BlockQueue<Q>,
+    pub(crate) queue: BlockQueue<Q>,
     arena: Arc<Arena>,
     pool: Vec<Buf>,
     loaded: Bufs,
+    /// The async read mode's pre-registered pages (`None` in sync mode).
+    pub(crate) page_pool: Option<PagePool>,
+    breakdown: Option<Breakdown>,
+    /// Readahead requests in flight (see `readahead`).
+    pub(crate) readahead: Vec<Pending>,
+    pub(crate) readahead_stats: ReadaheadStats,
 }
 
 impl<Q: Queue> IoCtx<Q> {
-    pub(crate) fn new(fs_id: u64, queue: BlockQueue<Q>, arena: Arc<Arena>) -> Self {
+    pub(crate) fn new(
+        fs_id: u64,
+        queue: BlockQueue<Q>,
+        arena: Arc<Arena>,
+        page_pool: Option<PagePool>,
+        breakdown: bool,
+    ) -> Self {
         IoCtx {
             fs_id,
             queue,
             arena,
             pool: Vec::with_capacity(SEGMENTS_MAX),
             loaded: Bufs::new(),
+            page_pool,
+            breakdown: breakdown.then(Breakdown::default),
+            readahead: Vec::new(),
+            readahead_stats: ReadaheadStats::default(),
         }
+    }
+
+    /// The per-stage breakdown recorded so far, if recording is on.
+    pub fn breakdown(&self) -> Option<&Breakdown> {
+        self.breakdown.as_ref()
+    }
+
+    /// Starts recording (keeping what was recorded) or stops (forgetting it).
+    pub fn set_breakdown(&mut self, on: bool) {
+        match (on, self.breakdown.is_some()) {
+            (true, false) => self.breakdown = Some(Breakdown::default()),
+            (false, true) => self.breakdown = None,
+            _ => {}
+        }
+    }
+
+    /// Clears the recorded breakdown, keeping recording on if it was.
+    pub fn reset_breakdown(&mut self) {
+        if let Some(b) = self.breakdown.as_mut() {
+            b.reset();
+        }
+    }
+
+    pub(crate) fn recording(&self) -> bool {
+        self.breakdown.is_some()
+    }
+
+    pub(crate) fn record(&mut self, sample: Option<Sample>) {
+        if let (Some(b), Some(sample)) = (self.breakdown.as_mut(), sample) {
+            b.add(&sample);
+        }
+    }
+
+    /// What this context's sequential readahead did.
+    pub fn readahead_stats(&self) -> ReadaheadStats {
+        self.readahead_stats
+    }
+
+    /// Pages ready in the async mode's pool (0 in sync mode).
+    pub fn pool_pages(&self) -> usize {
+        self.page_pool.as_ref().map_or(0, PagePool::len)
     }
 
     /// Reads `count` (1..=[`SEGMENTS_MAX`]) device blocks from `first_block` in one request.
@@ -102,6 +165,7 @@ impl<Q: Queue> IoCtx<Q> {
 
 impl<Q: Queue> Drop for IoCtx<Q> {
     fn drop(&mut self) {
+        abandon_pending(&mut self.queue, &self.arena, &mut self.readahead);
         for buf in self.pool.drain(..).chain(self.loaded.drain(..)) {
             self.arena.free(buf);
         }

@@ -30,6 +30,9 @@
 //!   it (and, for path operations, the path).
 //! - Holes and unwritten extents read as zeros without I/O; contiguous data is read in requests
 //!   of up to [`aios_device::IO_BYTES_MAX`].
+//! - [`Fs::read`] goes through one page cache shared by all threads: a hit costs no system call
+//!   and no I/O; a miss runs the paper's vanilla order ([`ReadMode::Sync`]) or the AIOS order
+//!   ([`ReadMode::Async`]), chosen at mount; the cache never holds a page whose read failed.
 //!
 //! # Modules
 //! | Module | What |
@@ -42,9 +45,13 @@
 //! | `dir` | directory block scanning (linear and htree), [`DirEntry`] |
 //! | `htree` | `dx_root`/`dx_node` recognition and `dx_tail` checksums |
 //! | `namei` | path lookup and symlinks |
-//! | `file` | [`File`] and `read_at` |
+//! | `file` | [`File`] and `read_at` (plain, uncached) |
+//! | `cached_read` | [`Fs::read`]: hits, holes, miss runs |
+//! | `miss` | the step functions of a miss and the sync (vanilla) and async (AIOS) orders |
+//! | [`breakdown`] | [`Breakdown`]: per-stage latency of misses, off by default |
+//! | [`readahead`] | sequential readahead per file handle, off by default |
 //!
-//! Not here yet: writes, the page cache, the journal, block-mapped (non-extent) files, extended
+//! Not here yet: writes, the journal, block-mapped (non-extent) files, extended
 //! attributes.
 
 #![cfg_attr(
@@ -57,6 +64,8 @@
     )
 )]
 
+pub mod breakdown;
+mod cached_read;
 mod dir;
 pub mod error;
 pub mod extent_map;
@@ -64,16 +73,20 @@ mod file;
 mod htree;
 mod inode;
 mod io;
+mod miss;
 pub mod mount;
 mod namei;
+pub mod readahead;
 
+pub use breakdown::{Breakdown, Stage};
 pub use dir::DirEntry;
 pub use error::FsError;
 pub use extent_map::{ExtentMap, Mapping};
 pub use file::File;
 pub use inode::Stat;
 pub use io::IoCtx;
-pub use mount::{Fs, MountOptions};
+pub use mount::{Fs, MountOptions, ReadMode};
+pub use readahead::ReadaheadStats;
 
 pub use aios_ext4::format::inode::{Inode, Timestamp};
 

@@ -11,12 +11,19 @@
 //! - The block size is 4096 bytes, equal to the device's [`BLOCK_SIZE`] (the decoder refuses
 //!   anything else), so file system block `b` is device byte `b * 4096`.
 //! - `sb.blocks_count * 4096 <= device capacity`.
-//! - Nothing changes after mount: the mount is read-only and `Fs` is shared as `&Fs`.
+//! - Nothing on disk changes after mount: the mount is read-only and `Fs` is shared as `&Fs`.
+//!   The only shared mutable state is the page cache, which synchronizes itself.
+//!
+//! # Read modes
+//! [`MountOptions::read_mode`] picks the order of a cached-read miss for the whole mount
+//! ([`ReadMode`]); the sync mode's queues use unregistered buffers (the vanilla per-I/O
+//! pin/map), the async mode's registered ones and a per-thread page pool. See `cached_read`.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use aios_block::BlockQueue;
-use aios_device::{Device, QueueConfig, BLOCK_SIZE};
+use aios_cache::{CacheConfig, PageCache, PagePool};
+use aios_device::{CompletionMode, Device, QueueConfig, BLOCK_SIZE};
 use aios_ext4::format::group::GroupDesc;
 use aios_ext4::format::superblock::{Superblock, SUPERBLOCK_OFFSET_BYTES, SUPERBLOCK_SIZE_BYTES};
 use aios_ext4::Location;
@@ -25,20 +32,73 @@ use crate::{FsError, IoCtx};
 
 static NEXT_FS_ID: AtomicU64 = AtomicU64::new(1);
 
+/// The order of a cached-read miss, chosen at mount (see the `cached_read` module).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ReadMode {
+    /// Vanilla order: allocate, insert a locked page, map, submit (unregistered buffers), wait.
+    Sync,
+    /// AIOS order: pool page, map, submit (registered buffers); insert and refill the pool while
+    /// the device works; wait.
+    #[default]
+    Async,
+}
+
+impl ReadMode {
+    pub fn name(self) -> &'static str {
+        match self {
+            ReadMode::Sync => "sync",
+            ReadMode::Async => "async",
+        }
+    }
+}
+
+/// Default page-cache cap: 16 MiB of 4 KiB pages.
+pub const CACHE_PAGES_DEFAULT: usize = 4096;
+/// Default per-thread pool: the paper's 64 pre-mapped pages per CPU.
+pub const POOL_PAGES_DEFAULT: usize = 64;
+
 /// How to mount. Read-only is the only mode so far.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct MountOptions {
-    /// Settings of the queue each [`Fs::io`] opens.
-    pub queue: QueueConfig,
+    /// Order of cached-read misses (and buffer registration of every queue).
+    pub read_mode: ReadMode,
+    /// Interrupt-like sleeping or busy polling for completions, on every queue.
+    pub completion: CompletionMode,
+    /// Requests per thread's queue.
+    pub queue_depth: u16,
+    /// Most pages the shared page cache indexes. Keep it below the device arena's pages minus
+    /// the pools and scratch pages of every thread.
+    pub cache_pages: usize,
+    /// Pages of each thread's pool (async mode only).
+    pub pool_pages: usize,
+    /// Sequential readahead window in pages (at most 32; 0: off). See `readahead`.
+    pub readahead_pages: usize,
+    /// Record the per-stage [`crate::Breakdown`] in every new [`IoCtx`] (off: no clock reads).
+    pub breakdown: bool,
 }
 
 impl Default for MountOptions {
     fn default() -> Self {
         MountOptions {
-            queue: QueueConfig {
-                depth: 8,
-                ..QueueConfig::default()
-            },
+            read_mode: ReadMode::default(),
+            completion: CompletionMode::default(),
+            queue_depth: 8,
+            cache_pages: CACHE_PAGES_DEFAULT,
+            pool_pages: POOL_PAGES_DEFAULT,
+            readahead_pages: 0,
+            breakdown: false,
+        }
+    }
+}
+
+impl MountOptions {
+    /// The settings of each thread's queue: sync mode uses unregistered buffers (the kernel pins
+    /// and maps every I/O, the vanilla cost), async mode registered (fixed) ones.
+    pub fn queue_config(&self) -> QueueConfig {
+        QueueConfig {
+            depth: self.queue_depth,
+            completion: self.completion,
+            registered_buffers: self.read_mode == ReadMode::Async,
         }
     }
 }
@@ -51,15 +111,17 @@ pub struct Fs<D: Device> {
     pub(crate) groups: Vec<GroupDesc>,
     /// `Some(fs seed)` iff `metadata_csum`: passed to every verifying decoder.
     pub(crate) csum_seed: Option<u32>,
-    options: MountOptions,
+    /// The page cache shared by every thread's cached reads; key: (inode number, page index).
+    pub(crate) cache: PageCache,
+    pub(crate) options: MountOptions,
 }
 
 impl<D: Device> Fs<D> {
     /// Mounts `device` read-only. Opens a queue on the calling thread for the mount reads.
     pub fn mount(device: D, options: MountOptions) -> Result<Fs<D>, FsError> {
         let id = NEXT_FS_ID.fetch_add(1, Ordering::Relaxed);
-        let queue = BlockQueue::open(&device, options.queue)?;
-        let mut io = IoCtx::new(id, queue, device.arena().clone());
+        let queue = BlockQueue::open(&device, options.queue_config())?;
+        let mut io = IoCtx::new(id, queue, device.arena().clone(), None, false);
         io.read_blocks(0, 1)?;
         let start = SUPERBLOCK_OFFSET_BYTES as usize;
         let sb_bytes = io
@@ -77,20 +139,44 @@ impl<D: Device> Fs<D> {
         let csum_seed = sb.verify_seed();
         let groups = read_groups(&mut io, &sb, csum_seed)?;
         drop(io);
+        let cache = PageCache::new(
+            device.arena().clone(),
+            CacheConfig::with_max_pages(options.cache_pages),
+        )?;
         Ok(Fs {
             id,
             device,
             sb,
             groups,
             csum_seed,
+            cache,
             options,
         })
     }
 
-    /// Opens this thread's I/O context: a block queue and scratch pages.
+    /// Opens this thread's I/O context: a block queue, scratch pages and, in async mode, a page
+    /// pool filled now (off the read path).
     pub fn io(&self) -> Result<IoCtx<D::Queue>, FsError> {
-        let queue = BlockQueue::open(&self.device, self.options.queue)?;
-        Ok(IoCtx::new(self.id, queue, self.device.arena().clone()))
+        let queue = BlockQueue::open(&self.device, self.options.queue_config())?;
+        let pool = (self.options.read_mode == ReadMode::Async)
+            .then(|| PagePool::new(&self.cache, self.options.pool_pages));
+        Ok(IoCtx::new(
+            self.id,
+            queue,
+            self.device.arena().clone(),
+            pool,
+            self.options.breakdown,
+        ))
+    }
+
+    /// The options this file system was mounted with.
+    pub fn options(&self) -> &MountOptions {
+        &self.options
+    }
+
+    /// The page cache shared by this mount's cached reads.
+    pub fn cache(&self) -> &PageCache {
+        &self.cache
     }
 
     /// The decoded superblock.

@@ -6,6 +6,7 @@ mod common;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
+use aios_device::TargetOptions;
 use aios_device_psync::{PsyncConfig, PsyncDevice};
 use aios_ext4::{FormatError, Location};
 use aios_fs::{Fs, FsError, MountOptions};
@@ -70,9 +71,15 @@ fn flip(path: &Path, offset: u64, mask: u8) {
 }
 
 fn mount_small(path: &Path) -> Result<Fs<PsyncDevice>, FsError> {
+    // Not exclusive: thousands of mounts per test while other tests of this binary spawn
+    // mke2fs/debugfs; a child forked between our open and its exec briefly shares the
+    // descriptor, so a flock of the next open could fail with EWOULDBLOCK (seen as a flake).
     let config = PsyncConfig {
         arena_bytes: 1 << 20,
-        ..PsyncConfig::default()
+        target: TargetOptions {
+            read_only: true,
+            exclusive: false,
+        },
     };
     Fs::mount(PsyncDevice::open(path, config)?, MountOptions::default())
 }

@@ -1,0 +1,170 @@
+//! The cached read: [`Fs::read`], through the shared page cache, in the mount's read mode.
+//!
+//! # Role
+//! `read` walks the requested range page by page:
+//! - **holes and unwritten extents** (known from the extent map loaded at open) are zero-filled:
+//!   no I/O, no cache entry, no cache lookup;
+//! - **a cached page** is copied out: one shard lock and a memcpy, no system call, no I/O (a page
+//!   another thread is still filling is waited for, bounded by the cache's wait limit);
+//! - **a miss** starts a *miss run*: the following pages of the same written extent that miss
+//!   too, up to [`SEGMENTS_MAX`] (128 KiB), become one device request, in the order of the
+//!   mount's [`ReadMode`](crate::ReadMode) (see the `miss` module for both orders).
+//!
+//! The cache key of a page is `(inode number, page index)`; the mount is read-only, so a cached
+//! page never goes stale.
+//!
+//! # Promises
+//! - `read` returns the bytes `[offset, min(offset + buf.len(), size))` of the file and their
+//!   count: short only at end of file, 0 at or past it.
+//! - An error names the file and byte offset ([`FsError::Read`]); bytes before it may have been
+//!   copied. The failed page is not cached: retrying reads it from the device again.
+//! - With the breakdown off (the default) no clock is read.
+
+use aios_cache::{Key, PageRef};
+use aios_device::{Device, BLOCK_SIZE, SEGMENTS_MAX};
+
+use crate::breakdown::{Laps, Stage};
+use crate::miss::RunStart;
+use crate::{File, Fs, FsError, IoCtx, ReadMode};
+
+const BLOCK_BYTES: u64 = BLOCK_SIZE as u64;
+
+/// The caller's buffer and where in the file it starts.
+pub(crate) struct Dst<'b> {
+    /// File offset of `out[0]`.
+    pub offset: u64,
+    out: &'b mut [u8],
+}
+
+impl Dst<'_> {
+    fn end(&self) -> u64 {
+        self.offset + self.out.len() as u64
+    }
+
+    /// The part of file page `page` this read wants: its offset within the page and the
+    /// destination bytes (empty if the page lies outside the read).
+    pub fn span(&mut self, page: u64) -> (usize, &mut [u8]) {
+        let page_start = page.saturating_mul(BLOCK_BYTES);
+        let start = page_start.max(self.offset);
+        let end = page_start
+            .saturating_add(BLOCK_BYTES)
+            .min(self.end())
+            .max(start);
+        let within = (start - page_start) as usize;
+        let from = (start - self.offset) as usize;
+        let to = (end - self.offset) as usize;
+        (within, self.out.get_mut(from..to).unwrap_or_default())
+    }
+
+    /// Zero-fills the file range `[from, to)` of the read.
+    fn zero(&mut self, from: u64, to: u64) {
+        let a = from.saturating_sub(self.offset) as usize;
+        let b = to.saturating_sub(self.offset) as usize;
+        if let Some(dst) = self.out.get_mut(a..b) {
+            dst.fill(0);
+        }
+    }
+}
+
+impl<D: Device> Fs<D> {
+    /// Reads from `offset` into `buf` through the page cache; returns the bytes read (short only
+    /// at end of file). Misses follow the mount's [`ReadMode`].
+    pub fn read(
+        &self,
+        io: &mut IoCtx<D::Queue>,
+        file: &File,
+        offset: u64,
+        buf: &mut [u8],
+    ) -> Result<usize, FsError> {
+        if io.fs_id != self.id {
+            return Err(FsError::ForeignIoCtx);
+        }
+        let size = file.size_bytes();
+        if offset >= size {
+            return Ok(0);
+        }
+        let len = usize::try_from(size - offset).map_or(buf.len(), |left| left.min(buf.len()));
+        let mut dst = Dst {
+            offset,
+            out: buf.get_mut(..len).unwrap_or_default(),
+        };
+        let end = dst.end();
+        self.reap_readahead(io, file, offset / BLOCK_BYTES, end.div_ceil(BLOCK_BYTES));
+        // Submitted before this read's own pages: the device reads ahead during its copy-out.
+        self.start_readahead(io, file, offset, end);
+        let mut pos = offset;
+        // A page found right after a miss run: copied from next, without a second lookup.
+        let mut next: Option<PageRef> = None;
+        while pos < end {
+            let page = pos / BLOCK_BYTES;
+            let mapping = match file.extents().find(page) {
+                Some(m) if !m.unwritten => *m,
+                other => {
+                    let hole_end_page = match other {
+                        Some(m) => m.end_block(),
+                        None => file.extents().next_mapped(page).unwrap_or(u64::MAX),
+                    };
+                    let hole_end = hole_end_page.saturating_mul(BLOCK_BYTES).min(end);
+                    dst.zero(pos, hole_end);
+                    pos = hole_end;
+                    next = None;
+                    continue;
+                }
+            };
+            let mut laps = Laps::start(io.recording());
+            let key = Key::new(u64::from(file.ino()), page);
+            if let Some(cached) = next.take().or_else(|| self.cache.lookup(key)) {
+                let (within, out) = dst.span(page);
+                self.cache
+                    .copy_out(&cached, within, out)
+                    .map_err(|e| FsError::Read {
+                        ino: file.ino(),
+                        offset_bytes: pos,
+                        source: Box::new(e.into()),
+                    })?;
+                pos = (page + 1).saturating_mul(BLOCK_BYTES);
+                continue;
+            }
+            laps.lap(Stage::Lookup);
+            let run_end = mapping
+                .end_block()
+                .min(end.div_ceil(BLOCK_BYTES))
+                .min(page + SEGMENTS_MAX as u64);
+            let start = RunStart {
+                page,
+                max_pages: run_end.saturating_sub(page).max(1) as usize,
+            };
+            let progress = match self.options.read_mode {
+                ReadMode::Sync => self.miss_sync(io, file, start, laps, &mut dst)?,
+                ReadMode::Async => self.miss_async(io, file, start, laps, &mut dst)?,
+            };
+            next = progress.next;
+            pos = pos.max((page + progress.pages as u64).saturating_mul(BLOCK_BYTES));
+        }
+        Ok(len)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Dst;
+
+    #[test]
+    fn span_clips_to_the_read() {
+        let mut buf = vec![0u8; 5000];
+        let mut dst = Dst {
+            offset: 4000,
+            out: &mut buf,
+        };
+        let (within, out) = dst.span(0);
+        assert_eq!((within, out.len()), (4000, 96));
+        let (within, out) = dst.span(1);
+        assert_eq!((within, out.len()), (0, 4096));
+        let (within, out) = dst.span(2);
+        assert_eq!((within, out.len()), (0, 808));
+        let (_, out) = dst.span(3);
+        assert!(out.is_empty());
+        dst.zero(4000, 9000);
+        assert!(buf.iter().all(|&b| b == 0));
+    }
+}

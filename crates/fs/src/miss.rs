@@ -1,0 +1,392 @@
+//! A cached-read miss: the step functions, and the two orders that run them.
+//!
+//! # Role
+//! A *miss run* is 1..=[`SEGMENTS_MAX`] consecutive pages of one file that are not cached and
+//! lie in one written extent (so they are physically contiguous): it becomes ONE device request,
+//! one page [`Buf`] per scatter-gather segment. Both read modes run the same steps; only their
+//! order and where the wait sits differ, so a comparison measures the order, not the code:
+//!
+//! | step | sync (vanilla) | async (AIOS) |
+//! | --- | --- | --- |
+//! | 1 | per page: `lookup` -> `page_alloc` (arena) -> `cache_insert` (`insert_locked`) | `lookup` of every page |
+//! | 2 | `map` (extent map, loaded at open) | `page_alloc` (per-thread pool) |
+//! | 3 | `submit` (unregistered buffers) | `map` |
+//! | 4 | `device_wait` | `submit` (registered buffers) |
+//! | 5 | `complete` (`complete_fill`) | in the device window: `cache_insert` (`insert_filled_later`), `pool_refill` |
+//! | 6 | `copy_out` | `device_wait`, `complete`, `copy_out` |
+//!
+//! # Promises
+//! - **Never wrong data.** A page enters the cache up to date only through `complete_fill` with
+//!   a full, successful read; a failed read publishes nothing (the cache removes the page), its
+//!   memory goes back where it came from and the caller gets [`FsError::Read`] naming the file,
+//!   the byte offset and the device's error.
+//! - **Lost races.** Sync: `insert_locked` finding another thread's page ends the run there;
+//!   that page is handed back as the next page to copy from (waiting for theirs). Async:
+//!   `insert_filled_later` finding one makes our read a duplicate (the cache counts it); we copy
+//!   from our own, correct buffer and release it to the pool.
+//! - **Accounting.** Every lookup that misses is followed by exactly one insertion call, so the
+//!   cache's identity `inserts + duplicates + raced + uncached == misses` holds.
+//! - A request the device never reports back keeps its pages (leaked, never reused).
+
+use aios_block::{BlockQueue, Bufs, Finished, State};
+use aios_cache::{CacheError, FillTicket, Insert, InsertOrder, Key, PageCache, PagePool, PageRef};
+use aios_device::{Buf, Device, DeviceError, Op, Queue, Tag, BLOCK_SIZE, SEGMENTS_MAX};
+use aios_ext4::Location;
+use arrayvec::ArrayVec;
+
+use crate::breakdown::{Laps, Stage};
+use crate::cached_read::Dst;
+use crate::{File, Fs, FsError, IoCtx};
+
+const BLOCK_BYTES: u64 = BLOCK_SIZE as u64;
+
+/// Who publishes a page of a run once its read completes.
+enum Owner<'c> {
+    /// Our page is indexed and locked: publish it with `complete_fill`.
+    Fill(FillTicket<'c>),
+    /// Our page is not cached (a duplicate read, or the cache is full): copy from it, release it.
+    Own,
+}
+
+/// Where a completed page's bytes are read from by the copy-out.
+enum Source {
+    Cached(PageRef),
+    Own(Buf),
+    Failed,
+}
+
+/// What a miss run did: pages read, and a page found right after them (a hit or, in sync mode,
+/// another thread's page) that the caller copies from next instead of looking it up again.
+pub(crate) struct Progress {
+    pub pages: usize,
+    pub next: Option<PageRef>,
+}
+
+/// The first page of a miss run, already looked up (and missed) by the caller.
+#[derive(Clone, Copy)]
+pub(crate) struct RunStart {
+    pub page: u64,
+    /// Most pages the run may cover: within one written extent, the read and `SEGMENTS_MAX`.
+    pub max_pages: usize,
+}
+
+pub(crate) fn key(file: &File, page: u64) -> Key {
+    Key::new(u64::from(file.ino()), page)
+}
+
+/// `page_alloc`: a page for `key`'s read, from the pool (async) or the arena (sync; when the
+/// arena is exhausted, a reclaimed or evicted cache page).
+pub(crate) fn alloc_page(
+    cache: &PageCache,
+    pool: Option<&mut PagePool>,
+    key: Key,
+) -> Result<Buf, FsError> {
+    if let Some(pool) = pool {
+        return Ok(pool.take_or_refill(cache, key)?);
+    }
+    match cache.arena().alloc(1).ok().or_else(|| cache.spare_page()) {
+        Some(buf) => Ok(buf),
+        None => Err(CacheError::NoPage {
+            key,
+            max_pages: cache.max_pages(),
+        }
+        .into()),
+    }
+}
+
+/// Gives a page back to where it came from: the pool (deferred) or the arena.
+pub(crate) fn release_page(cache: &PageCache, pool: Option<&mut PagePool>, buf: Buf) {
+    match pool {
+        Some(pool) => pool.release(buf),
+        None => cache.arena().free(buf),
+    }
+}
+
+/// `map`: the device byte offset of logical page `page` of `file` (a written extent, as the
+/// caller checked against the same in-memory map).
+pub(crate) fn map(file: &File, page: u64) -> Result<u64, FsError> {
+    match file.extents().find(page) {
+        Some(m) if !m.unwritten => {
+            let block = m.physical_block + (page - m.logical_block);
+            Ok(block.saturating_mul(BLOCK_BYTES))
+        }
+        _ => Err(FsError::Corrupt {
+            at: Location::ExtentRoot { ino: file.ino() },
+            what: "miss run outside a written extent",
+        }),
+    }
+}
+
+/// `submit`: stages one read of `bufs` at `offset_bytes` and rings the device. On refusal the
+/// buffers come back with the error.
+pub(crate) fn submit<Q: Queue>(
+    q: &mut BlockQueue<Q>,
+    offset_bytes: u64,
+    bufs: Bufs,
+) -> Result<Tag, (FsError, Vec<Buf>)> {
+    let tag = q
+        .stage(Op::Read, offset_bytes, bufs)
+        .map_err(|refused| (FsError::from(refused.error), refused.bufs))?;
+    // A failed submit leaves the request with the device: its pages cannot be reclaimed.
+    q.submit().map_err(|error| (error.into(), Vec::new()))?;
+    Ok(tag)
+}
+
+/// `device_wait`: reaps until `tag` is done and finishes it.
+pub(crate) fn wait<Q: Queue>(q: &mut BlockQueue<Q>, tag: Tag) -> Result<Finished, FsError> {
+    while q.request(tag).state() != State::Done {
+        q.wait(1)?;
+    }
+    Ok(q.finish(tag))
+}
+
+/// The result of page `i` of a request whose overall result is `result`.
+pub(crate) fn page_result(result: &Result<u32, DeviceError>, i: usize) -> Result<u32, DeviceError> {
+    match result {
+        Ok(total) => {
+            let before = u32::try_from(i * BLOCK_SIZE).unwrap_or(u32::MAX);
+            Ok(total.saturating_sub(before).min(BLOCK_SIZE as u32))
+        }
+        Err(e) => Err(e.clone()),
+    }
+}
+
+impl<D: Device> Fs<D> {
+    fn read_error(file: &File, page: u64, read_offset: u64, source: FsError) -> FsError {
+        FsError::Read {
+            ino: file.ino(),
+            offset_bytes: page.saturating_mul(BLOCK_BYTES).max(read_offset),
+            source: Box::new(source),
+        }
+    }
+
+    /// Sync (vanilla) order. See the module table.
+    pub(crate) fn miss_sync(
+        &self,
+        io: &mut IoCtx<D::Queue>,
+        file: &File,
+        start: RunStart,
+        mut laps: Laps,
+        dst: &mut Dst<'_>,
+    ) -> Result<Progress, FsError> {
+        let cache = &self.cache;
+        let mut bufs = Bufs::new();
+        let mut owners: ArrayVec<Owner<'_>, SEGMENTS_MAX> = ArrayVec::new();
+        let mut next = None;
+        for i in 0..start.max_pages.min(SEGMENTS_MAX) {
+            let page = start.page + i as u64;
+            let key = key(file, page);
+            if i > 0 {
+                next = cache.lookup(key);
+                laps.lap(Stage::Lookup);
+                if next.is_some() {
+                    break;
+                }
+            }
+            let buf = match alloc_page(cache, None, key) {
+                Ok(buf) => buf,
+                Err(e) => {
+                    bufs.into_iter().for_each(|b| cache.arena().free(b));
+                    return Err(Self::read_error(file, page, dst.offset, e));
+                }
+            };
+            laps.lap(Stage::PageAlloc);
+            let owner = match cache.insert(key, InsertOrder::BeforeSubmit) {
+                Insert::Fill(ticket) => Owner::Fill(ticket),
+                Insert::Uncached => Owner::Own,
+                Insert::Present(theirs) => {
+                    cache.arena().free(buf);
+                    laps.lap(Stage::CacheInsert);
+                    next = Some(theirs);
+                    break;
+                }
+            };
+            laps.lap(Stage::CacheInsert);
+            owners.push(owner);
+            bufs.push(buf);
+        }
+        let pages = owners.len();
+        if pages == 0 {
+            return Ok(Progress { pages, next });
+        }
+        let offset_bytes = match map(file, start.page) {
+            Ok(offset) => offset,
+            Err(e) => {
+                bufs.into_iter().for_each(|b| cache.arena().free(b));
+                return Err(e);
+            }
+        };
+        laps.lap(Stage::Map);
+        let tag = submit(&mut io.queue, offset_bytes, bufs).map_err(|(e, bufs)| {
+            bufs.into_iter().for_each(|b| cache.arena().free(b));
+            Self::read_error(file, start.page, dst.offset, e)
+        })?;
+        laps.lap(Stage::Submit);
+        let window = laps.mark();
+        let done = wait(&mut io.queue, tag)
+            .map_err(|e| Self::read_error(file, start.page, dst.offset, e))?;
+        laps.window(Stage::DeviceWait, window);
+        self.finish_run(io, file, start.page, owners, done, &mut laps, dst)?;
+        io.record(laps.finish(pages));
+        Ok(Progress { pages, next })
+    }
+
+    /// Async (AIOS) order. See the module table.
+    pub(crate) fn miss_async(
+        &self,
+        io: &mut IoCtx<D::Queue>,
+        file: &File,
+        start: RunStart,
+        mut laps: Laps,
+        dst: &mut Dst<'_>,
+    ) -> Result<Progress, FsError> {
+        let cache = &self.cache;
+        let mut pages = 1;
+        let mut next = None;
+        while pages < start.max_pages.min(SEGMENTS_MAX) {
+            next = cache.lookup(key(file, start.page + pages as u64));
+            if next.is_some() {
+                break;
+            }
+            pages += 1;
+        }
+        laps.lap(Stage::Lookup);
+        let mut bufs = Bufs::new();
+        for i in 0..pages {
+            let page = start.page + i as u64;
+            match alloc_page(cache, io.page_pool.as_mut(), key(file, page)) {
+                Ok(buf) => bufs.push(buf),
+                Err(e) => {
+                    self.release_all(io, bufs);
+                    return Err(Self::read_error(file, page, dst.offset, e));
+                }
+            }
+        }
+        laps.lap(Stage::PageAlloc);
+        let offset_bytes = match map(file, start.page) {
+            Ok(offset) => offset,
+            Err(e) => {
+                self.release_all(io, bufs);
+                return Err(e);
+            }
+        };
+        laps.lap(Stage::Map);
+        let tag = match submit(&mut io.queue, offset_bytes, bufs) {
+            Ok(tag) => tag,
+            Err((e, bufs)) => {
+                self.release_all(io, bufs);
+                return Err(Self::read_error(file, start.page, dst.offset, e));
+            }
+        };
+        laps.lap(Stage::Submit);
+        let window = laps.mark();
+        // While the device works: lazy insertion, then the pool refill (which also drains the
+        // pages released by earlier duplicates: the deferred release).
+        let owners: ArrayVec<Owner<'_>, SEGMENTS_MAX> = (0..pages)
+            .map(|i| {
+                let key = key(file, start.page + i as u64);
+                match cache.insert(key, InsertOrder::AfterSubmit) {
+                    Insert::Fill(ticket) => Owner::Fill(ticket),
+                    Insert::Present(_) | Insert::Uncached => Owner::Own,
+                }
+            })
+            .collect();
+        laps.lap(Stage::CacheInsert);
+        if let Some(pool) = io.page_pool.as_mut() {
+            pool.refill(cache);
+        }
+        laps.lap(Stage::PoolRefill);
+        let done = wait(&mut io.queue, tag)
+            .map_err(|e| Self::read_error(file, start.page, dst.offset, e))?;
+        laps.window(Stage::DeviceWait, window);
+        self.finish_run(io, file, start.page, owners, done, &mut laps, dst)?;
+        io.record(laps.finish(pages));
+        Ok(Progress { pages, next })
+    }
+
+    fn release_all(&self, io: &mut IoCtx<D::Queue>, bufs: impl IntoIterator<Item = Buf>) {
+        for buf in bufs {
+            release_page(&self.cache, io.page_pool.as_mut(), buf);
+        }
+    }
+
+    /// `complete` then `copy_out`, shared by both orders: publish our locked pages (or drop them
+    /// from the cache if the read failed), then copy every page's wanted bytes to the caller and
+    /// release the pages the cache did not take.
+    #[allow(clippy::too_many_arguments)]
+    fn finish_run(
+        &self,
+        io: &mut IoCtx<D::Queue>,
+        file: &File,
+        first_page: u64,
+        owners: ArrayVec<Owner<'_>, SEGMENTS_MAX>,
+        done: Finished,
+        laps: &mut Laps,
+        dst: &mut Dst<'_>,
+    ) -> Result<(), FsError> {
+        let cache = &self.cache;
+        let read_offset = dst.offset;
+        let mut failed: Option<FsError> = None;
+        let mut sources: ArrayVec<Source, SEGMENTS_MAX> = ArrayVec::new();
+        for (i, (owner, buf)) in owners.into_iter().zip(done.bufs).enumerate() {
+            let page = first_page + i as u64;
+            let result = page_result(&done.result, i);
+            let source = match owner {
+                Owner::Fill(ticket) => match cache.complete_fill(ticket, buf, result) {
+                    Ok(page) => Source::Cached(page),
+                    Err(f) => {
+                        release_page(cache, io.page_pool.as_mut(), f.buf);
+                        failed.get_or_insert_with(|| {
+                            Self::read_error(file, page, read_offset, f.error.into())
+                        });
+                        Source::Failed
+                    }
+                },
+                Owner::Own => match result {
+                    Ok(n) if n as usize == BLOCK_SIZE => Source::Own(buf),
+                    other => {
+                        release_page(cache, io.page_pool.as_mut(), buf);
+                        let key = key(file, page);
+                        let error = match other {
+                            Err(source) => CacheError::Fill { key, source },
+                            Ok(read_bytes) => CacheError::BadFill {
+                                key,
+                                buf_bytes: BLOCK_SIZE,
+                                read_bytes,
+                            },
+                        };
+                        failed.get_or_insert_with(|| {
+                            Self::read_error(file, page, read_offset, error.into())
+                        });
+                        Source::Failed
+                    }
+                },
+            };
+            sources.push(source);
+        }
+        laps.lap(Stage::Complete);
+        for (i, source) in sources.into_iter().enumerate() {
+            let page = first_page + i as u64;
+            let (within, out) = dst.span(page);
+            match source {
+                Source::Cached(cached) => {
+                    if let Err(e) = cache.copy_out(&cached, within, out) {
+                        failed.get_or_insert_with(|| {
+                            Self::read_error(file, page, read_offset, e.into())
+                        });
+                    }
+                }
+                Source::Own(buf) => {
+                    let bytes = cache.arena().bytes(&buf);
+                    if let Some(src) = bytes.get(within..within + out.len()) {
+                        out.copy_from_slice(src);
+                    }
+                    release_page(cache, io.page_pool.as_mut(), buf);
+                }
+                Source::Failed => {}
+            }
+        }
+        laps.lap(Stage::CopyOut);
+        failed.map_or(Ok(()), Err)
+    }
+}
