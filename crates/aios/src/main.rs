@@ -70,6 +70,9 @@ enum BenchCommand {
     Device(bench::device::DeviceArgs),
     /// The block layer's CPU cost per request (ns and, with --callgrind, instructions).
     Lbio(bench::lbio::LbioArgs),
+    /// Random file reads: aios sync/async/async+poll on an ext4 image next to the kernel's
+    /// buffered and O_DIRECT pread of the same bytes; cold and hot cache.
+    Read(bench::read::ReadArgs),
 }
 
 fn main() -> std::process::ExitCode {
@@ -108,6 +111,7 @@ fn run(cli: Cli) -> Result<()> {
             None => bench::device::run(*device).map(drop),
             Some(BenchCommand::Device(args)) => bench::device::run(args).map(drop),
             Some(BenchCommand::Lbio(args)) => bench::lbio::run(&args),
+            Some(BenchCommand::Read(args)) => bench::read::run(args).map(drop),
         },
     }
 }

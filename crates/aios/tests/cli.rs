@@ -167,3 +167,92 @@ fn fs_commands_read_an_image_made_by_aios_mkfs() {
         "{msg}"
     );
 }
+
+fn have_mke2fs() -> bool {
+    Command::new("mke2fs")
+        .arg("-V")
+        .output()
+        .is_ok_and(|o| o.status.success())
+}
+
+#[test]
+fn bench_read_writes_one_record_per_stack_mode_and_cache_and_a_breakdown_svg() {
+    if !have_mke2fs() {
+        eprintln!("SKIPPED bench_read test: mke2fs is missing (apt-get install e2fsprogs)");
+        return;
+    }
+    let dir = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
+    let json = dir.path().join("read.json");
+    let svg = dir.path().join("plots");
+    let out = aios()
+        .current_dir(dir.path())
+        .args([
+            "bench",
+            "read",
+            "--file-size",
+            "8M",
+            "--seconds",
+            "0.05",
+            "--reps",
+            "1",
+            "--json",
+        ])
+        .arg(&json)
+        .arg("--svg")
+        .arg(&svg)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(dir.path().join("aios-read-bench.img").exists());
+    assert!(dir.path().join("aios-read-bench.src/data").exists());
+    let records: Vec<serde_json::Value> =
+        serde_json::from_slice(&std::fs::read(&json).unwrap()).unwrap();
+    let mut expected = Vec::new();
+    for cache in ["randread-cold", "randread-hot"] {
+        for (stack, mode) in [
+            ("aios", "sync"),
+            ("aios", "async"),
+            ("aios", "async+poll"),
+            ("kernel", "buffered"),
+            ("kernel", "direct"),
+        ] {
+            if !(mode == "direct" && cache == "randread-hot") {
+                expected.push((stack, mode, cache));
+            }
+        }
+    }
+    assert_eq!(records.len(), expected.len(), "{records:?}");
+    for (stack, mode, cache) in expected {
+        let found: Vec<_> = records
+            .iter()
+            .filter(|r| r["stack"] == stack && r["mode"] == mode && r["workload"] == cache)
+            .collect();
+        assert_eq!(found.len(), 1, "{stack} {mode} {cache}: {records:?}");
+        let r = found[0];
+        assert!(r["iops"].as_f64().unwrap() > 0.0, "{r}");
+        assert!(r["vs_kernel"].as_f64().is_some(), "{r}");
+        if stack == "aios" {
+            assert!(r["miss_ratio"].as_f64().is_some(), "{r}");
+        }
+    }
+    let breakdown = std::fs::read_to_string(svg.join("breakdown.svg")).unwrap();
+    assert!(!breakdown.is_empty());
+    for stage in [
+        "lookup",
+        "page_alloc",
+        "cache_insert",
+        "map",
+        "submit",
+        "device_wait",
+        "pool_refill",
+        "complete",
+        "copy_out",
+    ] {
+        assert!(breakdown.contains(stage), "breakdown.svg lacks {stage}");
+    }
+    assert!(breakdown.contains("aios sync") && breakdown.contains("aios async"));
+}

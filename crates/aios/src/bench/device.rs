@@ -224,7 +224,7 @@ fn describe(spec: &DeviceSpec, case: &Case) -> String {
     )
 }
 
-fn progress_bar(total: u64) -> ProgressBar {
+pub(crate) fn progress_bar(total: u64) -> ProgressBar {
     let bar = ProgressBar::new(total);
     if std::io::stderr().is_terminal() && std::env::var_os("CI").is_none() {
         bar.set_draw_target(ProgressDrawTarget::stderr());

@@ -7,6 +7,7 @@
 pub mod case;
 pub mod device;
 pub mod lbio;
+pub mod read;
 pub mod report;
 pub mod runner;
 pub mod scratch;

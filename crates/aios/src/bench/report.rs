@@ -32,6 +32,21 @@ pub struct Record {
     pub device_time_ns: Option<u64>,
     /// `mean_ns` over the kernel path's `mean_ns` for the same device and shape.
     pub vs_kernel: Option<f64>,
+    /// Page-cache lookups that missed over all lookups, for file-system benchmarks.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub miss_ratio: Option<f64>,
+}
+
+/// What a record describes, for benchmarks whose cases are not a [`Case`].
+#[derive(Debug, Clone)]
+pub struct Shape {
+    pub device: String,
+    pub stack: &'static str,
+    pub mode: String,
+    pub workload: &'static str,
+    pub bs: u64,
+    pub threads: usize,
+    pub qd: u16,
 }
 
 /// Folds the repetitions of one case into a record.
@@ -41,12 +56,7 @@ pub fn record(
     samples: &[Sample],
     device_time_ns: Option<u64>,
 ) -> Record {
-    let mut all: Histogram<u64> = new_histogram();
-    for s in samples {
-        all.add(&s.latency_ns).ok();
-    }
-    let rep_iops: Vec<f64> = samples.iter().map(Sample::iops).collect();
-    Record {
+    let shape = Shape {
         device: device.to_string(),
         stack: case.stack.stack_name(),
         mode: case.stack.mode_name(),
@@ -54,6 +64,25 @@ pub fn record(
         bs: case.bs_bytes,
         threads: case.threads,
         qd: case.qd,
+    };
+    record_of(shape, samples, device_time_ns)
+}
+
+/// Folds the repetitions of one shape into a record.
+pub fn record_of(shape: Shape, samples: &[Sample], device_time_ns: Option<u64>) -> Record {
+    let mut all: Histogram<u64> = new_histogram();
+    for s in samples {
+        all.add(&s.latency_ns).ok();
+    }
+    let rep_iops: Vec<f64> = samples.iter().map(Sample::iops).collect();
+    Record {
+        device: shape.device,
+        stack: shape.stack,
+        mode: shape.mode,
+        workload: shape.workload,
+        bs: shape.bs,
+        threads: shape.threads,
+        qd: shape.qd,
         mean_ns: all.mean(),
         p50_ns: all.value_at_quantile(0.50),
         p99_ns: all.value_at_quantile(0.99),
@@ -64,14 +93,21 @@ pub fn record(
         rep_iops,
         device_time_ns,
         vs_kernel: None,
+        miss_ratio: None,
     }
 }
 
 /// Fills `vs_kernel` for every record that has a kernel twin.
 pub fn compare_with_kernel(records: &mut [Record]) {
+    compare_with(records, |r| r.stack == Stack::KernelPread.stack_name());
+}
+
+/// Fills `vs_kernel` against the first record of the same device and shape that
+/// `is_reference` picks.
+pub fn compare_with(records: &mut [Record], is_reference: impl Fn(&Record) -> bool) {
     let kernel: Vec<Record> = records
         .iter()
-        .filter(|r| r.stack == Stack::KernelPread.stack_name())
+        .filter(|r| is_reference(r))
         .cloned()
         .collect();
     for r in records.iter_mut() {
@@ -87,7 +123,7 @@ pub fn compare_with_kernel(records: &mut [Record]) {
 pub fn table(records: &[Record]) -> String {
     let mut out = String::new();
     out.push_str(&format!(
-        "{:<24} {:<7} {:<10} {:<9} {:>5} {:>3} {:>3} {:>9} {:>9} {:>9} {:>9} {:>9} {:>17} {:>8} {:>8}\n",
+        "{:<24} {:<7} {:<10} {:<13} {:>5} {:>3} {:>3} {:>9} {:>9} {:>9} {:>9} {:>9} {:>17} {:>8} {:>8}\n",
         "device", "stack", "mode", "workload", "bs", "thr", "qd", "mean us", "p50 us", "p99 us", "p99.9 us", "IOPS",
         "rep means us", "vs kern", "-dev us"
     ));
@@ -101,7 +137,7 @@ pub fn table(records: &[Record]) -> String {
             format!("{:.2}", (r.mean_ns - d as f64) / 1e3)
         });
         out.push_str(&format!(
-            "{:<24} {:<7} {:<10} {:<9} {:>5} {:>3} {:>3} {:>9.2} {:>9.2} {:>9.2} {:>9.2} {:>9.0} {:>8.2}..{:<7.2} {:>8} {:>8}\n",
+            "{:<24} {:<7} {:<10} {:<13} {:>5} {:>3} {:>3} {:>9.2} {:>9.2} {:>9.2} {:>9.2} {:>9.0} {:>8.2}..{:<7.2} {:>8} {:>8}\n",
             truncate(&r.device, 24),
             r.stack,
             r.mode,

@@ -27,7 +27,7 @@ pub struct Run {
 }
 
 impl Run {
-    fn thread_seed(&self, thread: usize) -> u64 {
+    pub(crate) fn thread_seed(&self, thread: usize) -> u64 {
         self.seed ^ (thread as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15)
     }
 }
@@ -126,7 +126,7 @@ pub fn run_kernel(path: &Path, capacity_bytes: u64, case: &Case, run: Run) -> Re
 }
 
 /// Starts `threads` workers that measure from `start` to `deadline`, and merges their samples.
-fn run_threads<F>(threads: usize, run: Run, worker: F) -> Result<Sample>
+pub(crate) fn run_threads<F>(threads: usize, run: Run, worker: F) -> Result<Sample>
 where
     F: Fn(usize, Instant, Instant) -> Result<(Histogram<u64>, u64)> + Sync,
 {
