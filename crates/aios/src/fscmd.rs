@@ -47,6 +47,24 @@ pub fn mkfs(image: &Path, size_bytes: u64, populate_from: Option<&Path>) -> Resu
     if size_bytes < (8 << 20) {
         bail!("--size {size_bytes}: an ext4 image with a journal needs at least 8M");
     }
+    make_ext4(image, size_bytes, populate_from)?;
+    let (fs, _io) = mount(image)?;
+    let sb = fs.superblock();
+    println!(
+        "{}: ext4, {} blocks of {} bytes, {} inodes, {} groups, features: {}",
+        image.display(),
+        sb.blocks_count,
+        sb.block_size_bytes,
+        sb.inodes_count,
+        sb.group_count(),
+        sb.feature_list().join(" ")
+    );
+    Ok(())
+}
+
+/// Runs `mke2fs` for a 4 KiB-block ext4 image with [`MKFS_FEATURES`], optionally populated from
+/// a directory (`-d`). The one place aios makes file systems.
+pub fn make_ext4(image: &Path, size_bytes: u64, populate_from: Option<&Path>) -> Result<()> {
     let mut cmd = Command::new("mke2fs");
     cmd.args(["-q", "-F", "-t", "ext4", "-b", "4096", "-O", MKFS_FEATURES]);
     if let Some(dir) = populate_from {
@@ -63,17 +81,6 @@ pub fn mkfs(image: &Path, size_bytes: u64, populate_from: Option<&Path>) -> Resu
             String::from_utf8_lossy(&out.stderr).trim()
         );
     }
-    let (fs, _io) = mount(image)?;
-    let sb = fs.superblock();
-    println!(
-        "{}: ext4, {} blocks of {} bytes, {} inodes, {} groups, features: {}",
-        image.display(),
-        sb.blocks_count,
-        sb.block_size_bytes,
-        sb.inodes_count,
-        sb.group_count(),
-        sb.feature_list().join(" ")
-    );
     Ok(())
 }
 

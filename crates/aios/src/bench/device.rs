@@ -7,7 +7,7 @@ use super::scratch;
 use crate::spec::{DeviceSpec, OpenDevice};
 use crate::units::parse_size;
 use crate::with_device;
-use aios_device::{CompletionMode, Device, BLOCK_SIZE, IO_BYTES_MAX};
+use aios_device::{CompletionMode, Device};
 use anyhow::{bail, Context, Result};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use std::io::IsTerminal;
@@ -89,17 +89,10 @@ fn stacks_for(spec: &DeviceSpec, args: &DeviceArgs) -> Result<Vec<Stack>> {
 }
 
 fn validate(args: &DeviceArgs) -> Result<()> {
-    for &bs in &args.bs {
-        if bs == 0 || !bs.is_multiple_of(BLOCK_SIZE as u64) || bs > IO_BYTES_MAX as u64 {
-            bail!("block size {bs}: must be a multiple of 4096 up to 128K");
-        }
-    }
+    super::check_run_args(&args.bs, args.reps, args.seconds)?;
     if args.threads.iter().any(|&t| t == 0 || t > 64) || args.qd.iter().any(|&q| q == 0 || q > 256)
     {
         bail!("threads must be 1..=64 and qd 1..=256");
-    }
-    if args.reps == 0 || !args.seconds.is_finite() || args.seconds <= 0.0 {
-        bail!("--reps and --seconds must be positive");
     }
     Ok(())
 }

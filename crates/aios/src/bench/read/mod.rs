@@ -33,7 +33,7 @@ use crate::bench::device::progress_bar;
 use crate::bench::report::{self, Record, Shape};
 use crate::bench::runner::{new_histogram, run_threads, Run, Sample};
 use crate::bench::scratch;
-use crate::fscmd::MKFS_FEATURES;
+use crate::fscmd::make_ext4;
 use crate::units::{parse_size, show_size};
 use aios_device::{Arena, CompletionMode, TargetOptions, BLOCK_SIZE, IO_BYTES_MAX};
 use aios_device_uring::{UringConfig, UringDevice};
@@ -46,7 +46,6 @@ use setup::*;
 use std::os::unix::fs::OpenOptionsExt;
 use std::os::unix::io::AsRawFd;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 use svg::*;
@@ -220,16 +219,9 @@ struct RunOut {
 }
 
 fn validate(args: &ReadArgs) -> Result<()> {
-    for &bs in &args.bs {
-        if bs == 0 || !bs.is_multiple_of(PAGE) || bs > IO_BYTES_MAX as u64 {
-            bail!("block size {bs}: must be a multiple of 4096 up to 128K");
-        }
-    }
+    crate::bench::check_run_args(&args.bs, args.reps, args.seconds)?;
     if args.threads.iter().any(|&t| t == 0 || t > 64) {
         bail!("threads must be 1..=64");
-    }
-    if args.reps == 0 || !args.seconds.is_finite() || args.seconds <= 0.0 {
-        bail!("--reps and --seconds must be positive");
     }
     if args.file_size < IO_BYTES_MAX as u64 || !args.file_size.is_multiple_of(PAGE) {
         bail!("--file-size must be a multiple of 4096 of at least 128K");

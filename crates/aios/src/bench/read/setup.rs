@@ -47,31 +47,7 @@ pub(super) fn make_image(image: &Path, src: &Path, file_size: u64) -> Result<()>
     if image.exists() {
         std::fs::remove_file(image).with_context(|| format!("remove {}", image.display()))?;
     }
-    let out = Command::new("mke2fs")
-        .args([
-            "-q",
-            "-F",
-            "-t",
-            "ext4",
-            "-b",
-            "4096",
-            "-O",
-            MKFS_FEATURES,
-            "-d",
-        ])
-        .arg(src)
-        .arg(image)
-        .arg(format!("{}k", size / 1024))
-        .output()
-        .context("run mke2fs (apt-get install e2fsprogs)")?;
-    if !out.status.success() {
-        bail!(
-            "mke2fs {} failed: {}",
-            image.display(),
-            String::from_utf8_lossy(&out.stderr).trim()
-        );
-    }
-    Ok(())
+    make_ext4(image, size, Some(src))
 }
 
 /// The size of `/data` in `image`, read by aios.
