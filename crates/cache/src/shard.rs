@@ -9,15 +9,21 @@
 //!   and none can appear before the mutex is released.
 
 use crate::page::{CachedPage, PageState};
-use crate::Key;
+use crate::{Key, KeyHasher};
 use aios_device::Buf;
 use std::collections::{HashMap, VecDeque};
+use std::hash::BuildHasherDefault;
 use std::sync::Arc;
 
 #[derive(Debug, Default)]
 pub(crate) struct Shard {
-    pub map: HashMap<Key, Arc<CachedPage>>,
+    pub map: HashMap<Key, Arc<CachedPage>, BuildHasherDefault<KeyHasher>>,
     clock: VecDeque<Key>,
+    /// Lookups of this shard that found / did not find their key. Counted here, under the lock
+    /// the lookup holds anyway, rather than in a cache-wide atomic every thread's hit would
+    /// write.
+    pub hits: u64,
+    pub misses: u64,
 }
 
 impl Shard {

@@ -31,8 +31,7 @@ pub struct CacheStats {
 
 #[derive(Debug, Default)]
 pub(crate) struct Counters {
-    pub hits: AtomicU64,
-    pub misses: AtomicU64,
+    // hits and misses: counted per shard (see `Shard`), summed into the snapshot.
     pub inserts: AtomicU64,
     pub duplicates: AtomicU64,
     pub raced: AtomicU64,
@@ -50,8 +49,8 @@ impl Counters {
     pub fn snapshot(&self) -> CacheStats {
         let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
         CacheStats {
-            hits: get(&self.hits),
-            misses: get(&self.misses),
+            hits: 0,
+            misses: 0,
             inserts: get(&self.inserts),
             duplicates: get(&self.duplicates),
             raced: get(&self.raced),

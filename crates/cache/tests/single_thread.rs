@@ -1,6 +1,6 @@
 //! Single-thread semantics without a device: fills are written by hand into pool pages.
 
-use aios_cache::{CacheConfig, CacheError, Insert, Key, PageCache, PagePool, PageState};
+use aios_cache::{CacheConfig, CacheError, Cached, Insert, Key, PageCache, PagePool, PageState};
 use aios_device::{Arena, BLOCK_SIZE};
 use std::sync::Arc;
 
@@ -47,6 +47,48 @@ fn miss_fill_hit_returns_the_same_bytes() {
     assert!(matches!(
         cache.copy_out(&page, 4000, &mut out),
         Err(CacheError::Range { key: k, .. }) if k == key
+    ));
+}
+
+#[test]
+fn read_cached_copies_hits_hands_out_filling_pages_and_counts_like_lookup() {
+    let cache = cache(16, 8);
+    let mut pool = PagePool::new(&cache, 2);
+    let done = Key::new(9, 0);
+    let filling = Key::new(9, 1);
+    fill(&cache, &mut pool, done, 0x3c).unwrap();
+    let Insert::Fill(ticket) = cache.insert_locked(filling) else {
+        panic!("fresh key");
+    };
+    let mut out = [0u8; 96];
+    assert!(matches!(
+        cache.read_cached(done, 4000, &mut out).unwrap(),
+        Cached::Copied
+    ));
+    assert!(out.iter().all(|&b| b == 0x3c));
+    // A page still being filled is not copied: the caller gets it to wait on.
+    let mut untouched = [0u8; 8];
+    let Cached::Filling(page) = cache.read_cached(filling, 0, &mut untouched).unwrap() else {
+        panic!("expected the locked page");
+    };
+    assert_eq!(page.state(), PageState::Locked);
+    assert_eq!(untouched, [0; 8]);
+    assert!(matches!(
+        cache.read_cached(Key::new(9, 2), 0, &mut out).unwrap(),
+        Cached::Missing
+    ));
+    assert!(matches!(
+        cache.read_cached(done, 4001, &mut out),
+        Err(CacheError::Range { key, .. }) if key == done
+    ));
+    let stats = cache.stats();
+    assert_eq!((stats.hits, stats.misses), (2, 1));
+    drop(page);
+    drop(ticket);
+    // The abandoned fill left the index: a miss now, and no wrong bytes ever copied.
+    assert!(matches!(
+        cache.read_cached(filling, 0, &mut out).unwrap(),
+        Cached::Missing
     ));
 }
 

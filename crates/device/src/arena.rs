@@ -110,19 +110,31 @@ impl std::fmt::Debug for Arena {
 }
 
 impl Arena {
-    /// Maps and pre-faults `bytes` of anonymous memory.
+    /// Maps and pre-faults `bytes` of anonymous memory (transparent huge pages if available).
     pub fn new(bytes: usize) -> Result<Arena, ArenaError> {
         if bytes == 0 || !bytes.is_multiple_of(BLOCK_SIZE) || bytes > ARENA_BYTES_MAX {
             return Err(ArenaError::BadSize { bytes });
         }
+        let map_error = |e: std::io::Error| ArenaError::Map {
+            bytes,
+            errno: e.raw_os_error().unwrap_or(libc::ENOMEM),
+        };
         let mut map = memmap2::MmapOptions::new()
             .len(bytes)
-            .populate()
             .map_anon()
-            .map_err(|e| ArenaError::Map {
-                bytes,
-                errno: e.raw_os_error().unwrap_or(libc::ENOMEM),
-            })?;
+            .map_err(map_error)?;
+        // Transparent huge pages where the kernel offers them: the page cache touches arena
+        // pages at random, and with 4 KiB pages nearly every cache hit would be a TLB miss (a
+        // two-level walk in a VM), where the kernel's own page cache sits in its huge-page
+        // direct map. Also makes pre-faulting 512 times cheaper. Best effort: without THP the
+        // arena works the same.
+        let _ = map.advise(memmap2::Advice::HugePage);
+        // Pre-fault now rather than on the first I/O into each page.
+        if map.advise(memmap2::Advice::PopulateWrite).is_err() {
+            for byte in map.iter_mut().step_by(BLOCK_SIZE) {
+                *byte = 0;
+            }
+        }
         let base = NonNull::new(map.as_mut_ptr()).ok_or(ArenaError::Map {
             bytes,
             errno: libc::ENOMEM,

@@ -168,12 +168,12 @@ pub(crate) struct Laps {
 }
 
 impl Laps {
-    /// Starts timing now if `on`; otherwise every method is a no-op.
-    pub fn start(on: bool) -> Laps {
-        let now = on.then(Instant::now);
+    /// Timing since `start` if it is set (the hit path reads the clock, and builds a `Laps`
+    /// only once it knows it missed); otherwise every method is a no-op.
+    pub fn started_at(start: Option<Instant>) -> Laps {
         Laps {
-            start: now,
-            last: now,
+            start,
+            last: start,
             sample: Sample::default(),
         }
     }
@@ -226,7 +226,7 @@ mod tests {
 
     #[test]
     fn off_records_nothing() {
-        let mut laps = Laps::start(false);
+        let mut laps = Laps::started_at(None);
         laps.lap(Stage::Lookup);
         assert!(laps.mark().is_none());
         assert!(laps.finish(1).is_none());
@@ -236,7 +236,7 @@ mod tests {
     fn on_accumulates_counts_and_totals() {
         let mut b = Breakdown::default();
         for _ in 0..3 {
-            let mut laps = Laps::start(true);
+            let mut laps = Laps::started_at(Some(Instant::now()));
             std::thread::sleep(std::time::Duration::from_micros(10));
             laps.lap(Stage::Lookup);
             let mark = laps.mark();

@@ -20,8 +20,9 @@
 //!   copied. The failed page is not cached: retrying reads it from the device again.
 //! - With the breakdown off (the default) no clock is read.
 
-use aios_cache::{Key, PageRef};
+use aios_cache::{Cached, Key, PageRef};
 use aios_device::{Device, BLOCK_SIZE, SEGMENTS_MAX};
+use std::time::Instant;
 
 use crate::breakdown::{Laps, Stage};
 use crate::miss::RunStart;
@@ -111,37 +112,53 @@ impl<D: Device> Fs<D> {
                     continue;
                 }
             };
-            let mut laps = Laps::start(io.recording());
+            let lookup_start = io.recording().then(Instant::now);
             let key = Key::new(u64::from(file.ino()), page);
-            if let Some(cached) = next.take().or_else(|| self.cache.lookup(key)) {
-                let (within, out) = dst.span(page);
-                self.cache
-                    .copy_out(&cached, within, out)
-                    .map_err(|e| FsError::Read {
-                        ino: file.ino(),
-                        offset_bytes: pos,
-                        source: Box::new(e.into()),
-                    })?;
-                pos = (page + 1).saturating_mul(BLOCK_BYTES);
-                continue;
+            let (within, out) = dst.span(page);
+            let found = match next.take() {
+                Some(page_ref) => Cached::Filling(page_ref),
+                None => self
+                    .cache
+                    .read_cached(key, within, out)
+                    .map_err(|e| read_error(file, pos, e))?,
+            };
+            match found {
+                Cached::Copied => {}
+                Cached::Filling(page_ref) => self
+                    .cache
+                    .copy_out(&page_ref, within, out)
+                    .map_err(|e| read_error(file, pos, e))?,
+                Cached::Missing => {
+                    let mut laps = Laps::started_at(lookup_start);
+                    laps.lap(Stage::Lookup);
+                    let run_end = mapping
+                        .end_block()
+                        .min(end.div_ceil(BLOCK_BYTES))
+                        .min(page + SEGMENTS_MAX as u64);
+                    let start = RunStart {
+                        page,
+                        max_pages: run_end.saturating_sub(page).max(1) as usize,
+                    };
+                    let progress = match self.options.read_mode {
+                        ReadMode::Sync => self.miss_sync(io, file, start, laps, &mut dst)?,
+                        ReadMode::Async => self.miss_async(io, file, start, laps, &mut dst)?,
+                    };
+                    next = progress.next;
+                    pos = pos.max((page + progress.pages as u64).saturating_mul(BLOCK_BYTES));
+                    continue;
+                }
             }
-            laps.lap(Stage::Lookup);
-            let run_end = mapping
-                .end_block()
-                .min(end.div_ceil(BLOCK_BYTES))
-                .min(page + SEGMENTS_MAX as u64);
-            let start = RunStart {
-                page,
-                max_pages: run_end.saturating_sub(page).max(1) as usize,
-            };
-            let progress = match self.options.read_mode {
-                ReadMode::Sync => self.miss_sync(io, file, start, laps, &mut dst)?,
-                ReadMode::Async => self.miss_async(io, file, start, laps, &mut dst)?,
-            };
-            next = progress.next;
-            pos = pos.max((page + progress.pages as u64).saturating_mul(BLOCK_BYTES));
+            pos = (page + 1).saturating_mul(BLOCK_BYTES);
         }
         Ok(len)
+    }
+}
+
+fn read_error(file: &File, offset_bytes: u64, e: aios_cache::CacheError) -> FsError {
+    FsError::Read {
+        ino: file.ino(),
+        offset_bytes,
+        source: Box::new(e.into()),
     }
 }
 

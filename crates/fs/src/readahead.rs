@@ -148,11 +148,14 @@ impl<D: Device> Fs<D> {
         end: u64,
     ) {
         let window = self.options.readahead_pages.min(SEGMENTS_MAX) as u64;
-        let seq = &file.seq;
-        let sequential = seq.next_offset_bytes.swap(end, Ordering::Relaxed) == offset;
         if window == 0 {
             return;
         }
+        let seq = &file.seq;
+        // A load and a store, not a swap: threads sharing a handle may race here, which only
+        // blurs sequential detection, and a locked instruction per read is not free.
+        let sequential = seq.next_offset_bytes.load(Ordering::Relaxed) == offset;
+        seq.next_offset_bytes.store(end, Ordering::Relaxed);
         if !sequential {
             seq.frontier_page.store(0, Ordering::Relaxed);
             return;
