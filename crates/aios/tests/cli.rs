@@ -195,6 +195,8 @@ fn bench_read_writes_one_record_per_stack_mode_and_cache_and_a_breakdown_svg() {
             "0.05",
             "--reps",
             "1",
+            "--target",
+            "host,emu:ull",
             "--json",
         ])
         .arg(&json)
@@ -221,22 +223,41 @@ fn bench_read_writes_one_record_per_stack_mode_and_cache_and_a_breakdown_svg() {
             ("kernel", "direct"),
         ] {
             if !(mode == "direct" && cache == "randread-hot") {
-                expected.push((stack, mode, cache));
+                expected.push(("host disk", stack, mode, cache));
             }
         }
     }
+    // The emulated device: cold only (hot runs on the first target), polled only, no kernel.
+    expected.push(("emu:ull", "aios", "sync+poll", "randread-cold"));
+    expected.push(("emu:ull", "aios", "async+poll", "randread-cold"));
     assert_eq!(records.len(), expected.len(), "{records:?}");
-    for (stack, mode, cache) in expected {
+    for (device, stack, mode, cache) in expected {
         let found: Vec<_> = records
             .iter()
-            .filter(|r| r["stack"] == stack && r["mode"] == mode && r["workload"] == cache)
+            .filter(|r| {
+                r["device"] == device
+                    && r["stack"] == stack
+                    && r["mode"] == mode
+                    && r["workload"] == cache
+            })
             .collect();
-        assert_eq!(found.len(), 1, "{stack} {mode} {cache}: {records:?}");
+        assert_eq!(
+            found.len(),
+            1,
+            "{device} {stack} {mode} {cache}: {records:?}"
+        );
         let r = found[0];
         assert!(r["iops"].as_f64().unwrap() > 0.0, "{r}");
-        assert!(r["vs_kernel"].as_f64().is_some(), "{r}");
+        if device == "emu:ull" {
+            assert_eq!(r["device_time_ns"].as_u64(), Some(6000), "{r}");
+            assert!(r["vs_kernel"].is_null(), "{r}");
+        } else {
+            assert!(r["vs_kernel"].as_f64().is_some(), "{r}");
+        }
         if stack == "aios" {
-            assert!(r["miss_ratio"].as_f64().is_some(), "{r}");
+            // Cold reads never repeat a page within a run: every lookup misses.
+            let expected_miss = if cache == "randread-cold" { 1.0 } else { 0.0 };
+            assert_eq!(r["miss_ratio"].as_f64(), Some(expected_miss), "{r}");
         }
     }
     let breakdown = std::fs::read_to_string(svg.join("breakdown.svg")).unwrap();
@@ -254,5 +275,12 @@ fn bench_read_writes_one_record_per_stack_mode_and_cache_and_a_breakdown_svg() {
     ] {
         assert!(breakdown.contains(stage), "breakdown.svg lacks {stage}");
     }
-    assert!(breakdown.contains("aios sync") && breakdown.contains("aios async"));
+    for bar in [
+        "host disk: aios sync",
+        "host disk: aios async",
+        "emu:ull: aios sync+poll",
+        "emu:ull: aios async+poll",
+    ] {
+        assert!(breakdown.contains(bar), "breakdown.svg lacks {bar}");
+    }
 }

@@ -14,6 +14,7 @@ use rand::{rngs::SmallRng, Rng, SeedableRng};
 use std::os::unix::fs::OpenOptionsExt;
 use std::os::unix::io::AsRawFd;
 use std::path::Path;
+use std::sync::{Barrier, OnceLock};
 use std::time::{Duration, Instant};
 
 /// How long one run of a case lasts, and where its random offsets come from.
@@ -97,8 +98,8 @@ pub fn run_aios<D: Device>(dev: &D, case: &Case, run: Run) -> Result<Sample> {
         completion,
         registered_buffers,
     };
-    run_threads(case.threads, run, |thread, start, deadline| {
-        aios_thread(dev, case, config, run.thread_seed(thread), start, deadline)
+    run_threads(case.threads, run, |thread, ready| {
+        aios_thread(dev, case, config, run.thread_seed(thread), ready)
     })
 }
 
@@ -113,30 +114,59 @@ pub fn run_kernel(path: &Path, capacity_bytes: u64, case: &Case, run: Run) -> Re
         .custom_flags(libc::O_DIRECT)
         .open(path)
         .with_context(|| format!("open {} with O_DIRECT", path.display()))?;
-    run_threads(case.threads, run, |thread, start, deadline| {
-        kernel_thread(
-            &file,
-            capacity_bytes,
-            case,
-            run.thread_seed(thread),
-            start,
-            deadline,
-        )
+    run_threads(case.threads, run, |thread, ready| {
+        kernel_thread(&file, capacity_bytes, case, run.thread_seed(thread), ready)
     })
 }
 
-/// Starts `threads` workers that measure from `start` to `deadline`, and merges their samples.
+/// The measured window of a run, fixed once every worker has finished its set-up (opened its
+/// ring, mounted, allocated): a slow set-up must not eat into one thread's measured time.
+pub(crate) struct Ready<'g> {
+    barrier: &'g Barrier,
+    window: &'g OnceLock<(Instant, Instant)>,
+    run: Run,
+    arrived: bool,
+}
+
+impl Ready<'_> {
+    /// Waits until every worker is ready; returns the window `(start, deadline)`: warm up until
+    /// `start`, count from `start`, stop at `deadline`.
+    pub fn go(&mut self) -> (Instant, Instant) {
+        if !self.arrived {
+            self.arrived = true;
+            self.barrier.wait();
+        }
+        *self.window.get_or_init(|| {
+            let start = Instant::now() + self.run.warmup;
+            (start, start + self.run.duration)
+        })
+    }
+}
+
+/// Starts `threads` workers, each calling [`Ready::go`] after its set-up and measuring in the
+/// window it returns, and merges their samples.
 pub(crate) fn run_threads<F>(threads: usize, run: Run, worker: F) -> Result<Sample>
 where
-    F: Fn(usize, Instant, Instant) -> Result<(Histogram<u64>, u64)> + Sync,
+    F: Fn(usize, &mut Ready) -> Result<(Histogram<u64>, u64, Instant)> + Sync,
 {
-    let start = Instant::now() + run.warmup + Duration::from_millis(5 * threads as u64);
-    let deadline = start + run.duration;
-    let results: Vec<Result<(Histogram<u64>, u64)>> = std::thread::scope(|s| {
+    let barrier = Barrier::new(threads);
+    let window = OnceLock::new();
+    let results: Vec<Result<(Histogram<u64>, u64, Instant)>> = std::thread::scope(|s| {
         let handles: Vec<_> = (0..threads)
             .map(|t| {
                 let worker = &worker;
-                s.spawn(move || worker(t, start, deadline))
+                let mut ready = Ready {
+                    barrier: &barrier,
+                    window: &window,
+                    run,
+                    arrived: false,
+                };
+                s.spawn(move || {
+                    let result = worker(t, &mut ready);
+                    // A worker that failed before `go` still arrives, so the others finish.
+                    ready.go();
+                    result
+                })
             })
             .collect();
         handles
@@ -149,15 +179,24 @@ where
     });
     let mut latency_ns = new_histogram();
     let mut ops = 0;
+    let mut end: Option<Instant> = None;
     for r in results {
-        let (h, n) = r?;
+        let (h, n, thread_end) = r?;
         latency_ns.add(&h).context("merge histograms")?;
         ops += n;
+        end = end.max(Some(thread_end));
     }
+    // Measured from the window's start to the last thread's last operation: the deadline, or
+    // earlier when every thread ran out of work.
+    let start = window.get().map(|&(start, _)| start);
+    let elapsed = match (start, end) {
+        (Some(start), Some(end)) => end.saturating_duration_since(start),
+        _ => run.duration,
+    };
     Ok(Sample {
         latency_ns,
         ops,
-        elapsed_ns: run.duration.as_nanos() as u64,
+        elapsed_ns: elapsed.as_nanos() as u64,
     })
 }
 
@@ -166,9 +205,8 @@ fn aios_thread<D: Device>(
     case: &Case,
     config: QueueConfig,
     seed: u64,
-    start: Instant,
-    deadline: Instant,
-) -> Result<(Histogram<u64>, u64)> {
+    ready: &mut Ready,
+) -> Result<(Histogram<u64>, u64, Instant)> {
     let mut q = BlockQueue::open(dev, config).context("open queue")?;
     let pages = (case.bs_bytes / BLOCK_SIZE as u64) as u32;
     let mut idle: Vec<Buf> = Vec::with_capacity(usize::from(case.qd));
@@ -179,6 +217,7 @@ fn aios_thread<D: Device>(
     }
     let mut offsets = Offsets::new(dev.info().capacity_bytes, case.bs_bytes, seed)?;
     let op = op_of(case.workload);
+    let (start, deadline) = ready.go();
     let mut staged_at = vec![start; usize::from(case.qd)];
     let mut hist = new_histogram();
     let mut ops = 0u64;
@@ -216,7 +255,7 @@ fn aios_thread<D: Device>(
     for buf in idle {
         dev.arena().free(buf);
     }
-    result.map(|()| (hist, ops))
+    result.map(|()| (hist, ops, deadline))
 }
 
 /// Waits for every request still in flight so their buffers can be freed.
@@ -236,9 +275,8 @@ fn kernel_thread(
     capacity_bytes: u64,
     case: &Case,
     seed: u64,
-    start: Instant,
-    deadline: Instant,
-) -> Result<(Histogram<u64>, u64)> {
+    ready: &mut Ready,
+) -> Result<(Histogram<u64>, u64, Instant)> {
     let arena = Arena::new(case.bs_bytes as usize).context("kernel path buffer")?;
     let mut buf = arena.alloc_bytes(case.bs_bytes as usize)?;
     let bytes = arena.bytes_mut(&mut buf);
@@ -247,6 +285,7 @@ fn kernel_thread(
     let fd = file.as_raw_fd();
     let mut hist = new_histogram();
     let mut ops = 0u64;
+    let (start, deadline) = ready.go();
     loop {
         let offset = offsets.next() as libc::off_t;
         let t0 = Instant::now();
@@ -272,7 +311,7 @@ fn kernel_thread(
             ops += 1;
         }
         if now >= deadline {
-            return Ok((hist, ops));
+            return Ok((hist, ops, deadline));
         }
     }
 }

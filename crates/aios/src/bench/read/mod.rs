@@ -28,6 +28,7 @@
 mod runs;
 mod setup;
 mod svg;
+mod target;
 
 use crate::bench::device::progress_bar;
 use crate::bench::report::{self, Record, Shape};
@@ -35,7 +36,7 @@ use crate::bench::runner::{new_histogram, run_threads, Run, Sample};
 use crate::bench::scratch;
 use crate::fscmd::make_ext4;
 use crate::units::{parse_size, show_size};
-use aios_device::{Arena, CompletionMode, TargetOptions, BLOCK_SIZE, IO_BYTES_MAX};
+use aios_device::{Arena, CompletionMode, Device, TargetOptions, BLOCK_SIZE, IO_BYTES_MAX};
 use aios_device_uring::{UringConfig, UringDevice};
 use aios_fs::{Fs, MountOptions, ReadMode, Stage};
 use anyhow::{bail, Context, Result};
@@ -49,6 +50,8 @@ use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 use svg::*;
+pub use target::TargetSpec;
+use target::*;
 
 /// Name of the data file in the source directory and in the image.
 const DATA_NAME: &str = "data";
@@ -67,7 +70,13 @@ pub struct ReadArgs {
     /// The source directory of the image; the kernel reads its data file.
     #[arg(long, default_value = "aios-read-bench.src")]
     pub src: PathBuf,
-    /// Cache states: cold (random over the whole file), hot (random inside --hot-set).
+    /// Where aios reads the image: host (io_uring on the image file; the kernel reads the source
+    /// file), emu:PRESET (the emulated device, image in RAM), zram (the image on /dev/zram0, the
+    /// kernel mounts it; needs root and an unused zram0, else skipped).
+    #[arg(long, value_delimiter = ',', default_value = "host,emu:ull,zram")]
+    pub target: Vec<TargetSpec>,
+    /// Cache states: cold (random over the whole file), hot (random inside --hot-set; on the
+    /// first target only: a hit never reaches the device).
     #[arg(long, value_delimiter = ',', default_value = "cold,hot")]
     pub cache: Vec<CacheState>,
     /// Bytes at the start of the file read first and then hit by the hot workload.
@@ -158,21 +167,30 @@ impl ReadStack {
 
 #[derive(Debug, Clone, Copy)]
 struct ReadCase {
+    /// Index into `Setup::targets`.
+    target: usize,
     stack: ReadStack,
     cache: CacheState,
     bs: u64,
     threads: usize,
 }
 
-/// Where the files are and how big the regions read are.
+/// Where the files are, how big the regions read are, and the prepared targets.
 struct Setup {
     image: PathBuf,
     data: PathBuf,
     file_size: u64,
     hot_set: u64,
+    targets: Vec<Target>,
 }
 
 impl Setup {
+    fn target(&self, case: &ReadCase) -> Result<&Target> {
+        self.targets
+            .get(case.target)
+            .context("case names a target that was not prepared")
+    }
+
     fn region(&self, cache: CacheState) -> u64 {
         match cache {
             CacheState::Cold => self.file_size,
@@ -235,8 +253,9 @@ fn validate(args: &ReadArgs) -> Result<()> {
 /// Runs the file-read benchmark and prints the table; returns the records.
 pub fn run(args: ReadArgs) -> Result<Vec<Record>> {
     validate(&args)?;
-    let setup = prepare(&args)?;
-    let cases = matrix(&args);
+    let mut setup = prepare(&args)?;
+    setup.targets = prepare_targets(&args.target, &setup)?;
+    let cases = matrix(&args, &setup.targets);
     let mut samples: Vec<Vec<Sample>> = cases.iter().map(|_| Vec::new()).collect();
     let mut lookups: Vec<(u64, u64)> = vec![(0, 0); cases.len()];
     let mut resident: Vec<Vec<f64>> = cases.iter().map(|_| Vec::new()).collect();
@@ -247,13 +266,18 @@ pub fn run(args: ReadArgs) -> Result<Vec<Record>> {
         for k in 0..cases.len() {
             let i = (k + rep * 7) % cases.len();
             let case = &cases[i];
-            progress.set_message(describe(case));
+            progress.set_message(describe(&setup, case));
             let run = Run {
-                warmup,
+                // A cold run reads every page at most once (see `Offsets`): a warm-up would only
+                // use up pages. The ring and the mount are set up before the window opens.
+                warmup: match case.cache {
+                    CacheState::Cold => Duration::ZERO,
+                    CacheState::Hot => warmup,
+                },
                 duration,
                 seed: ((rep as u64) << 32) | i as u64,
             };
-            let out = run_case(&setup, case, run, None).with_context(|| describe(case))?;
+            let out = run_case(&setup, case, run, None).with_context(|| describe(&setup, case))?;
             if let Some((h, m)) = out.lookups {
                 lookups[i].0 += h;
                 lookups[i].1 += m;
@@ -269,8 +293,9 @@ pub fn run(args: ReadArgs) -> Result<Vec<Record>> {
         .zip(&samples)
         .zip(&lookups)
         .map(|((case, s), &(hits, misses))| {
+            let target = &setup.targets[case.target];
             let shape = Shape {
-                device: "host disk".into(),
+                device: target.label.clone(),
                 stack: case.stack.stack_name(),
                 mode: case.stack.mode_name(),
                 workload: case.cache.workload(),
@@ -278,7 +303,7 @@ pub fn run(args: ReadArgs) -> Result<Vec<Record>> {
                 threads: case.threads,
                 qd: 1,
             };
-            let mut r = report::record_of(shape, s, None);
+            let mut r = report::record_of(shape, s, target.device_time_ns(case.bs));
             if matches!(case.stack, ReadStack::Aios { .. }) && hits + misses > 0 {
                 r.miss_ratio = Some(misses as f64 / (hits + misses) as f64);
             }
@@ -292,15 +317,17 @@ pub fn run(args: ReadArgs) -> Result<Vec<Record>> {
     print_miss_ratios(&records);
     for (case, fractions) in cases.iter().zip(&resident) {
         if let Some(max) = fractions.iter().copied().reduce(f64::max) {
+            let aios_pages = aios_cache_pages(&setup, case.threads);
             println!(
-                "  kernel buffered {} {} thr{}: {:.1}% of the file in its page cache at run end \
-                 (aios's cache: {} pages, {:.1}%)",
+                "  kernel buffered {} {} {} thr{}: {:.1}% of the file in its page cache at run \
+                 end (aios's cache cap: {} pages, {:.1}%)",
+                setup.targets[case.target].label,
                 case.cache.workload(),
                 show_size(case.bs),
                 case.threads,
                 max * 100.0,
-                aios_cache_pages(&setup),
-                aios_cache_pages(&setup) as f64 * PAGE as f64 * 100.0 / setup.file_size as f64
+                aios_pages,
+                aios_pages as f64 * PAGE as f64 * 100.0 / setup.file_size as f64
             );
         }
     }
@@ -310,7 +337,7 @@ pub fn run(args: ReadArgs) -> Result<Vec<Record>> {
     }
     if let Some(dir) = &args.svg {
         std::fs::create_dir_all(dir).with_context(|| format!("create {}", dir.display()))?;
-        let bars = breakdown_runs(&setup, duration, warmup)?;
+        let bars = breakdown_runs(&setup, duration)?;
         print_breakdown(&bars);
         let path = dir.join("breakdown.svg");
         breakdown_svg(&path, &bars).map_err(|e| anyhow::anyhow!("draw {}: {e}", path.display()))?;
@@ -325,7 +352,8 @@ pub fn run(args: ReadArgs) -> Result<Vec<Record>> {
                 }
                 (
                     format!(
-                        "{} {} {} {} thr{}",
+                        "{} {} {} {} {} thr{}",
+                        setup.targets[c.target].label,
                         c.stack.stack_name(),
                         c.stack.mode_name(),
                         c.cache.workload(),
@@ -367,23 +395,31 @@ fn print_miss_ratios(records: &[Record]) {
     );
 }
 
-fn matrix(args: &ReadArgs) -> Vec<ReadCase> {
-    let mut stacks: Vec<ReadStack> = AIOS_STACKS.to_vec();
-    stacks.extend([ReadStack::KernelBuffered, ReadStack::KernelDirect]);
+fn matrix(args: &ReadArgs, targets: &[Target]) -> Vec<ReadCase> {
     let mut cases = Vec::new();
     for &cache in &args.cache {
-        for &stack in &stacks {
-            if stack == ReadStack::KernelDirect && cache == CacheState::Hot {
+        for (t, target) in targets.iter().enumerate() {
+            if cache == CacheState::Hot && t > 0 {
                 continue;
             }
-            for &bs in &args.bs {
-                for &threads in &args.threads {
-                    cases.push(ReadCase {
-                        stack,
-                        cache,
-                        bs,
-                        threads,
-                    });
+            let mut stacks = target.aios_stacks();
+            if target.kernel_data.is_some() {
+                stacks.push(ReadStack::KernelBuffered);
+                if cache == CacheState::Cold {
+                    stacks.push(ReadStack::KernelDirect);
+                }
+            }
+            for stack in stacks {
+                for &bs in &args.bs {
+                    for &threads in &args.threads {
+                        cases.push(ReadCase {
+                            target: t,
+                            stack,
+                            cache,
+                            bs,
+                            threads,
+                        });
+                    }
                 }
             }
         }
@@ -391,9 +427,13 @@ fn matrix(args: &ReadArgs) -> Vec<ReadCase> {
     cases
 }
 
-fn describe(case: &ReadCase) -> String {
+fn describe(setup: &Setup, case: &ReadCase) -> String {
     format!(
-        "{} {} {} bs={} threads={}",
+        "{} {} {} {} bs={} threads={}",
+        setup
+            .targets
+            .get(case.target)
+            .map_or("?", |t| t.label.as_str()),
         case.stack.stack_name(),
         case.stack.mode_name(),
         case.cache.workload(),

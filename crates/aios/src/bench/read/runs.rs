@@ -9,119 +9,263 @@ pub(super) fn run_case(
     run: Run,
     breakdown: Option<&Mutex<StageSums>>,
 ) -> Result<RunOut> {
+    let target = setup.target(case)?;
     match case.stack {
         ReadStack::Aios { mode, completion } => {
-            run_aios(setup, case, mode, completion, run, breakdown)
+            let options = MountOptions {
+                read_mode: mode,
+                completion,
+                queue_depth: 2,
+                cache_pages: aios_cache_pages(setup, case.threads),
+                breakdown: breakdown.is_some(),
+                ..MountOptions::default()
+            };
+            let arena_bytes = arena_bytes(&options, case.threads);
+            let aios = AiosCase {
+                setup,
+                case,
+                options,
+                run,
+                breakdown,
+            };
+            target.with_device(setup, arena_bytes, aios)
         }
-        ReadStack::KernelBuffered | ReadStack::KernelDirect => run_kernel(setup, case, run),
+        ReadStack::KernelBuffered | ReadStack::KernelDirect => {
+            let data = target
+                .kernel_data
+                .as_deref()
+                .with_context(|| format!("no kernel path on {}", target.label))?;
+            run_kernel(data, setup, case, run)
+        }
     }
 }
 
-/// Random page-aligned offsets of `bs`-byte reads inside `region` bytes.
-pub(super) struct Offsets {
-    rng: SmallRng,
-    slots: u64,
+/// Reads timed together. A hot read takes about 100 ns, and a pair of clock reads about 20 ns
+/// on this machine kind: timing each read would add that to every stack's mean and shrink
+/// their differences. Hot reads are therefore timed in batches (each read recorded as the
+/// batch's mean; the distribution is of batch means). Cold reads (tens of us) are timed one by
+/// one.
+pub(super) const HOT_TIMING_BATCH: u64 = 16;
+
+fn timing_batch(cache: CacheState) -> u64 {
+    match cache {
+        CacheState::Cold => 1,
+        CacheState::Hot => HOT_TIMING_BATCH,
+    }
+}
+
+fn record_batch(hist: &mut Histogram<u64>, elapsed: Duration, batch: u64) {
+    let mean_ns = elapsed.as_nanos() as u64 / batch;
+    hist.record_n(mean_ns.max(1), batch).ok();
+}
+
+/// Where one thread's reads fall.
+///
+/// - **cold**: every `bs`-aligned slot of the file at most once per run, in a seeded
+///   pseudo-random order (an affine permutation of the slots), the threads of a run taking
+///   disjoint shares. So no read of a cold run finds its page in any cache, aios's or the
+///   kernel's (which starts each run empty, `DONTNEED`), however fast the device: on zram or
+///   the emulated device a 1 s run would otherwise re-read much of the file. A thread that has
+///   read its whole share stops early; IOPS count the time actually measured.
+/// - **hot**: uniformly random 4 KiB-aligned offsets inside the hot set (repeats are the point).
+pub(super) enum Offsets {
+    Cold {
+        slots: u64,
+        /// Multiplier of the permutation, coprime with `slots`.
+        a: u64,
+        b: u64,
+        /// Next index of this thread (advances by `step`, the thread count).
+        i: u64,
+        step: u64,
+        bs: u64,
+    },
+    Hot {
+        rng: SmallRng,
+        slots: u64,
+    },
 }
 
 impl Offsets {
-    fn new(region: u64, bs: u64, seed: u64) -> Offsets {
-        Offsets {
-            rng: SmallRng::seed_from_u64(seed),
-            slots: (region.saturating_sub(bs) / PAGE + 1).max(1),
+    fn new(
+        cache: CacheState,
+        region: u64,
+        bs: u64,
+        seed: u64,
+        thread: usize,
+        threads: usize,
+    ) -> Offsets {
+        let mut rng = SmallRng::seed_from_u64(seed);
+        match cache {
+            CacheState::Cold => {
+                let slots = (region / bs).max(1);
+                let mut a = rng.gen_range(1..slots.max(2)) % slots;
+                while gcd(a, slots) != 1 {
+                    a = (a + 1) % slots;
+                }
+                Offsets::Cold {
+                    slots,
+                    a,
+                    b: rng.gen_range(0..slots),
+                    i: thread as u64,
+                    step: threads.max(1) as u64,
+                    bs,
+                }
+            }
+            CacheState::Hot => Offsets::Hot {
+                rng,
+                slots: (region.saturating_sub(bs) / PAGE + 1).max(1),
+            },
         }
     }
 
-    fn next(&mut self) -> u64 {
-        self.rng.gen_range(0..self.slots) * PAGE
+    /// The next offset; `None` when a cold thread has read its whole share.
+    fn next(&mut self) -> Option<u64> {
+        match self {
+            Offsets::Cold {
+                slots,
+                a,
+                b,
+                i,
+                step,
+                bs,
+            } => {
+                if *i >= *slots {
+                    return None;
+                }
+                let slot = ((u128::from(*a) * u128::from(*i) + u128::from(*b)) % u128::from(*slots))
+                    as u64;
+                *i += *step;
+                Some(slot * *bs)
+            }
+            Offsets::Hot { rng, slots } => Some(rng.gen_range(0..*slots) * PAGE),
+        }
     }
 }
 
-pub(super) fn run_aios(
-    setup: &Setup,
-    case: &ReadCase,
-    mode: ReadMode,
-    completion: CompletionMode,
+fn gcd(mut a: u64, mut b: u64) -> u64 {
+    while b != 0 {
+        (a, b) = (b, a % b);
+    }
+    a
+}
+
+/// One aios run, generic over the target's device.
+struct AiosCase<'a> {
+    setup: &'a Setup,
+    case: &'a ReadCase,
+    options: MountOptions,
     run: Run,
-    breakdown: Option<&Mutex<StageSums>>,
-) -> Result<RunOut> {
-    let options = MountOptions {
-        read_mode: mode,
-        completion,
-        queue_depth: 2,
-        cache_pages: aios_cache_pages(setup),
-        breakdown: breakdown.is_some(),
-        ..MountOptions::default()
-    };
-    let fs = mount(&setup.image, options, case.threads)?;
-    let ino = {
-        let mut io = fs.io()?;
-        let ino = fs.lookup(&mut io, format!("/{DATA_NAME}"))?;
-        if case.cache == CacheState::Hot {
+    breakdown: Option<&'a Mutex<StageSums>>,
+}
+
+impl AiosRun<RunOut> for AiosCase<'_> {
+    fn run<D: Device + Sync>(self, device: D) -> Result<RunOut> {
+        let AiosCase {
+            setup,
+            case,
+            options,
+            run,
+            breakdown,
+        } = self;
+        let fs = Fs::mount(device, options).context("mount")?;
+        let ino = {
+            let mut io = fs.io()?;
+            let ino = fs.lookup(&mut io, format!("/{DATA_NAME}"))?;
+            if case.cache == CacheState::Hot {
+                let file = fs.open(&mut io, ino)?;
+                let mut buf = vec![0u8; FILL_BYTES];
+                let mut off = 0;
+                while off < setup.hot_set {
+                    let n = fs.read(&mut io, &file, off, &mut buf)?;
+                    if n == 0 {
+                        break;
+                    }
+                    off += n as u64;
+                }
+            }
+            ino
+        };
+        let before = fs.cache().stats();
+        let region = setup.region(case.cache);
+        let sample = run_threads(case.threads, run, |t, ready| {
+            let mut io = fs.io()?;
             let file = fs.open(&mut io, ino)?;
-            let mut buf = vec![0u8; FILL_BYTES];
-            let mut off = 0;
-            while off < setup.hot_set {
-                let n = fs.read(&mut io, &file, off, &mut buf)?;
-                if n == 0 {
+            let mut buf = vec![0u8; case.bs as usize];
+            let mut offsets = Offsets::new(
+                case.cache,
+                region,
+                case.bs,
+                run.thread_seed(t),
+                t,
+                case.threads,
+            );
+            let mut hist = new_histogram();
+            let mut ops = 0u64;
+            let mut measuring = false;
+            let batch = timing_batch(case.cache);
+            let (start, deadline) = ready.go();
+            let mut now = Instant::now();
+            'run: loop {
+                let t0 = Instant::now();
+                for _ in 0..batch {
+                    let Some(offset) = offsets.next() else {
+                        break 'run;
+                    };
+                    let n = fs.read(&mut io, &file, offset, &mut buf)?;
+                    if n != buf.len() {
+                        bail!("short read at {offset}: {n} bytes");
+                    }
+                }
+                now = Instant::now();
+                if now >= start {
+                    if !measuring {
+                        measuring = true;
+                        io.reset_breakdown();
+                    }
+                    record_batch(&mut hist, now - t0, batch);
+                    ops += batch;
+                }
+                if now >= deadline {
                     break;
                 }
-                off += n as u64;
             }
-        }
-        ino
-    };
-    let before = fs.cache().stats();
-    let region = setup.region(case.cache);
-    let sample = run_threads(case.threads, run, |t, start, deadline| {
-        let mut io = fs.io()?;
-        let file = fs.open(&mut io, ino)?;
-        let mut buf = vec![0u8; case.bs as usize];
-        let mut offsets = Offsets::new(region, case.bs, run.thread_seed(t));
-        let mut hist = new_histogram();
-        let mut ops = 0u64;
-        let mut measuring = false;
-        loop {
-            let offset = offsets.next();
-            let t0 = Instant::now();
-            let n = fs.read(&mut io, &file, offset, &mut buf)?;
-            let now = Instant::now();
-            if n != buf.len() {
-                bail!("short read at {offset}: {n} bytes");
-            }
-            if now >= start {
-                if !measuring {
-                    measuring = true;
-                    io.reset_breakdown();
+            if let (Some(sums), Some(b)) = (breakdown, io.breakdown()) {
+                if let Ok(mut sums) = sums.lock() {
+                    sums.add(b);
                 }
-                hist.record((now - t0).as_nanos() as u64).ok();
-                ops += 1;
             }
-            if now >= deadline {
-                break;
-            }
-        }
-        if let (Some(sums), Some(b)) = (breakdown, io.breakdown()) {
-            if let Ok(mut sums) = sums.lock() {
-                sums.add(b);
-            }
-        }
-        Ok((hist, ops))
-    })?;
-    let after = fs.cache().stats();
-    Ok(RunOut {
-        sample,
-        lookups: Some((after.hits - before.hits, after.misses - before.misses)),
-        resident_end: None,
-    })
+            Ok((hist, ops, now))
+        })?;
+        let after = fs.cache().stats();
+        Ok(RunOut {
+            sample,
+            lookups: Some((after.hits - before.hits, after.misses - before.misses)),
+            resident_end: None,
+        })
+    }
 }
 
-/// The page-cache cap of aios's mounts: the default, or the hot set with room to spare.
-pub(super) fn aios_cache_pages(setup: &Setup) -> usize {
-    let hot_pages = (setup.hot_set / PAGE) as usize;
-    aios_fs::mount::CACHE_PAGES_DEFAULT.max(hot_pages + 256)
+/// Pages of each thread's pool and of the arena's headroom, beyond the cache.
+const THREAD_PAGES: usize = 256;
+const SPARE_PAGES: usize = 1024;
+
+/// The page-cache cap of aios's mounts: the whole file if the arena can hold it, else as much
+/// as fits. The kernel's page cache has no cap of its own here (it keeps every page a cold run
+/// reads); a smaller aios cache would make aios's cold runs colder than the kernel's.
+pub(super) fn aios_cache_pages(setup: &Setup, threads: usize) -> usize {
+    let file_pages = (setup.file_size / PAGE) as usize + THREAD_PAGES;
+    let arena_pages = aios_device::arena::ARENA_BYTES_MAX / BLOCK_SIZE;
+    let pools = threads * (MountOptions::default().pool_pages + THREAD_PAGES);
+    file_pages.min(arena_pages.saturating_sub(pools + SPARE_PAGES))
 }
 
-pub(super) fn run_kernel(setup: &Setup, case: &ReadCase, run: Run) -> Result<RunOut> {
+/// The arena of a mount: the cache, every thread's pool and a margin.
+fn arena_bytes(options: &MountOptions, threads: usize) -> usize {
+    let pages = options.cache_pages + threads * (options.pool_pages + THREAD_PAGES) + SPARE_PAGES;
+    (pages * BLOCK_SIZE).clamp(64 << 20, aios_device::arena::ARENA_BYTES_MAX)
+}
+
+pub(super) fn run_kernel(data: &Path, setup: &Setup, case: &ReadCase, run: Run) -> Result<RunOut> {
     let direct = case.stack == ReadStack::KernelDirect;
     let open = || -> Result<std::fs::File> {
         let mut o = std::fs::OpenOptions::new();
@@ -129,19 +273,12 @@ pub(super) fn run_kernel(setup: &Setup, case: &ReadCase, run: Run) -> Result<Run
         if direct {
             o.custom_flags(libc::O_DIRECT);
         }
-        o.open(&setup.data)
-            .with_context(|| format!("open {}", setup.data.display()))
+        o.open(data)
+            .with_context(|| format!("open {}", data.display()))
     };
     if !direct {
         let file = open()?;
-        // SAFETY: fadvise on a descriptor we own; no memory is passed.
-        let rc = unsafe { libc::posix_fadvise(file.as_raw_fd(), 0, 0, libc::POSIX_FADV_DONTNEED) };
-        if rc != 0 {
-            bail!(
-                "posix_fadvise(DONTNEED): {}",
-                std::io::Error::from_raw_os_error(rc)
-            );
-        }
+        fadvise(&file, libc::POSIX_FADV_DONTNEED, "DONTNEED")?;
         if case.cache == CacheState::Hot {
             let mut buf = vec![0u8; FILL_BYTES];
             let mut off = 0;
@@ -155,32 +292,55 @@ pub(super) fn run_kernel(setup: &Setup, case: &ReadCase, run: Run) -> Result<Run
         }
     }
     let region = setup.region(case.cache);
-    let sample = run_threads(case.threads, run, |t, start, deadline| {
+    let sample = run_threads(case.threads, run, |t, ready| {
         let file = open()?;
+        if !direct {
+            // Random reads: say so, as fio does for its random workloads (`fadvise_hint`) and
+            // RocksDB for its table files. Otherwise the kernel's context readahead pulls in
+            // neighbours of earlier reads, and a "cold" run turns warm on a fast device (on
+            // zram, the whole file ended up cached within one 1 s run).
+            fadvise(&file, libc::POSIX_FADV_RANDOM, "RANDOM")?;
+        }
         let fd = file.as_raw_fd();
         let arena = Arena::new(case.bs as usize).context("kernel path buffer")?;
         let mut buf = arena.alloc_bytes(case.bs as usize)?;
         let bytes = arena.bytes_mut(&mut buf);
-        let mut offsets = Offsets::new(region, case.bs, run.thread_seed(t));
+        let mut offsets = Offsets::new(
+            case.cache,
+            region,
+            case.bs,
+            run.thread_seed(t),
+            t,
+            case.threads,
+        );
         let mut hist = new_histogram();
         let mut ops = 0u64;
-        loop {
-            let offset = offsets.next() as libc::off_t;
+        let batch = timing_batch(case.cache);
+        let (start, deadline) = ready.go();
+        let mut now = Instant::now();
+        'run: loop {
             let t0 = Instant::now();
-            // SAFETY: `bytes` is a live, exclusively borrowed slice of `len` bytes.
-            let rc = unsafe { libc::pread(fd, bytes.as_mut_ptr().cast(), bytes.len(), offset) };
-            let now = Instant::now();
-            if rc != bytes.len() as isize {
-                bail!("pread at {offset}: {}", std::io::Error::last_os_error());
+            for _ in 0..batch {
+                let Some(offset) = offsets.next() else {
+                    break 'run;
+                };
+                let offset = offset as libc::off_t;
+                // SAFETY: `bytes` is a live, exclusively borrowed slice of `len` bytes.
+                let rc = unsafe { libc::pread(fd, bytes.as_mut_ptr().cast(), bytes.len(), offset) };
+                if rc != bytes.len() as isize {
+                    bail!("pread at {offset}: {}", std::io::Error::last_os_error());
+                }
             }
+            now = Instant::now();
             if now >= start {
-                hist.record((now - t0).as_nanos() as u64).ok();
-                ops += 1;
+                record_batch(&mut hist, now - t0, batch);
+                ops += batch;
             }
             if now >= deadline {
-                return Ok((hist, ops));
+                break;
             }
         }
+        Ok((hist, ops, now))
     })?;
     let resident_end = if direct {
         None
@@ -192,6 +352,18 @@ pub(super) fn run_kernel(setup: &Setup, case: &ReadCase, run: Run) -> Result<Run
         lookups: None,
         resident_end,
     })
+}
+
+fn fadvise(file: &std::fs::File, advice: libc::c_int, name: &str) -> Result<()> {
+    // SAFETY: fadvise on a descriptor we own; no memory is passed.
+    let rc = unsafe { libc::posix_fadvise(file.as_raw_fd(), 0, 0, advice) };
+    if rc != 0 {
+        bail!(
+            "posix_fadvise({name}): {}",
+            std::io::Error::from_raw_os_error(rc)
+        );
+    }
+    Ok(())
 }
 
 /// Fraction of `file`'s first `len` bytes in the kernel's page cache (`mincore` over a
@@ -224,32 +396,33 @@ pub(super) fn resident_fraction(file: &std::fs::File, len: u64) -> Option<f64> {
 /// One breakdown bar: a label, the read mode and the stage sums.
 pub(super) type Bar = (String, ReadMode, StageSums);
 
-/// Cold 4 KiB reads, one thread, with the breakdown recorder on, for every aios mode.
-pub(super) fn breakdown_runs(
-    setup: &Setup,
-    duration: Duration,
-    warmup: Duration,
-) -> Result<Vec<Bar>> {
+/// Cold 4 KiB reads, one thread, with the breakdown recorder on, for every aios mode of every
+/// target.
+pub(super) fn breakdown_runs(setup: &Setup, duration: Duration) -> Result<Vec<Bar>> {
     let mut bars = Vec::new();
-    for (i, stack) in AIOS_STACKS.iter().enumerate() {
-        let ReadStack::Aios { mode, .. } = *stack else {
-            continue;
-        };
-        let case = ReadCase {
-            stack: *stack,
-            cache: CacheState::Cold,
-            bs: PAGE,
-            threads: 1,
-        };
-        let sums = Mutex::new(StageSums::default());
-        let run = Run {
-            warmup,
-            duration,
-            seed: 0xB4EA_0000 + i as u64,
-        };
-        run_case(setup, &case, run, Some(&sums)).context("breakdown run")?;
-        let sums = sums.into_inner().unwrap_or_default();
-        bars.push((format!("aios {}", stack.mode_name()), mode, sums));
+    for (t, target) in setup.targets.iter().enumerate() {
+        for (i, stack) in target.aios_stacks().into_iter().enumerate() {
+            let ReadStack::Aios { mode, .. } = stack else {
+                continue;
+            };
+            let case = ReadCase {
+                target: t,
+                stack,
+                cache: CacheState::Cold,
+                bs: PAGE,
+                threads: 1,
+            };
+            let sums = Mutex::new(StageSums::default());
+            let run = Run {
+                warmup: Duration::ZERO,
+                duration,
+                seed: 0xB4EA_0000 + ((t as u64) << 8) + i as u64,
+            };
+            run_case(setup, &case, run, Some(&sums)).context("breakdown run")?;
+            let sums = sums.into_inner().unwrap_or_default();
+            let label = format!("{}: aios {}", target.label, stack.mode_name());
+            bars.push((label, mode, sums));
+        }
     }
     Ok(bars)
 }
