@@ -5,7 +5,8 @@
 //! reading each directory with a linear scan ([`crate::dir`]). Symlinks met as intermediate
 //! components are followed (an absolute target restarts at the root, a relative one continues in
 //! the directory holding the link); the final component is followed only by
-//! [`Fs::lookup_follow`]. `..` is the on-disk `..` entry; empty components and `.` are skipped.
+//! [`Fs::lookup_follow`], or when the path ends in `/` (then it must be a directory, as in Linux).
+//! `..` is the on-disk `..` entry; empty components and `.` are skipped.
 //!
 //! # Limits
 //! - A component longer than [`NAME_LEN_MAX`] bytes is [`FsError::NameTooLong`].
@@ -58,6 +59,11 @@ impl<D: Device> Fs<D> {
                 reason: "not an absolute path",
             });
         }
+        // A trailing `/` (or `/.`) makes the path name a directory, as in Linux's path resolution:
+        // a symlink in the last component is followed even by `lookup` (`lstat("link/")` is the
+        // target directory's) and anything but a directory is `NotADirectory`.
+        let must_be_dir = path.ends_with(b"/") || path.ends_with(b"/.");
+        let follow_last = follow_last || must_be_dir;
         // Components still to resolve, the next one last.
         let mut pending: Vec<Vec<u8>> = Vec::new();
         push_components(&mut pending, path);
@@ -85,6 +91,11 @@ impl<D: Device> Fs<D> {
             }
             let inode = self.read_inode(io, child)?;
             if !inode.is_symlink() {
+                if pending.is_empty() && must_be_dir && !inode.is_dir() {
+                    return Err(FsError::NotADirectory {
+                        path: display_path(path),
+                    });
+                }
                 cur = child;
                 continue;
             }

@@ -281,6 +281,33 @@ fn lookup_follows_symlinks_and_names_the_path_in_errors() {
     assert!(fs.read_inode(&mut io, u32::MAX).is_err());
 }
 
+/// Regression: a trailing `/` names a directory, as in Linux: `lookup("/dir_link/")` is the
+/// directory the link points to (it used to be the symlink itself), and `"/size1/"` is not a
+/// directory (it used to be the file).
+#[test]
+fn a_trailing_slash_follows_a_last_symlink_and_requires_a_directory() {
+    if !have_mke2fs("a_trailing_slash_follows_a_last_symlink_and_requires_a_directory") {
+        return;
+    }
+    let fx = build();
+    let fs = mount(&fx.image);
+    let mut io = fs.io().unwrap();
+    let b = fs.lookup(&mut io, "/a/b").unwrap();
+    let link = fs.lookup(&mut io, "/dir_link").unwrap();
+    assert_ne!(link, b);
+    assert_eq!(fs.lookup(&mut io, "/dir_link/").unwrap(), b);
+    assert_eq!(fs.lookup(&mut io, "/dir_link/.").unwrap(), b);
+    assert_eq!(fs.lookup(&mut io, "/a/b/").unwrap(), b);
+    assert_eq!(fs.lookup(&mut io, "/").unwrap(), ROOT_INO);
+    for path in ["/size1/", "/size1/.", "/fast_link/"] {
+        assert_eq!(
+            fs.lookup(&mut io, path).unwrap_err(),
+            FsError::NotADirectory { path: path.into() },
+            "{path}"
+        );
+    }
+}
+
 #[test]
 fn threads_share_one_mount_with_their_own_contexts() {
     if !have_mke2fs("threads_share_one_mount_with_their_own_contexts") {
