@@ -57,6 +57,9 @@ pub const CACHE_PAGES_DEFAULT: usize = 4096;
 /// Default per-thread pool: the paper's 64 pre-mapped pages per CPU.
 pub const POOL_PAGES_DEFAULT: usize = 64;
 
+/// Default sequential readahead window: 128 KiB, as the kernel's default `read_ahead_kb`.
+pub const READAHEAD_PAGES_DEFAULT: usize = 32;
+
 /// How to mount. Read-only is the only mode so far.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct MountOptions {
@@ -71,7 +74,9 @@ pub struct MountOptions {
     pub cache_pages: usize,
     /// Pages of each thread's pool (async mode only).
     pub pool_pages: usize,
-    /// Sequential readahead window in pages (at most 32; 0: off). See `readahead`.
+    /// Sequential readahead window in pages (at most 32; 0: off). On by default with 32 pages
+    /// (128 KiB, the kernel's default `read_ahead_kb`); random reads never trigger it. See
+    /// `readahead`.
     pub readahead_pages: usize,
     /// Record the per-stage [`crate::Breakdown`] in every new [`IoCtx`] (off: no clock reads).
     pub breakdown: bool,
@@ -85,7 +90,7 @@ impl Default for MountOptions {
             queue_depth: 8,
             cache_pages: CACHE_PAGES_DEFAULT,
             pool_pages: POOL_PAGES_DEFAULT,
-            readahead_pages: 0,
+            readahead_pages: READAHEAD_PAGES_DEFAULT,
             breakdown: false,
         }
     }

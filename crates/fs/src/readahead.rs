@@ -1,5 +1,5 @@
-//! Sequential readahead for cached reads (off unless [`crate::MountOptions::readahead_pages`]
-//! is set).
+//! Sequential readahead for cached reads (window [`crate::MountOptions::readahead_pages`], 32
+//! pages by default, 0 turns it off).
 //!
 //! # Role
 //! A [`File`] handle remembers where its last [`Fs::read`] ended. A read that starts there is

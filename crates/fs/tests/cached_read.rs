@@ -24,11 +24,14 @@ pub fn mount_emu(image: &Path, preset: &str, options: MountOptions) -> Fs<EmuDev
     Fs::mount(device, options).unwrap()
 }
 
+/// These tests count the requests of demand reads: readahead (tested in `cached_race.rs` and
+/// `read_prop.rs`) is off.
 pub fn options(read_mode: ReadMode, completion: CompletionMode) -> MountOptions {
     MountOptions {
         read_mode,
         completion,
         cache_pages: CACHE_PAGES,
+        readahead_pages: 0,
         ..MountOptions::default()
     }
 }
