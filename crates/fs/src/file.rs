@@ -29,7 +29,21 @@ pub struct File {
     pub(crate) seq: SeqState,
 }
 
+/// How a handle's reads will go, like `posix_fadvise`'s advice.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Access {
+    /// Sequential runs are detected and read ahead.
+    #[default]
+    Normal,
+    /// No readahead on this handle: every read fetches only what it asks for.
+    Random,
+}
+
 impl File {
+    /// Advises how this handle will be read (`POSIX_FADV_NORMAL` / `POSIX_FADV_RANDOM`).
+    pub fn advise(&self, access: Access) {
+        self.seq.set_random(access == Access::Random);
+    }
     pub fn ino(&self) -> u32 {
         self.inode.ino
     }

@@ -82,7 +82,7 @@ pub use breakdown::{Breakdown, Stage};
 pub use dir::DirEntry;
 pub use error::FsError;
 pub use extent_map::{ExtentMap, Mapping};
-pub use file::File;
+pub use file::{Access, File};
 pub use inode::Stat;
 pub use io::IoCtx;
 pub use mount::{Fs, MountOptions, ReadMode};

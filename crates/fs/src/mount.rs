@@ -199,6 +199,15 @@ impl<D: Device> Fs<D> {
         &self.device
     }
 
+    /// Unmounts: drops the page cache, whose pages go back to the device's arena, and returns
+    /// the device, so it can be mounted again (say, with other options) without reopening it
+    /// and re-faulting its arena.
+    pub fn unmount(self) -> D {
+        let Fs { device, cache, .. } = self;
+        drop(cache);
+        device
+    }
+
     /// Reads `count` blocks from `first_block` into `io`, refusing blocks outside the file system
     /// (reported as corruption of the structure at `at`, which pointed there).
     pub(crate) fn read_blocks(

@@ -26,7 +26,7 @@
 //!   pending readahead's lookups have missed but it has not inserted yet). Dropping the context
 //!   waits for its pending requests and frees their pages.
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use aios_cache::Insert;
 use aios_device::{Device, Tag, BLOCK_SIZE, SEGMENTS_MAX};
@@ -45,6 +45,14 @@ pub(crate) struct SeqState {
     next_offset_bytes: AtomicU64,
     /// First page not yet read ahead (0: no readahead stream).
     frontier_page: AtomicU64,
+    /// Advised random access: never read ahead.
+    random: AtomicBool,
+}
+
+impl SeqState {
+    pub(crate) fn set_random(&self, random: bool) {
+        self.random.store(random, Ordering::Relaxed);
+    }
 }
 
 impl Clone for SeqState {
@@ -52,6 +60,7 @@ impl Clone for SeqState {
         SeqState {
             next_offset_bytes: AtomicU64::new(self.next_offset_bytes.load(Ordering::Relaxed)),
             frontier_page: AtomicU64::new(self.frontier_page.load(Ordering::Relaxed)),
+            random: AtomicBool::new(self.random.load(Ordering::Relaxed)),
         }
     }
 }
@@ -148,10 +157,10 @@ impl<D: Device> Fs<D> {
         end: u64,
     ) {
         let window = self.options.readahead_pages.min(SEGMENTS_MAX) as u64;
-        if window == 0 {
+        let seq = &file.seq;
+        if window == 0 || seq.random.load(Ordering::Relaxed) {
             return;
         }
-        let seq = &file.seq;
         // A load and a store, not a swap: threads sharing a handle may race here, which only
         // blurs sequential detection, and a locked instruction per read is not free.
         let sequential = seq.next_offset_bytes.load(Ordering::Relaxed) == offset;

@@ -223,5 +223,26 @@ fn sequential_reads_are_read_ahead_and_random_ones_are_not() {
             assert!(buf[..n] == source[at..at + 100]);
         }
         assert_eq!(io.readahead_stats(), ra_before);
+
+        // A handle advised random never reads ahead, even when its reads are sequential; the
+        // advice is per handle, like `posix_fadvise` on a descriptor.
+        let cold = mount_emu(&fx.image, "ull", options);
+        let mut io = cold.io().unwrap();
+        let random = cold.open(&mut io, ino).unwrap();
+        random.advise(aios_fs::Access::Random);
+        for page in 0..64u64 {
+            let n = cold
+                .read(&mut io, &random, page * 4096, &mut buf[..4096])
+                .unwrap();
+            let at = page as usize * 4096;
+            assert!(buf[..n] == source[at..at + 4096]);
+        }
+        assert_eq!(io.readahead_stats().requests, 0);
+        let normal = cold.open(&mut io, ino).unwrap();
+        for page in 64..128u64 {
+            cold.read(&mut io, &normal, page * 4096, &mut buf[..4096])
+                .unwrap();
+        }
+        assert!(io.readahead_stats().requests > 0);
     }
 }

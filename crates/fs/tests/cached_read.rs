@@ -265,3 +265,40 @@ fn reads_past_eof_and_into_holes() {
         assert!(fs.cache().resident_pages() <= 5, "{}", mode.name());
     }
 }
+
+#[test]
+fn unmount_returns_every_page_and_the_device_mounts_again_cold() {
+    if !have_mke2fs("unmount_returns_every_page_and_the_device_mounts_again_cold") {
+        return;
+    }
+    let fx = build();
+    let fs = mount_emu(
+        &fx.image,
+        "instant",
+        options(ReadMode::Async, CompletionMode::Interrupt),
+    );
+    let free_at_mount = fs.device().arena().free_pages();
+    let mut device = None;
+    for round in 0..2 {
+        let fs = match device.take() {
+            None => mount_emu(
+                &fx.image,
+                "instant",
+                options(ReadMode::Async, CompletionMode::Interrupt),
+            ),
+            Some(d) => Fs::mount(d, options(ReadMode::Sync, CompletionMode::Interrupt)).unwrap(),
+        };
+        let mut io = fs.io().unwrap();
+        let (file, source) = open_big(&fs, &mut io);
+        assert!(read_whole(&fs, &mut io, &file) == source, "round {round}");
+        let stats = fs.cache().stats();
+        // A fresh mount starts cold even on a reused device.
+        assert_eq!(stats.hits, 0, "round {round}: {stats:?}");
+        assert!(stats.misses > 0);
+        drop(io);
+        let d = fs.unmount();
+        assert_eq!(d.arena().free_pages(), free_at_mount, "round {round}");
+        device = Some(d);
+    }
+    drop(fs);
+}

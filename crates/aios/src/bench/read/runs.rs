@@ -16,11 +16,10 @@ pub(super) fn run_case(
                 read_mode: mode,
                 completion,
                 queue_depth: 2,
-                cache_pages: aios_cache_pages(setup, case.threads),
+                cache_pages: setup.cache_pages,
                 breakdown: breakdown.is_some(),
                 ..MountOptions::default()
             };
-            let arena_bytes = arena_bytes(&options, case.threads);
             let aios = AiosCase {
                 setup,
                 case,
@@ -28,7 +27,7 @@ pub(super) fn run_case(
                 run,
                 breakdown,
             };
-            target.with_device(setup, arena_bytes, aios)
+            target.with_device(setup, aios)
         }
         ReadStack::KernelBuffered | ReadStack::KernelDirect => {
             let data = target
@@ -159,7 +158,7 @@ struct AiosCase<'a> {
 }
 
 impl AiosRun<RunOut> for AiosCase<'_> {
-    fn run<D: Device + Sync>(self, device: D) -> Result<RunOut> {
+    fn run<D: Device + Sync>(self, device: D) -> Result<(RunOut, D)> {
         let AiosCase {
             setup,
             case,
@@ -190,6 +189,8 @@ impl AiosRun<RunOut> for AiosCase<'_> {
         let sample = run_threads(case.threads, run, |t, ready| {
             let mut io = fs.io()?;
             let file = fs.open(&mut io, ino)?;
+            // Random reads, advised as such like the kernel's descriptors (see `run_kernel`).
+            file.advise(aios_fs::Access::Random);
             let mut buf = vec![0u8; case.bs as usize];
             let mut offsets = Offsets::new(
                 case.cache,
@@ -237,11 +238,12 @@ impl AiosRun<RunOut> for AiosCase<'_> {
             Ok((hist, ops, now))
         })?;
         let after = fs.cache().stats();
-        Ok(RunOut {
+        let out = RunOut {
             sample,
             lookups: Some((after.hits - before.hits, after.misses - before.misses)),
             resident_end: None,
-        })
+        };
+        Ok((out, fs.unmount()))
     }
 }
 
@@ -259,9 +261,13 @@ pub(super) fn aios_cache_pages(setup: &Setup, threads: usize) -> usize {
     file_pages.min(arena_pages.saturating_sub(pools + SPARE_PAGES))
 }
 
-/// The arena of a mount: the cache, every thread's pool and a margin.
-fn arena_bytes(options: &MountOptions, threads: usize) -> usize {
-    let pages = options.cache_pages + threads * (options.pool_pages + THREAD_PAGES) + SPARE_PAGES;
+/// The arena of a target's device: the cache, every thread's pool and a margin, for the most
+/// threads any case runs.
+pub(super) fn arena_bytes(setup: &Setup, threads_max: usize) -> usize {
+    let pool_pages = MountOptions::default().pool_pages;
+    let pages = aios_cache_pages(setup, threads_max)
+        + threads_max * (pool_pages + THREAD_PAGES)
+        + SPARE_PAGES;
     (pages * BLOCK_SIZE).clamp(64 << 20, aios_device::arena::ARENA_BYTES_MAX)
 }
 

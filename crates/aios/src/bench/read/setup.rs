@@ -33,6 +33,7 @@ pub(super) fn prepare(args: &ReadArgs) -> Result<Setup> {
         data,
         file_size: args.file_size,
         hot_set: args.hot_set.clamp(IO_BYTES_MAX as u64, args.file_size) / PAGE * PAGE,
+        cache_pages: aios_fs::mount::CACHE_PAGES_DEFAULT,
         targets: Vec::new(),
     })
 }

@@ -7,11 +7,14 @@
 //! | `emu:PRESET` | the emulated NVMe device, the image loaded into RAM | nothing (no kernel driver for it): the table shows mean minus modelled device time |
 //! | `zram` | pread/pwrite on `/dev/zram0` (synchronous: io_uring would punt every request to a worker) | `/data` of the same image, mounted read-only by the kernel from `/dev/zram0` |
 //!
+//! aios's device is opened once per target and kept across runs; every run mounts it afresh.
+//!
 //! `zram` needs root and an unused `/dev/zram0` (no disksize set, not swap): it is sized to the
 //! image, the image is copied onto it, the kernel mounts it; at the end it is unmounted and
 //! reset. When it cannot be used the target is skipped with a message saying why.
 
 use super::*;
+use crate::spec::OpenDevice;
 use aios_device_emu::{DiskImage, EmuConfig, EmuDevice};
 use aios_device_psync::{PsyncConfig, PsyncDevice};
 use std::process::Command;
@@ -52,9 +55,11 @@ pub(super) struct Target {
     pub label: String,
     /// The file the kernel reads, if it has a twin here.
     pub kernel_data: Option<PathBuf>,
-    /// The image in RAM, for `emu` (cloned into a fresh device by every run).
-    emu_image: Option<DiskImage>,
-    /// Unmounts and resets zram when dropped.
+    /// The device aios reads, kept between runs.
+    device: Mutex<Option<OpenDevice>>,
+    /// Its arena: the largest cache and pools any case needs.
+    arena_bytes: usize,
+    /// Unmounts and resets zram when dropped (after `device` is closed: fields drop in order).
     _zram: Option<ZramMount>,
 }
 
@@ -86,18 +91,38 @@ impl Target {
         Some(config.latency.idle_latency_ns(aios_device::Op::Read, bs))
     }
 
-    /// Opens the device aios reads on this target (a fresh one per run) and runs `f` on it.
-    pub fn with_device<R>(
-        &self,
-        setup: &Setup,
-        arena_bytes: usize,
-        f: impl AiosRun<R>,
-    ) -> Result<R> {
+    /// Runs `f` on the device aios reads on this target: opened at the first run, then kept
+    /// between runs (each run mounts it afresh, so its page cache starts empty) to save
+    /// re-faulting a large arena and reloading the emulated image every time.
+    pub fn with_device<R>(&self, setup: &Setup, f: impl AiosRun<R>) -> Result<R> {
+        let kept = self
+            .device
+            .lock()
+            .map_err(|_| anyhow::anyhow!("device lock"))?
+            .take();
+        let device = match kept {
+            Some(device) => device,
+            None => self.open(setup)?,
+        };
+        let (result, device) = match device {
+            OpenDevice::Uring(d) => f.run(d).map(|(r, d)| (r, OpenDevice::Uring(d)))?,
+            OpenDevice::Emu(d) => f.run(d).map(|(r, d)| (r, OpenDevice::Emu(d)))?,
+            OpenDevice::Psync(d) => f.run(d).map(|(r, d)| (r, OpenDevice::Psync(d)))?,
+            OpenDevice::Null(d) => f.run(d).map(|(r, d)| (r, OpenDevice::Null(d)))?,
+        };
+        if let Ok(mut slot) = self.device.lock() {
+            *slot = Some(device);
+        }
+        Ok(result)
+    }
+
+    fn open(&self, setup: &Setup) -> Result<OpenDevice> {
         let target = TargetOptions {
             read_only: true,
             // Shared with the kernel's reads of the same bytes (read-only on both sides).
             exclusive: false,
         };
+        let arena_bytes = self.arena_bytes;
         match &self.spec {
             TargetSpec::Host => {
                 let config = UringConfig {
@@ -107,18 +132,18 @@ impl Target {
                 };
                 let device = UringDevice::open(&setup.image, config)
                     .with_context(|| format!("open {}", setup.image.display()))?;
-                f.run(device)
+                Ok(OpenDevice::Uring(device))
             }
             TargetSpec::Emu(preset) => {
-                let image = self
-                    .emu_image
-                    .as_ref()
-                    .context("emulated target without its image")?
-                    .try_clone()?;
+                eprintln!(
+                    "aios: loading {} into the emulated device",
+                    setup.image.display()
+                );
+                let image = DiskImage::load(&setup.image)
+                    .with_context(|| format!("load {} into RAM", setup.image.display()))?;
                 let mut config = EmuConfig::parse(preset).map_err(|e| anyhow::anyhow!("{e}"))?;
                 config.arena_bytes = arena_bytes;
-                let device = EmuDevice::with_image(config, image)?;
-                f.run(device)
+                Ok(OpenDevice::Emu(EmuDevice::with_image(config, image)?))
             }
             TargetSpec::Zram => {
                 let config = PsyncConfig {
@@ -127,55 +152,49 @@ impl Target {
                 };
                 let device = PsyncDevice::open(Path::new(ZRAM_DEV), config)
                     .with_context(|| format!("open {ZRAM_DEV}"))?;
-                f.run(device)
+                Ok(OpenDevice::Psync(device))
             }
         }
     }
 }
 
-/// A benchmark body generic over the device (closures cannot be generic).
+/// A benchmark body generic over the device (closures cannot be generic). Gives the device
+/// back for the next run.
 pub(super) trait AiosRun<R> {
-    fn run<D: Device + Sync>(self, device: D) -> Result<R>;
+    fn run<D: Device + Sync>(self, device: D) -> Result<(R, D)>;
 }
 
 /// Prepares every requested target; unusable optional ones (zram) are skipped with a reason.
-pub(super) fn prepare_targets(specs: &[TargetSpec], setup: &Setup) -> Result<Vec<Target>> {
+/// `arena_bytes`: the arena of each target's device.
+pub(super) fn prepare_targets(
+    specs: &[TargetSpec],
+    setup: &Setup,
+    arena_bytes: usize,
+) -> Result<Vec<Target>> {
     let mut targets = Vec::new();
     for spec in specs {
-        let target = match spec {
-            TargetSpec::Host => Target {
-                spec: spec.clone(),
-                label: "host disk".into(),
-                kernel_data: Some(setup.data.clone()),
-                emu_image: None,
-                _zram: None,
-            },
-            TargetSpec::Emu(preset) => {
-                let image = DiskImage::load(&setup.image)
-                    .with_context(|| format!("load {} into RAM", setup.image.display()))?;
-                Target {
-                    spec: spec.clone(),
-                    label: format!("emu:{preset}"),
-                    kernel_data: None,
-                    emu_image: Some(image),
-                    _zram: None,
-                }
-            }
+        let (label, kernel_data, zram) = match spec {
+            TargetSpec::Host => ("host disk".to_string(), Some(setup.data.clone()), None),
+            TargetSpec::Emu(preset) => (format!("emu:{preset}"), None, None),
             TargetSpec::Zram => match ZramMount::new(&setup.image) {
-                Ok(zram) => Target {
-                    spec: spec.clone(),
-                    label: "zram".into(),
-                    kernel_data: Some(zram.mount_point.path().join(DATA_NAME)),
-                    emu_image: None,
-                    _zram: Some(zram),
-                },
+                Ok(zram) => {
+                    let data = zram.mount_point.path().join(DATA_NAME);
+                    ("zram".to_string(), Some(data), Some(zram))
+                }
                 Err(why) => {
                     eprintln!("aios: skipping target zram: {why:#}");
                     continue;
                 }
             },
         };
-        targets.push(target);
+        targets.push(Target {
+            spec: spec.clone(),
+            label,
+            kernel_data,
+            device: Mutex::new(None),
+            arena_bytes,
+            _zram: zram,
+        });
     }
     if targets.is_empty() {
         bail!("no usable --target");
