@@ -165,7 +165,6 @@ impl PageCache {
         for shard in self.shards.iter() {
             let shard = lock(shard);
             stats.hits += shard.hits;
-            stats.misses += shard.misses;
         }
         stats
     }
@@ -179,9 +178,7 @@ impl PageCache {
     /// plain hit, [`read_cached`](Self::read_cached) is cheaper.
     pub fn lookup(&self, key: Key) -> Option<PageRef> {
         let mut shard = self.shard(key);
-        let Shard {
-            map, hits, misses, ..
-        } = &mut *shard;
+        let Shard { map, hits, .. } = &mut *shard;
         match map.get(&key) {
             Some(page) => {
                 *hits += 1;
@@ -189,10 +186,17 @@ impl PageCache {
                 Some(PageRef { page: page.clone() })
             }
             None => {
-                *misses += 1;
+                drop(shard);
+                self.count_miss();
                 None
             }
         }
+    }
+
+    /// Counts a miss found by [`read_cached`](Self::read_cached) that the caller will read
+    /// (not a hole).
+    pub fn count_miss(&self) {
+        bump(&self.counters.misses);
     }
 
     /// The hit path: copies `out.len()` bytes at `offset_bytes` of the page of `key` if it is
@@ -200,6 +204,9 @@ impl PageCache {
     /// count (the copy happens under the shard lock, which eviction needs too, so the memory
     /// cannot be reused meanwhile). A page still being filled is returned as a reference to
     /// wait on with [`copy_out`](Self::copy_out); counted as a hit like the copied one.
+    /// `Missing` is not counted: the caller may find the page is a hole (never cached) and
+    /// calls [`count_miss`](Self::count_miss) when it reads the page instead. That lets a file
+    /// system try the cache before its block map, keeping the map off the hit path.
     pub fn read_cached(
         &self,
         key: Key,
@@ -215,11 +222,8 @@ impl PageCache {
             });
         }
         let mut shard = self.shard(key);
-        let Shard {
-            map, hits, misses, ..
-        } = &mut *shard;
+        let Shard { map, hits, .. } = &mut *shard;
         let Some(page) = map.get(&key) else {
-            *misses += 1;
             return Ok(Cached::Missing);
         };
         *hits += 1;

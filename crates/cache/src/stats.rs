@@ -31,7 +31,8 @@ pub struct CacheStats {
 
 #[derive(Debug, Default)]
 pub(crate) struct Counters {
-    // hits and misses: counted per shard (see `Shard`), summed into the snapshot.
+    // hits: counted per shard (see `Shard`), summed into the snapshot.
+    pub misses: AtomicU64,
     pub inserts: AtomicU64,
     pub duplicates: AtomicU64,
     pub raced: AtomicU64,
@@ -50,7 +51,7 @@ impl Counters {
         let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
         CacheStats {
             hits: 0,
-            misses: 0,
+            misses: get(&self.misses),
             inserts: get(&self.inserts),
             duplicates: get(&self.duplicates),
             raced: get(&self.raced),

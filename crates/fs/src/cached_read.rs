@@ -3,7 +3,8 @@
 //! # Role
 //! `read` walks the requested range page by page:
 //! - **holes and unwritten extents** (known from the extent map loaded at open) are zero-filled:
-//!   no I/O, no cache entry, no cache lookup;
+//!   no I/O, no cache entry; one cache probe per hole range (the cache is tried before the map,
+//!   so a hit never consults the map), not counted as a miss;
 //! - **a cached page** is copied out: one shard lock and a memcpy, no system call, no I/O (a page
 //!   another thread is still filling is waited for, bounded by the cache's wait limit);
 //! - **a miss** starts a *miss run*: the following pages of the same written extent that miss
@@ -98,23 +99,11 @@ impl<D: Device> Fs<D> {
         let mut next: Option<PageRef> = None;
         while pos < end {
             let page = pos / BLOCK_BYTES;
-            let mapping = match file.extents().find(page) {
-                Some(m) if !m.unwritten => *m,
-                other => {
-                    let hole_end_page = match other {
-                        Some(m) => m.end_block(),
-                        None => file.extents().next_mapped(page).unwrap_or(u64::MAX),
-                    };
-                    let hole_end = hole_end_page.saturating_mul(BLOCK_BYTES).min(end);
-                    dst.zero(pos, hole_end);
-                    pos = hole_end;
-                    next = None;
-                    continue;
-                }
-            };
             let lookup_start = io.recording().then(Instant::now);
             let key = Key::new(u64::from(file.ino()), page);
             let (within, out) = dst.span(page);
+            // The cache first, the extent map only on a miss: a hit never needs the map (holes
+            // are never cached, so a hole is a miss here, then zero-filled below).
             let found = match next.take() {
                 Some(page_ref) => Cached::Filling(page_ref),
                 None => self
@@ -129,6 +118,20 @@ impl<D: Device> Fs<D> {
                     .copy_out(&page_ref, within, out)
                     .map_err(|e| read_error(file, pos, e))?,
                 Cached::Missing => {
+                    let mapping = match file.extents().find(page) {
+                        Some(m) if !m.unwritten => *m,
+                        other => {
+                            let hole_end_page = match other {
+                                Some(m) => m.end_block(),
+                                None => file.extents().next_mapped(page).unwrap_or(u64::MAX),
+                            };
+                            let hole_end = hole_end_page.saturating_mul(BLOCK_BYTES).min(end);
+                            dst.zero(pos, hole_end);
+                            pos = hole_end;
+                            continue;
+                        }
+                    };
+                    self.cache.count_miss();
                     let mut laps = Laps::started_at(lookup_start);
                     laps.lap(Stage::Lookup);
                     let run_end = mapping

@@ -82,7 +82,7 @@ pub struct ReadArgs {
     /// Bytes at the start of the file read first and then hit by the hot workload. The default
     /// fits a core's L2 cache, so hits measure the software path of each stack; larger sets add
     /// the same memory traffic to both (try 16M).
-    #[arg(long, default_value = "1M", value_parser = parse_size)]
+    #[arg(long, default_value = "512K", value_parser = parse_size)]
     pub hot_set: u64,
     /// Read sizes, 4k to 128k.
     #[arg(long, value_delimiter = ',', default_value = "4k", value_parser = parse_size)]
