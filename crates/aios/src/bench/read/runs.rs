@@ -141,6 +141,15 @@ impl Offsets {
     }
 }
 
+/// The seed of a thread's offsets: cold threads share the run's permutation (each takes its own
+/// indices of it, so their pages are disjoint); hot threads draw independently.
+fn offset_seed(cache: CacheState, run: Run, thread: usize) -> u64 {
+    match cache {
+        CacheState::Cold => run.seed,
+        CacheState::Hot => run.thread_seed(thread),
+    }
+}
+
 fn gcd(mut a: u64, mut b: u64) -> u64 {
     while b != 0 {
         (a, b) = (b, a % b);
@@ -196,7 +205,7 @@ impl AiosRun<RunOut> for AiosCase<'_> {
                 case.cache,
                 region,
                 case.bs,
-                run.thread_seed(t),
+                offset_seed(case.cache, run, t),
                 t,
                 case.threads,
             );
@@ -315,7 +324,7 @@ pub(super) fn run_kernel(data: &Path, setup: &Setup, case: &ReadCase, run: Run) 
             case.cache,
             region,
             case.bs,
-            run.thread_seed(t),
+            offset_seed(case.cache, run, t),
             t,
             case.threads,
         );
@@ -431,4 +440,46 @@ pub(super) fn breakdown_runs(setup: &Setup, duration: Duration) -> Result<Vec<Ba
         }
     }
     Ok(bars)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cold_threads_read_every_slot_exactly_once_between_them() {
+        let (region, bs, threads) = (1000 * PAGE, 2 * PAGE, 3);
+        let mut seen = std::collections::HashMap::new();
+        for t in 0..threads {
+            let seed = offset_seed(
+                CacheState::Cold,
+                Run {
+                    warmup: Duration::ZERO,
+                    duration: Duration::ZERO,
+                    seed: 42,
+                },
+                t,
+            );
+            let mut offsets = Offsets::new(CacheState::Cold, region, bs, seed, t, threads);
+            while let Some(offset) = offsets.next() {
+                assert_eq!(offset % bs, 0);
+                assert!(offset + bs <= region);
+                *seen.entry(offset).or_insert(0) += 1;
+            }
+        }
+        assert_eq!(seen.len(), 500);
+        assert!(seen.values().all(|&n| n == 1));
+    }
+
+    #[test]
+    fn hot_offsets_stay_in_the_hot_set_and_repeat() {
+        let mut offsets = Offsets::new(CacheState::Hot, 64 * PAGE, PAGE, 7, 0, 1);
+        let mut seen = std::collections::HashSet::new();
+        for _ in 0..10_000 {
+            let offset = offsets.next().unwrap();
+            assert!(offset < 64 * PAGE && offset % PAGE == 0);
+            seen.insert(offset);
+        }
+        assert_eq!(seen.len(), 64);
+    }
 }
