@@ -462,7 +462,7 @@ mod tests {
             );
             let mut offsets = Offsets::new(CacheState::Cold, region, bs, seed, t, threads);
             while let Some(offset) = offsets.next() {
-                assert_eq!(offset % bs, 0);
+                assert!(offset.is_multiple_of(bs));
                 assert!(offset + bs <= region);
                 *seen.entry(offset).or_insert(0) += 1;
             }
@@ -477,7 +477,7 @@ mod tests {
         let mut seen = std::collections::HashSet::new();
         for _ in 0..10_000 {
             let offset = offsets.next().unwrap();
-            assert!(offset < 64 * PAGE && offset % PAGE == 0);
+            assert!(offset < 64 * PAGE && offset.is_multiple_of(PAGE));
             seen.insert(offset);
         }
         assert_eq!(seen.len(), 64);
