@@ -53,7 +53,8 @@ enum Command {
         path: String,
         dest: Option<PathBuf>,
     },
-    /// Measure aios next to the kernel's own I/O path (default: the device benchmark).
+    /// Measure aios next to the kernel's own I/O path (without a subcommand: the device
+    /// benchmark, then the file-read benchmark with its defaults).
     #[command(args_conflicts_with_subcommands = true)]
     Bench {
         #[command(subcommand)]
@@ -108,7 +109,13 @@ fn run(cli: Cli) -> Result<()> {
         Command::Cat { image, paths } => fscmd::cat(&image, &paths),
         Command::Get { image, path, dest } => fscmd::get(&image, &path, dest.as_deref()),
         Command::Bench { what, device } => match what {
-            None => bench::device::run(*device).map(drop),
+            // The main job: the device benchmark (with the given options), then the file-read
+            // benchmark on its defaults.
+            None => {
+                bench::device::run(*device)?;
+                println!();
+                bench::read::run(bench::read::ReadArgs::defaults()).map(drop)
+            }
             Some(BenchCommand::Device(args)) => bench::device::run(args).map(drop),
             Some(BenchCommand::Lbio(args)) => bench::lbio::run(&args),
             Some(BenchCommand::Read(args)) => bench::read::run(args).map(drop),

@@ -104,6 +104,18 @@ pub struct ReadArgs {
     pub svg: Option<PathBuf>,
 }
 
+impl ReadArgs {
+    /// Every option at its default, as `aios bench read` without options.
+    pub fn defaults() -> ReadArgs {
+        #[derive(clap::Parser)]
+        struct Only {
+            #[command(flatten)]
+            args: ReadArgs,
+        }
+        <Only as clap::Parser>::parse_from(["read"]).args
+    }
+}
+
 /// Whether the reads find their pages cached.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum CacheState {
@@ -446,4 +458,27 @@ fn describe(setup: &Setup, case: &ReadCase) -> String {
         show_size(case.bs),
         case.threads
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_main_job_reads_every_target_cold_and_hot() {
+        let args = ReadArgs::defaults();
+        assert_eq!(
+            args.target,
+            vec![
+                TargetSpec::Host,
+                TargetSpec::Emu("ull".into()),
+                TargetSpec::Zram
+            ]
+        );
+        assert_eq!(args.cache, vec![CacheState::Cold, CacheState::Hot]);
+        assert_eq!((args.file_size, args.hot_set), (1 << 30, 512 << 10));
+        assert!(validate(&args).is_ok());
+        assert!("emu:nope".parse::<TargetSpec>().is_err());
+        assert!("disk".parse::<TargetSpec>().is_err());
+    }
 }

@@ -223,7 +223,7 @@ pub(super) fn latency_cdf_svg(path: &Path, hists: &[(String, Histogram<u64>)]) -
     Ok(())
 }
 
-/// IOPS against thread count, one line per (stack, mode, workload, bs).
+/// IOPS against thread count, one line per (device, stack, mode, workload, bs).
 pub(super) fn iops_svg(path: &Path, records: &[Record]) -> DrawResult<()> {
     use plotters::prelude::*;
     let root = SVGBackend::new(path, (1100, 700)).into_drawing_area();
@@ -253,9 +253,10 @@ pub(super) fn iops_svg(path: &Path, records: &[Record]) -> DrawResult<()> {
         .y_desc("IOPS (log scale)")
         .y_label_formatter(&|v| format!("{v:.0}"))
         .draw()?;
-    let mut keys: Vec<(&str, &str, &str, u64)> = Vec::new();
+    let key_of = |r: &'_ Record| (r.device.clone(), r.stack, r.mode.clone(), r.workload, r.bs);
+    let mut keys = Vec::new();
     for r in records {
-        let key = (r.stack, r.mode.as_str(), r.workload, r.bs);
+        let key = key_of(r);
         if !keys.contains(&key) {
             keys.push(key);
         }
@@ -264,18 +265,19 @@ pub(super) fn iops_svg(path: &Path, records: &[Record]) -> DrawResult<()> {
         let c = series_color(k);
         let mut points: Vec<(f64, f64)> = records
             .iter()
-            .filter(|r| (r.stack, r.mode.as_str(), r.workload, r.bs) == *key)
+            .filter(|r| key_of(r) == *key)
             .map(|r| (r.threads as f64, r.iops))
             .collect();
         points.sort_by(|a, b| a.0.total_cmp(&b.0));
         chart
             .draw_series(LineSeries::new(points.clone(), c.stroke_width(2)))?
             .label(format!(
-                "{} {} {} {}",
+                "{}: {} {} {} {}",
                 key.0,
                 key.1,
                 key.2,
-                show_size(key.3)
+                key.3,
+                show_size(key.4)
             ))
             .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 15, y)], c.stroke_width(2)));
         chart.draw_series(points.into_iter().map(|p| Circle::new(p, 4, c.filled())))?;
