@@ -94,6 +94,16 @@ pub(crate) fn alloc_page(
     }
 }
 
+/// Sorts a multi-page request's fresh pages by arena address (they are not bound to file pages
+/// until completion, by position). A pool hands pages out as a stack, so a run's pages would
+/// otherwise be contiguous but descending; ascending, the kernel merges them into few DMA
+/// segments (on the virtio disk, a 128 KiB read with 32 separate segments took 35 us longer).
+pub(crate) fn in_address_order(bufs: &mut aios_block::Bufs) {
+    if bufs.len() > 1 {
+        bufs.sort_unstable_by_key(|b| b.segment().arena_offset);
+    }
+}
+
 /// Gives a page back to where it came from: the pool (deferred) or the arena.
 pub(crate) fn release_page(cache: &PageCache, pool: Option<&mut PagePool>, buf: Buf) {
     match pool {
@@ -262,6 +272,7 @@ impl<D: Device> Fs<D> {
                 }
             }
         }
+        in_address_order(&mut bufs);
         laps.lap(Stage::PageAlloc);
         let offset_bytes = match map(file, start.page) {
             Ok(offset) => offset,
@@ -388,5 +399,39 @@ impl<D: Device> Fs<D> {
         }
         laps.lap(Stage::CopyOut);
         failed.map_or(Ok(()), Err)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::in_address_order;
+    use aios_cache::{CacheConfig, Key, PageCache, PagePool};
+    use aios_device::{Arena, BLOCK_SIZE};
+    use std::sync::Arc;
+
+    /// Regression: a run's pages came out of the pool in descending address order, so the
+    /// kernel could not merge them into one DMA segment (128 KiB async reads 35 us slower).
+    #[test]
+    fn a_runs_pool_pages_are_submitted_contiguous_and_ascending() {
+        let arena = Arc::new(Arena::new(256 * BLOCK_SIZE).unwrap());
+        let cache = PageCache::new(arena, CacheConfig::with_max_pages(128)).unwrap();
+        let mut pool = PagePool::new(&cache, 64);
+        let mut bufs = aios_block::Bufs::new();
+        for i in 0..32 {
+            bufs.push(pool.take_or_refill(&cache, Key::new(1, i)).unwrap());
+        }
+        let offsets = |bufs: &aios_block::Bufs| -> Vec<u64> {
+            bufs.iter().map(|b| b.segment().arena_offset).collect()
+        };
+        assert!(
+            offsets(&bufs).windows(2).any(|w| w[0] > w[1]),
+            "the pool no longer hands out descending pages: this test lost its point"
+        );
+        in_address_order(&mut bufs);
+        let sorted = offsets(&bufs);
+        assert!(sorted.windows(2).all(|w| w[1] == w[0] + BLOCK_SIZE as u64));
+        for buf in bufs {
+            pool.release(buf);
+        }
     }
 }

@@ -31,7 +31,9 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use aios_cache::Insert;
 use aios_device::{Device, Tag, BLOCK_SIZE, SEGMENTS_MAX};
 
-use crate::miss::{alloc_page, key, map, page_result, release_page, submit, wait};
+use crate::miss::{
+    alloc_page, in_address_order, key, map, page_result, release_page, submit, wait,
+};
 use crate::{File, Fs, IoCtx};
 
 const BLOCK_BYTES: u64 = BLOCK_SIZE as u64;
@@ -207,6 +209,7 @@ impl<D: Device> Fs<D> {
                 Err(_) => break,
             }
         }
+        in_address_order(&mut bufs);
         let pages = bufs.len();
         let offset_bytes = match map(file, from) {
             Ok(offset_bytes) if pages > 0 => offset_bytes,

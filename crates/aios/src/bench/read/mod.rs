@@ -408,8 +408,8 @@ fn print_miss_ratios(records: &[Record]) {
         );
     }
     println!(
-        "  kernel buffered: no per-lookup counts; it starts each run empty (DONTNEED) and keeps \
-         every page it reads (no cap), so its cold hits grow during a run:"
+        "  kernel buffered: no per-lookup counts; each run starts with its page cache emptied \
+         (DONTNEED), reads advised RANDOM; the file's share in its page cache at run end:"
     );
 }
 
