@@ -33,7 +33,17 @@ pub enum Location {
         /// Physical block number of the node.
         block: u64,
     },
-    /// A linear directory block.
+    /// The block bitmap of a group.
+    BlockBitmap {
+        /// Block group number.
+        group: u32,
+    },
+    /// The inode bitmap of a group.
+    InodeBitmap {
+        /// Block group number.
+        group: u32,
+    },
+    /// A directory block (linear leaf, or htree `dx_root`/`dx_node`).
     DirBlock {
         /// Owning directory inode number.
         ino: u32,
@@ -52,6 +62,8 @@ impl fmt::Display for Location {
             Location::ExtentBlock { ino, block } => {
                 write!(f, "extent block {block} of inode {ino}")
             }
+            Location::BlockBitmap { group } => write!(f, "block bitmap of group {group}"),
+            Location::InodeBitmap { group } => write!(f, "inode bitmap of group {group}"),
             Location::DirBlock { ino, block } => {
                 write!(f, "directory block {block} of inode {ino}")
             }

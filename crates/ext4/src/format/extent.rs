@@ -6,8 +6,11 @@
 //! whose true length is `len - 32768`; it reads as zeros. With `metadata_csum`, a node stored in
 //! its own block has a 4-byte tail right after `eh_max` entries:
 //! `crc32c_raw(inode_seed, node bytes before the tail)`.
+//!
+//! [`ExtentNode::encode_into`] writes a node (header and entries; bytes past the last entry are
+//! kept) into the 60-byte root or a node block; [`set_extent_tail`] then seals a node block.
 
-use super::bytes::Reader;
+use super::bytes::{hi32, lo16, lo32, Reader, Writer};
 use super::csum::crc32c_raw;
 use crate::error::{FormatError, Location, Result};
 
@@ -193,6 +196,151 @@ impl ExtentNode {
     }
 }
 
+/// Entries of the in-inode root (`i_block` is 60 bytes: a header and four entries).
+pub const ROOT_ENTRIES_MAX: u16 = 4;
+/// Largest physical block an entry can hold (48 bits).
+const PHYS_BLOCK_MAX: u64 = (1 << 48) - 1;
+
+/// `eh_max` of a node block of `block_size_bytes` with room for the checksum tail.
+pub fn block_entries_max(block_size_bytes: u32) -> u16 {
+    let usable = (block_size_bytes as usize).saturating_sub(EXTENT_TAIL_SIZE_BYTES);
+    let entries = (usable / EXTENT_ENTRY_SIZE_BYTES).saturating_sub(1);
+    u16::try_from(entries).unwrap_or(u16::MAX)
+}
+
+impl ExtentNode {
+    /// A leaf node holding `extents`, with capacity `max` (see [`ROOT_ENTRIES_MAX`] and
+    /// [`block_entries_max`]).
+    pub fn leaf(extents: Vec<Extent>, max: u16) -> Self {
+        ExtentNode {
+            header: ExtentHeader {
+                entries: u16::try_from(extents.len()).unwrap_or(u16::MAX),
+                max,
+                depth: 0,
+                generation: 0,
+            },
+            entries: ExtentEntries::Leaf(extents),
+        }
+    }
+
+    /// Encode this node into `buf` (the 60-byte `i_block`, or a node block) stored at `at`.
+    /// `eh_entries` must equal the number of entries, which must fit `eh_max`, which must fit
+    /// `buf`; entries must match the depth (index iff depth > 0), be sorted and not overlap,
+    /// and lengths and blocks must fit their fields. Bytes after the last entry are kept; for a
+    /// node block call [`set_extent_tail`] afterwards.
+    pub fn encode_into(&self, buf: &mut [u8], at: Location) -> Result<()> {
+        let mut w = Writer::new(buf, at);
+        let h = self.header;
+        let capacity = (w.len() / EXTENT_ENTRY_SIZE_BYTES).saturating_sub(1);
+        if h.max == 0 || usize::from(h.max) > capacity {
+            return Err(w.out_of_range("eh_max", h.max.into(), "zero or larger than the node"));
+        }
+        let count = match &self.entries {
+            ExtentEntries::Index(v) => v.len(),
+            ExtentEntries::Leaf(v) => v.len(),
+        };
+        if count != usize::from(h.entries) || h.entries > h.max {
+            return Err(w.out_of_range(
+                "eh_entries",
+                count as u64,
+                "differs from the entries given or exceeds eh_max",
+            ));
+        }
+        if h.depth > EXTENT_DEPTH_MAX
+            || (h.depth > 0) != matches!(self.entries, ExtentEntries::Index(_))
+        {
+            return Err(w.out_of_range(
+                "eh_depth",
+                h.depth.into(),
+                "deeper than 5, or entries of the wrong kind",
+            ));
+        }
+        w.le16(EH_MAGIC, EXT4_EXT_MAGIC)?;
+        w.le16(EH_ENTRIES, h.entries)?;
+        w.le16(EH_MAX, h.max)?;
+        w.le16(EH_DEPTH, h.depth)?;
+        w.le32(EH_GENERATION, h.generation)?;
+        match &self.entries {
+            ExtentEntries::Index(index) => encode_index_entries(&mut w, index),
+            ExtentEntries::Leaf(extents) => encode_leaf_entries(&mut w, extents),
+        }
+    }
+}
+
+fn encode_index_entries(w: &mut Writer<'_>, index: &[ExtentIndex]) -> Result<()> {
+    let mut prev: Option<u32> = None;
+    for (i, entry) in index.iter().enumerate() {
+        let off = (i + 1) * EXTENT_ENTRY_SIZE_BYTES;
+        if entry.child_block == 0 || entry.child_block > PHYS_BLOCK_MAX {
+            return Err(w.out_of_range("ei_leaf", entry.child_block, "not a 48-bit block"));
+        }
+        if prev.is_some_and(|p| p >= entry.first_logical_block) {
+            return Err(w.out_of_range(
+                "ei_block",
+                entry.first_logical_block.into(),
+                "index entries not increasing",
+            ));
+        }
+        prev = Some(entry.first_logical_block);
+        w.le32(off + EI_BLOCK, entry.first_logical_block)?;
+        w.le32(off + EI_LEAF_LO, lo32(entry.child_block))?;
+        w.le16(off + EI_LEAF_HI, lo16(hi32(entry.child_block)))?;
+        w.le16(off + EI_LEAF_HI + 2, 0)?; // ei_unused
+    }
+    Ok(())
+}
+
+fn encode_leaf_entries(w: &mut Writer<'_>, extents: &[Extent]) -> Result<()> {
+    let mut next_free_logical: u64 = 0;
+    for (i, e) in extents.iter().enumerate() {
+        let off = (i + 1) * EXTENT_ENTRY_SIZE_BYTES;
+        let max_len = if e.unwritten {
+            EXT_INIT_MAX_LEN_BLOCKS - 1
+        } else {
+            EXT_INIT_MAX_LEN_BLOCKS
+        };
+        if e.len_blocks == 0 || e.len_blocks > max_len {
+            return Err(w.out_of_range(
+                "ee_len",
+                e.len_blocks.into(),
+                "must be 1..=32768 (32767 unwritten)",
+            ));
+        }
+        let end_physical = e.start_block.saturating_add(e.len_blocks.into());
+        if e.start_block == 0 || end_physical > PHYS_BLOCK_MAX + 1 {
+            return Err(w.out_of_range("ee_start", e.start_block, "not a 48-bit block range"));
+        }
+        let end_logical = u64::from(e.first_logical_block) + u64::from(e.len_blocks);
+        if u64::from(e.first_logical_block) < next_free_logical || end_logical > 1 << 32 {
+            return Err(w.out_of_range(
+                "ee_block",
+                e.first_logical_block.into(),
+                "extents overlap, unsorted, or past logical block 2^32",
+            ));
+        }
+        next_free_logical = end_logical;
+        let raw_len = if e.unwritten {
+            e.len_blocks + EXT_INIT_MAX_LEN_BLOCKS
+        } else {
+            e.len_blocks
+        };
+        w.le32(off + EE_BLOCK, e.first_logical_block)?;
+        w.le16(off + EE_LEN, raw_len)?;
+        w.le16(off + EE_START_HI, lo16(hi32(e.start_block)))?;
+        w.le32(off + EE_START_LO, lo32(e.start_block))?;
+    }
+    Ok(())
+}
+
+/// Compute and store the checksum tail of the node block `block` (after `eh_max` entries).
+pub fn set_extent_tail(block: &mut [u8], at: Location, inode_csum_seed: u32) -> Result<()> {
+    let mut w = Writer::new(block, at);
+    let r = w.reader();
+    let tail_offset = EXTENT_ENTRY_SIZE_BYTES * (usize::from(r.le16(EH_MAX)?) + 1);
+    let crc = crc32c_raw(inode_csum_seed, r.bytes(0, tail_offset)?);
+    w.le32(tail_offset, crc)
+}
+
 /// Decode the leaf entry at byte `off`.
 fn decode_leaf_entry(r: &Reader<'_>, off: usize) -> Result<Extent> {
     let raw_len = r.le16(off + EE_LEN)?;
@@ -340,6 +488,53 @@ mod tests {
     }
 
     #[test]
+    fn encodes_what_it_decodes_and_refuses_invalid_nodes() {
+        let mut node = header(2, 4, 0);
+        leaf(&mut node, 0, 8, 0x1_0000_0010);
+        leaf(&mut node, 100, EXT_INIT_MAX_LEN_BLOCKS + 5, 500);
+        node.resize(60, 0xEE);
+        let decoded = ExtentNode::decode(&node, AT, 1 << 40).unwrap();
+        let mut out = vec![0xEEu8; 60];
+        decoded.encode_into(&mut out, AT).unwrap();
+        assert_eq!(out, node);
+        let index = ExtentNode {
+            header: ExtentHeader {
+                entries: 1,
+                max: 4,
+                depth: 1,
+                generation: 0,
+            },
+            entries: ExtentEntries::Index(vec![ExtentIndex {
+                first_logical_block: 0,
+                child_block: 0x2_0000_0001,
+            }]),
+        };
+        index.encode_into(&mut out, AT).unwrap();
+        assert_eq!(ExtentNode::decode(&out, AT, 1 << 40).unwrap(), index);
+        let bad_len = ExtentNode::leaf(
+            vec![Extent {
+                first_logical_block: 0,
+                len_blocks: EXT_INIT_MAX_LEN_BLOCKS,
+                start_block: 9,
+                unwritten: true,
+            }],
+            4,
+        );
+        assert!(matches!(
+            bad_len.encode_into(&mut out, AT),
+            Err(FormatError::FieldOutOfRange {
+                field: "ee_len",
+                ..
+            })
+        ));
+        let too_many = ExtentNode::leaf(vec![], 5);
+        assert!(too_many.encode_into(&mut out, AT).is_err());
+        let mut wrong_kind = index.clone();
+        wrong_kind.header.depth = 0;
+        assert!(wrong_kind.encode_into(&mut out, AT).is_err());
+    }
+
+    #[test]
     fn tail_checksum_covers_the_node() {
         let mut block = header(1, 340, 0);
         leaf(&mut block, 0, 1, 10);
@@ -348,6 +543,11 @@ mod tests {
         block.extend_from_slice(&crc.to_le_bytes());
         let at = Location::ExtentBlock { ino: 12, block: 77 };
         verify_extent_tail(&block, at, 5).unwrap();
+        let mut resealed = block.clone();
+        resealed[4092..].fill(0);
+        set_extent_tail(&mut resealed, at, 5).unwrap();
+        assert_eq!(resealed, block);
+        assert_eq!(block_entries_max(4096), 340);
         block[13] ^= 1;
         assert!(matches!(
             verify_extent_tail(&block, at, 5),

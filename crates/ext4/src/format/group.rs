@@ -5,8 +5,12 @@
 //! and count. With `metadata_csum`, `bg_checksum` is the low 16 bits of
 //! `crc32c_raw(fs_seed, le32 group || descriptor with bg_checksum zeroed)`
 //! (the kernel's `ext4_group_desc_csum`).
+//!
+//! [`GroupDesc::encode_into`] patches every modelled field back into the raw descriptor (the
+//! unmodelled `bg_exclude_bitmap` and reserved bytes are kept) and recomputes `bg_checksum`.
+//! The bitmap checksums themselves are computed in [`super::bitmap`].
 
-use super::bytes::Reader;
+use super::bytes::{hi16, hi32, lo16, lo32, Reader, Writer};
 use super::csum::crc32c_raw;
 use crate::error::{FormatError, Location, Result};
 
@@ -160,6 +164,144 @@ pub fn desc_csum(fs_csum_seed: u32, group: u32, raw: &[u8]) -> u16 {
     (crc & 0xFFFF) as u16
 }
 
+impl GroupDesc {
+    /// Patch this descriptor into `raw` (its `desc_size_bytes`-byte slot, holding the old
+    /// descriptor) and, with `csum_seed = Some(fs seed)`, recompute `bg_checksum` into `raw` and
+    /// `self.checksum`. Every modelled field is written (locations, counts, flags, bitmap
+    /// checksums); high halves only with descriptors larger than 32 bytes, where a value needing
+    /// them is `FieldOutOfRange`.
+    pub fn encode_into(
+        &mut self,
+        raw: &mut [u8],
+        desc_size_bytes: u16,
+        csum_seed: Option<u32>,
+    ) -> Result<()> {
+        let at = Location::GroupDesc { group: self.group };
+        let size = usize::from(desc_size_bytes);
+        let mut w = Writer::new(raw, at);
+        if size < DESC_SIZE_32_BYTES {
+            return Err(w.out_of_range(
+                "desc_size",
+                size as u64,
+                "descriptors are at least 32 bytes",
+            ));
+        }
+        w.require(size)?;
+        let wide = size > DESC_SIZE_32_BYTES;
+        for (field, lo, hi, value) in [
+            (
+                "bg_block_bitmap",
+                BG_BLOCK_BITMAP_LO,
+                BG_BLOCK_BITMAP_HI,
+                self.block_bitmap_block,
+            ),
+            (
+                "bg_inode_bitmap",
+                BG_INODE_BITMAP_LO,
+                BG_INODE_BITMAP_HI,
+                self.inode_bitmap_block,
+            ),
+            (
+                "bg_inode_table",
+                BG_INODE_TABLE_LO,
+                BG_INODE_TABLE_HI,
+                self.inode_table_block,
+            ),
+        ] {
+            put_split32(&mut w, field, lo, hi, value, wide)?;
+        }
+        for (field, lo, hi, value) in [
+            (
+                "bg_free_blocks_count",
+                BG_FREE_BLOCKS_COUNT_LO,
+                BG_FREE_BLOCKS_COUNT_HI,
+                self.free_blocks_count,
+            ),
+            (
+                "bg_free_inodes_count",
+                BG_FREE_INODES_COUNT_LO,
+                BG_FREE_INODES_COUNT_HI,
+                self.free_inodes_count,
+            ),
+            (
+                "bg_used_dirs_count",
+                BG_USED_DIRS_COUNT_LO,
+                BG_USED_DIRS_COUNT_HI,
+                self.used_dirs_count,
+            ),
+            (
+                "bg_itable_unused",
+                BG_ITABLE_UNUSED_LO,
+                BG_ITABLE_UNUSED_HI,
+                self.itable_unused,
+            ),
+            (
+                "bg_block_bitmap_csum",
+                BG_BLOCK_BITMAP_CSUM_LO,
+                BG_BLOCK_BITMAP_CSUM_HI,
+                self.block_bitmap_csum,
+            ),
+            (
+                "bg_inode_bitmap_csum",
+                BG_INODE_BITMAP_CSUM_LO,
+                BG_INODE_BITMAP_CSUM_HI,
+                self.inode_bitmap_csum,
+            ),
+        ] {
+            put_split16(&mut w, field, lo, hi, value, wide)?;
+        }
+        w.le16(BG_FLAGS, self.flags)?;
+        if let Some(seed) = csum_seed {
+            self.checksum = desc_csum(seed, self.group, w.reader().bytes(0, size)?);
+            w.le16(BG_CHECKSUM, self.checksum)?;
+        }
+        Ok(())
+    }
+
+    /// The descriptor holds the high 16 bits of the bitmap checksums (it is wider than 32 bytes).
+    pub fn has_bitmap_csum_hi(desc_size_bytes: u16) -> bool {
+        usize::from(desc_size_bytes) > DESC_SIZE_32_BYTES
+    }
+}
+
+/// A 64-bit value as le32 lo at `lo` and le32 hi at `hi` (only when `wide`).
+fn put_split32(
+    w: &mut Writer<'_>,
+    field: &'static str,
+    lo: usize,
+    hi: usize,
+    value: u64,
+    wide: bool,
+) -> Result<()> {
+    w.le32(lo, lo32(value))?;
+    if wide {
+        w.le32(hi, hi32(value))
+    } else if hi32(value) != 0 {
+        Err(w.out_of_range(field, value, "needs 64-byte descriptors"))
+    } else {
+        Ok(())
+    }
+}
+
+/// A 32-bit value as le16 lo at `lo` and le16 hi at `hi` (only when `wide`).
+fn put_split16(
+    w: &mut Writer<'_>,
+    field: &'static str,
+    lo: usize,
+    hi: usize,
+    value: u32,
+    wide: bool,
+) -> Result<()> {
+    w.le16(lo, lo16(value))?;
+    if wide {
+        w.le16(hi, hi16(value))
+    } else if hi16(value) != 0 {
+        Err(w.out_of_range(field, value.into(), "needs 64-byte descriptors"))
+    } else {
+        Ok(())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -213,5 +355,42 @@ mod tests {
             Err(FormatError::Truncated { .. })
         ));
         assert!(GroupDesc::decode(&raw, 0, 16, 100, None).is_err());
+    }
+
+    #[test]
+    fn encodes_wide_fields_and_refuses_them_in_narrow_descriptors() {
+        let mut raw = vec![0xAAu8; 64];
+        let mut desc = GroupDesc {
+            group: 7,
+            block_bitmap_block: 0x1_0000_0005,
+            inode_bitmap_block: 6,
+            inode_table_block: 7,
+            free_blocks_count: 0x1_0002,
+            free_inodes_count: 3,
+            used_dirs_count: 4,
+            itable_unused: 5,
+            flags: BG_INODE_ZEROED,
+            block_bitmap_csum: 0xDEAD_BEEF,
+            inode_bitmap_csum: 0x1234_5678,
+            checksum: 0,
+        };
+        desc.encode_into(&mut raw, 64, Some(9)).unwrap();
+        assert_eq!(
+            GroupDesc::decode(&raw, 7, 64, 1 << 40, Some(9)).unwrap(),
+            desc
+        );
+        assert_eq!(
+            raw[0x14], 0xAA,
+            "bg_exclude_bitmap_lo is not modelled and kept"
+        );
+        let mut narrow = vec![0u8; 32];
+        assert!(matches!(
+            desc.encode_into(&mut narrow, 32, None),
+            Err(FormatError::FieldOutOfRange {
+                field: "bg_block_bitmap",
+                ..
+            })
+        ));
+        assert!(desc.encode_into(&mut narrow, 64, None).is_err());
     }
 }

@@ -7,8 +7,13 @@
 //! `inode_seed = crc32c_raw(crc32c_raw(fs_seed, le32 ino), le32 i_generation)`; the low 16 bits are
 //! stored at 0x7C and, when `i_extra_isize` reaches it, the high 16 bits at 0x82. An all-zero
 //! record (never used, in a zeroed table) is accepted without a checksum, as e2fsprogs does.
+//!
+//! [`Inode::encode_into`] writes every modelled field into a record (the old one, or zeros for a
+//! new inode) and recomputes the checksum. Unmodelled bytes (`l_i_version`, `i_obso_faddr`,
+//! `i_version_hi`, `i_projid`, in-inode extended attributes after `i_extra_isize`) are kept, so
+//! `encode(decode(raw)) == raw`.
 
-use super::bytes::Reader;
+use super::bytes::{hi16, hi32, lo16, lo32, Reader, Writer};
 use super::csum::{crc32c_raw, inode_csum_seed};
 use super::superblock::GOOD_OLD_INODE_SIZE_BYTES;
 use crate::error::{FormatError, Location, Result};
@@ -55,6 +60,13 @@ pub const EXT4_INDEX_FL: u32 = 0x1000;
 pub const EXT4_HUGE_FILE_FL: u32 = 0x4_0000;
 /// `i_flags`: data is stored inline.
 pub const EXT4_INLINE_DATA_FL: u32 = 0x1000_0000;
+
+/// Largest `i_blocks` value (48 bits).
+pub const BLOCKS_RAW_MAX: u64 = (1 << 48) - 1;
+/// Nanoseconds occupy the upper 30 bits of a `*_extra` time word.
+const NSEC_LIMIT: u32 = 1 << 30;
+/// The two epoch bits of a `*_extra` time word.
+const EPOCH_MASK: u32 = 0x3;
 
 /// `i_mode` file type mask and values.
 pub const S_IFMT: u16 = 0xF000;
@@ -217,6 +229,158 @@ impl Inode {
     pub fn csum_seed(&self, fs_csum_seed: u32) -> u32 {
         inode_csum_seed(fs_csum_seed, self.ino, self.generation)
     }
+}
+
+impl Inode {
+    /// Write this inode into `raw`, its whole `s_inode_size`-byte record (the old record, or
+    /// zeros for a new inode), then, with `fs_csum_seed = Some(seed)`, the checksum (lo, and hi
+    /// when `i_extra_isize` covers it). The inode number and generation seed the checksum. A
+    /// record that is all zero after the fields are written (checksum bytes included) stays so
+    /// (decoders accept it unchecked). Values that
+    /// do not fit (times without an extra field, nanoseconds >= 2^30, 48-bit overflows) are
+    /// `FieldOutOfRange`.
+    pub fn encode_into(&self, raw: &mut [u8], fs_csum_seed: Option<u32>) -> Result<()> {
+        let mut w = Writer::new(raw, Location::Inode { ino: self.ino });
+        let good_old = usize::from(GOOD_OLD_INODE_SIZE_BYTES);
+        w.require(good_old)?;
+        let len = w.len();
+        let extra = usize::from(self.extra_isize_bytes);
+        if (len == good_old && extra != 0) || good_old + extra > len || extra % 4 != 0 {
+            return Err(w.out_of_range(
+                "i_extra_isize",
+                extra as u64,
+                "must be a multiple of 4 within the inode",
+            ));
+        }
+        if len > good_old {
+            w.le16(I_EXTRA_ISIZE, self.extra_isize_bytes)?;
+        }
+        let fits = |off: usize| off + 4 <= good_old + extra;
+        w.le16(I_MODE, self.mode)?;
+        w.le16(I_UID, lo16(self.uid))?;
+        w.le16(L_I_UID_HIGH, hi16(self.uid))?;
+        w.le16(I_GID, lo16(self.gid))?;
+        w.le16(L_I_GID_HIGH, hi16(self.gid))?;
+        w.le32(I_SIZE_LO, lo32(self.size_bytes))?;
+        w.le32(I_SIZE_HIGH, hi32(self.size_bytes))?;
+        for (field, base, extra_off, t) in [
+            ("i_atime", I_ATIME, I_ATIME_EXTRA, self.atime),
+            ("i_ctime", I_CTIME, I_CTIME_EXTRA, self.ctime),
+            ("i_mtime", I_MTIME, I_MTIME_EXTRA, self.mtime),
+        ] {
+            encode_time(&mut w, field, base, fits(extra_off).then_some(extra_off), t)?;
+        }
+        match self.crtime {
+            Some(t) if fits(I_CRTIME) => {
+                let extra_off = fits(I_CRTIME_EXTRA).then_some(I_CRTIME_EXTRA);
+                encode_time(&mut w, "i_crtime", I_CRTIME, extra_off, t)?;
+            }
+            Some(t) => return Err(w.out_of_range("i_crtime", t.secs as u64, "no room in i_extra")),
+            None => {}
+        }
+        w.le32(I_DTIME, self.dtime)?;
+        w.le16(I_LINKS_COUNT, self.links_count)?;
+        if self.blocks_raw > BLOCKS_RAW_MAX {
+            return Err(w.out_of_range("i_blocks", self.blocks_raw, "exceeds 48 bits"));
+        }
+        w.le32(I_BLOCKS_LO, lo32(self.blocks_raw))?;
+        w.le16(L_I_BLOCKS_HIGH, lo16(hi32(self.blocks_raw)))?;
+        w.le32(I_FLAGS, self.flags)?;
+        w.put(I_BLOCK, &self.block)?;
+        w.le32(I_GENERATION, self.generation)?;
+        if self.file_acl_block > BLOCKS_RAW_MAX {
+            return Err(w.out_of_range("i_file_acl", self.file_acl_block, "exceeds 48 bits"));
+        }
+        w.le32(I_FILE_ACL_LO, lo32(self.file_acl_block))?;
+        w.le16(L_I_FILE_ACL_HIGH, lo16(hi32(self.file_acl_block)))?;
+        if let Some(seed) = fs_csum_seed {
+            self.seal(&mut w, seed, extra)?;
+        }
+        Ok(())
+    }
+
+    /// Write the checksum fields (see the module doc).
+    fn seal(&self, w: &mut Writer<'_>, fs_seed: u32, extra: usize) -> Result<()> {
+        let has_hi = I_CHECKSUM_HI + 2 <= usize::from(GOOD_OLD_INODE_SIZE_BYTES) + extra;
+        let r = w.reader();
+        let record = r.bytes(0, w.len())?;
+        if record.iter().all(|&b| b == 0) {
+            return Ok(());
+        }
+        let crc = inode_csum(fs_seed, self.ino, self.generation, record, has_hi);
+        w.le16(L_I_CHECKSUM_LO, lo16(crc))?;
+        if has_hi {
+            w.le16(I_CHECKSUM_HI, hi16(crc))?;
+        }
+        Ok(())
+    }
+
+    /// Set `i_blocks` from a count of 512-byte sectors as the kernel does
+    /// (`ext4_inode_blocks_set`): up to 2^48-1 sectors directly (clearing [`EXT4_HUGE_FILE_FL`]),
+    /// beyond that in file system blocks with the flag set. Above 2^32-1 sectors `huge_file`
+    /// (`fs_has_huge_file`) is required.
+    pub fn set_blocks_512(
+        &mut self,
+        sectors: u64,
+        block_size_bytes: u32,
+        fs_has_huge_file: bool,
+    ) -> Result<()> {
+        let at = Location::Inode { ino: self.ino };
+        let too_big = |reason| FormatError::FieldOutOfRange {
+            at,
+            field: "i_blocks",
+            value: sectors,
+            reason,
+        };
+        if sectors <= u32::MAX.into() {
+            self.blocks_raw = sectors;
+            self.flags &= !EXT4_HUGE_FILE_FL;
+            return Ok(());
+        }
+        if !fs_has_huge_file {
+            return Err(too_big("above 2^32 sectors needs huge_file"));
+        }
+        if sectors <= BLOCKS_RAW_MAX {
+            self.blocks_raw = sectors;
+            self.flags &= !EXT4_HUGE_FILE_FL;
+            return Ok(());
+        }
+        let per_block = u64::from((block_size_bytes / 512).max(1));
+        let blocks = sectors / per_block;
+        if blocks > BLOCKS_RAW_MAX {
+            return Err(too_big("exceeds 2^48 blocks"));
+        }
+        self.blocks_raw = blocks;
+        self.flags |= EXT4_HUGE_FILE_FL;
+        Ok(())
+    }
+}
+
+/// Encode a time: low 32 bits of the seconds at `base`, and at `extra_off` (when the extra field
+/// holds it) the epoch bits and nanoseconds (the kernel's `ext4_encode_extra_time`).
+fn encode_time(
+    w: &mut Writer<'_>,
+    field: &'static str,
+    base: usize,
+    extra_off: Option<usize>,
+    t: Timestamp,
+) -> Result<()> {
+    let lo = lo32(t.secs as u64);
+    w.le32(base, lo)?;
+    let Some(extra_off) = extra_off else {
+        if t.nanos != 0 || i32::try_from(t.secs).is_err() {
+            return Err(w.out_of_range(field, t.secs as u64, "needs the extra time field"));
+        }
+        return Ok(());
+    };
+    let epoch = (t.secs - i64::from(lo as i32)) >> 32;
+    if !(0..=i64::from(EPOCH_MASK)).contains(&epoch) {
+        return Err(w.out_of_range(field, t.secs as u64, "beyond the epoch bits (year 2446)"));
+    }
+    if t.nanos >= NSEC_LIMIT {
+        return Err(w.out_of_range(field, t.nanos.into(), "nanoseconds exceed 30 bits"));
+    }
+    w.le32(extra_off, (epoch as u32) | (t.nanos << 2))
 }
 
 /// Verify the inode checksum (see the module doc).

@@ -5,8 +5,14 @@
 //! refused by name; `recover` is reported as [`FormatError::JournalNeedsRecovery`]), the block size
 //! (4 KiB only), and the geometry fields that every later computation divides or multiplies by.
 //! Unknown compat features are accepted, as the kernel does.
+//! [`Superblock::decode_recovering`] is the same but accepts `recover` (for journal replay).
+//!
+//! [`Superblock::encode_into`] patches the fields the write path changes (free counts, state,
+//! feature words, orphan list head, times, mount and error bookkeeping) into the raw 1024-byte
+//! record they were decoded from, and recomputes the checksum. Every other byte, including the
+//! fields this crate does not model, is left exactly as it was: encoding never loses a field.
 
-use super::bytes::Reader;
+use super::bytes::{hi32, lo32, Reader, Writer};
 use super::csum::crc32c_raw;
 pub use super::features::{compat, feature_names, incompat, ro_compat};
 use crate::error::{FeatureKind, FormatError, Location, Result};
@@ -44,8 +50,11 @@ const S_BLOCKS_PER_GROUP: usize = 0x20;
 const S_INODES_PER_GROUP: usize = 0x28;
 const S_MTIME: usize = 0x2C;
 const S_WTIME: usize = 0x30;
+const S_MNT_COUNT: usize = 0x34;
+const S_MAX_MNT_COUNT: usize = 0x36;
 const S_MAGIC: usize = 0x38;
 const S_STATE: usize = 0x3A;
+const S_LASTCHECK: usize = 0x40;
 const S_REV_LEVEL: usize = 0x4C;
 const S_FIRST_INO: usize = 0x54;
 const S_INODE_SIZE: usize = 0x58;
@@ -56,6 +65,7 @@ const S_UUID: usize = 0x68;
 const S_VOLUME_NAME: usize = 0x78;
 const S_RESERVED_GDT_BLOCKS: usize = 0xCE;
 const S_JOURNAL_INUM: usize = 0xE0;
+const S_LAST_ORPHAN: usize = 0xE8;
 const S_HASH_SEED: usize = 0xEC;
 const S_DEF_HASH_VERSION: usize = 0xFC;
 const S_DESC_SIZE: usize = 0xFE;
@@ -65,12 +75,75 @@ const S_R_BLOCKS_COUNT_HI: usize = 0x154;
 const S_FREE_BLOCKS_COUNT_HI: usize = 0x158;
 const S_MIN_EXTRA_ISIZE: usize = 0x15C;
 const S_WANT_EXTRA_ISIZE: usize = 0x15E;
+const S_FLAGS: usize = 0x160;
 const S_LOG_GROUPS_PER_FLEX: usize = 0x174;
 const S_CHECKSUM_TYPE: usize = 0x175;
+const S_KBYTES_WRITTEN: usize = 0x178;
+const S_ERROR_COUNT: usize = 0x194;
+const S_FIRST_ERROR: ErrorOffsets = ErrorOffsets {
+    time: 0x198,
+    time_hi: 0x278,
+    ino: 0x19C,
+    block: 0x1A0,
+    func: 0x1A8,
+    line: 0x1C8,
+    errcode: 0x27C,
+};
+const S_LAST_ERROR: ErrorOffsets = ErrorOffsets {
+    time: 0x1CC,
+    time_hi: 0x279,
+    ino: 0x1D0,
+    line: 0x1D4,
+    block: 0x1D8,
+    func: 0x1E0,
+    errcode: 0x27D,
+};
 const S_CHECKSUM_SEED: usize = 0x270;
 const S_WTIME_HI: usize = 0x274;
 const S_MTIME_HI: usize = 0x275;
 const S_MKFS_TIME_HI: usize = 0x276;
+const S_LASTCHECK_HI: usize = 0x277;
+/// Length of `s_first_error_func` / `s_last_error_func`.
+pub const ERROR_FUNC_LEN_BYTES: usize = 32;
+
+/// `s_state`: cleanly unmounted.
+pub const STATE_VALID_FS: u16 = 0x1;
+/// `s_state`: errors detected.
+pub const STATE_ERROR_FS: u16 = 0x2;
+/// `s_state`: orphans being recovered.
+pub const STATE_ORPHAN_FS: u16 = 0x4;
+/// `s_flags`: directory hashes treat name bytes as signed chars.
+pub const FLAGS_SIGNED_HASH: u32 = 0x1;
+/// `s_flags`: directory hashes treat name bytes as unsigned chars.
+pub const FLAGS_UNSIGNED_HASH: u32 = 0x2;
+
+/// Where one error record (`s_first_error_*` or `s_last_error_*`) lives.
+struct ErrorOffsets {
+    time: usize,
+    time_hi: usize,
+    ino: usize,
+    block: usize,
+    func: usize,
+    line: usize,
+    errcode: usize,
+}
+
+/// One error record of the superblock (`s_first_error_*` or `s_last_error_*`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct ErrorRecord {
+    /// `s_*_error_time` (with `_hi`), seconds since the epoch; 0 = none.
+    pub time_secs: i64,
+    /// `s_*_error_ino`.
+    pub ino: u32,
+    /// `s_*_error_block`.
+    pub block: u64,
+    /// `s_*_error_func`, NUL padded.
+    pub func: [u8; ERROR_FUNC_LEN_BYTES],
+    /// `s_*_error_line`.
+    pub line: u32,
+    /// `s_*_error_errcode`.
+    pub errcode: u8,
+}
 /// Offset of `s_checksum`; the checksum covers every byte before it.
 pub const S_CHECKSUM: usize = 0x3FC;
 
@@ -103,6 +176,24 @@ pub struct Superblock {
     pub mkfs_time_secs: i64,
     /// `s_state` (1 = cleanly unmounted, 2 = errors detected, 4 = orphans being recovered).
     pub state: u16,
+    /// `s_mnt_count`: mounts since the last check.
+    pub mount_count: u16,
+    /// `s_max_mnt_count` (-1: no limit).
+    pub max_mount_count: i16,
+    /// `s_lastcheck` (with `s_lastcheck_hi`).
+    pub lastcheck_secs: i64,
+    /// `s_flags` (`FLAGS_*`: signed or unsigned directory hash).
+    pub flags: u32,
+    /// `s_last_orphan`: head of the orphan inode list (0 = empty).
+    pub last_orphan: u32,
+    /// `s_kbytes_written` over the file system's life.
+    pub kbytes_written: u64,
+    /// `s_error_count`.
+    pub error_count: u32,
+    /// `s_first_error_*`.
+    pub first_error: ErrorRecord,
+    /// `s_last_error_*`.
+    pub last_error: ErrorRecord,
     /// `s_rev_level`.
     pub rev_level: u32,
     /// `s_first_ino`: first non-reserved inode.
@@ -144,8 +235,19 @@ pub struct Superblock {
 }
 
 impl Superblock {
-    /// Decode and validate the 1024-byte superblock record in `buf`.
+    /// Decode and validate the 1024-byte superblock record in `buf`. A journal that needs
+    /// recovery is refused ([`FormatError::JournalNeedsRecovery`]).
     pub fn decode(buf: &[u8]) -> Result<Self> {
+        Self::decode_with(buf, false)
+    }
+
+    /// As [`Superblock::decode`], but accept incompat `recover` (check [`Superblock::needs_recovery`]
+    /// and replay the journal before trusting anything else).
+    pub fn decode_recovering(buf: &[u8]) -> Result<Self> {
+        Self::decode_with(buf, true)
+    }
+
+    fn decode_with(buf: &[u8], allow_recovery: bool) -> Result<Self> {
         let r = Reader::new(buf, Location::Superblock);
         r.require(SUPERBLOCK_SIZE_BYTES)?;
         let magic = r.le16(S_MAGIC)?;
@@ -177,7 +279,7 @@ impl Superblock {
                 });
             }
         }
-        check_features(feature_incompat, feature_ro_compat)?;
+        check_features(feature_incompat, feature_ro_compat, allow_recovery)?;
         let log_block_size = r.le32(S_LOG_BLOCK_SIZE)?;
         let block_size_bytes = 1024u64.checked_shl(log_block_size).unwrap_or(0);
         if block_size_bytes != u64::from(BLOCK_SIZE_BYTES) {
@@ -225,6 +327,15 @@ impl Superblock {
             wtime_secs: time(S_WTIME, S_WTIME_HI)?,
             mkfs_time_secs: time(S_MKFS_TIME, S_MKFS_TIME_HI)?,
             state: r.le16(S_STATE)?,
+            mount_count: r.le16(S_MNT_COUNT)?,
+            max_mount_count: r.le16(S_MAX_MNT_COUNT)? as i16,
+            lastcheck_secs: time(S_LASTCHECK, S_LASTCHECK_HI)?,
+            flags: r.le32(S_FLAGS)?,
+            last_orphan: r.le32(S_LAST_ORPHAN)?,
+            kbytes_written: le64(&r, S_KBYTES_WRITTEN)?,
+            error_count: r.le32(S_ERROR_COUNT)?,
+            first_error: decode_error_record(&r, &S_FIRST_ERROR)?,
+            last_error: decode_error_record(&r, &S_LAST_ERROR)?,
             rev_level,
             first_ino,
             inode_size_bytes,
@@ -247,6 +358,87 @@ impl Superblock {
         };
         sb.validate_geometry(&r)?;
         Ok(sb)
+    }
+
+    /// Patch the fields the write path changes into `raw`, the 1024-byte record this superblock
+    /// was decoded from, then recompute `s_checksum` (with `metadata_csum`) and store it in `raw`
+    /// and in `self.checksum`. Written: free block and inode counts, `s_state`, the three feature
+    /// words (e.g. `recover`), `s_last_orphan`, `s_mtime`/`s_wtime`/`s_lastcheck` (with `_hi`),
+    /// mount counts, `s_flags`, `s_kbytes_written` and the error fields. Geometry, UUID, seeds
+    /// and every unmodelled byte are kept; `raw` must hold this file system's superblock (magic
+    /// and UUID are checked). Values that do not fit their field are `FieldOutOfRange`.
+    pub fn encode_into(&mut self, raw: &mut [u8]) -> Result<()> {
+        let mut w = Writer::new(raw, Location::Superblock);
+        w.require(SUPERBLOCK_SIZE_BYTES)?;
+        let r = w.reader();
+        let magic = r.le16(S_MAGIC)?;
+        if magic != EXT4_SUPER_MAGIC {
+            return Err(FormatError::BadMagic {
+                at: r.at(),
+                expected: EXT4_SUPER_MAGIC.into(),
+                found: magic.into(),
+            });
+        }
+        if r.array::<16>(S_UUID)? != self.uuid {
+            return Err(r.out_of_range("s_uuid", 0, "not this file system's superblock"));
+        }
+        if !self.is_64bit() && hi32(self.free_blocks_count) != 0 {
+            return Err(w.out_of_range(
+                "s_free_blocks_count",
+                self.free_blocks_count,
+                "above 2^32 without 64bit",
+            ));
+        }
+        w.le32(S_FREE_BLOCKS_COUNT_LO, lo32(self.free_blocks_count))?;
+        if self.is_64bit() {
+            w.le32(S_FREE_BLOCKS_COUNT_HI, hi32(self.free_blocks_count))?;
+        }
+        w.le32(S_FREE_INODES_COUNT, self.free_inodes_count)?;
+        encode_time(&mut w, S_MTIME, S_MTIME_HI, self.mtime_secs, "s_mtime")?;
+        encode_time(&mut w, S_WTIME, S_WTIME_HI, self.wtime_secs, "s_wtime")?;
+        encode_time(
+            &mut w,
+            S_LASTCHECK,
+            S_LASTCHECK_HI,
+            self.lastcheck_secs,
+            "s_lastcheck",
+        )?;
+        w.le16(S_MNT_COUNT, self.mount_count)?;
+        w.le16(S_MAX_MNT_COUNT, self.max_mount_count as u16)?;
+        w.le16(S_STATE, self.state)?;
+        w.le32(S_FEATURE_COMPAT, self.feature_compat)?;
+        w.le32(S_FEATURE_INCOMPAT, self.feature_incompat)?;
+        w.le32(S_FEATURE_RO_COMPAT, self.feature_ro_compat)?;
+        w.le32(S_LAST_ORPHAN, self.last_orphan)?;
+        w.le32(S_FLAGS, self.flags)?;
+        put_le64(&mut w, S_KBYTES_WRITTEN, self.kbytes_written)?;
+        w.le32(S_ERROR_COUNT, self.error_count)?;
+        encode_error_record(&mut w, &S_FIRST_ERROR, &self.first_error)?;
+        encode_error_record(&mut w, &S_LAST_ERROR, &self.last_error)?;
+        if self.has_metadata_csum() {
+            self.checksum = crc32c_raw(!0, w.reader().bytes(0, S_CHECKSUM)?);
+            w.le32(S_CHECKSUM, self.checksum)?;
+        }
+        Ok(())
+    }
+
+    /// The journal holds transactions to replay (incompat `recover`).
+    pub fn needs_recovery(&self) -> bool {
+        self.feature_incompat & incompat::RECOVER != 0
+    }
+
+    /// Set or clear incompat `recover` (set while the journal holds uncheckpointed transactions).
+    pub fn set_needs_recovery(&mut self, on: bool) {
+        if on {
+            self.feature_incompat |= incompat::RECOVER;
+        } else {
+            self.feature_incompat &= !incompat::RECOVER;
+        }
+    }
+
+    /// Directory hashes treat name bytes as unsigned chars (`s_flags`).
+    pub fn unsigned_dir_hash(&self) -> bool {
+        self.flags & FLAGS_UNSIGNED_HASH != 0
     }
 
     /// Refuse geometry that later arithmetic could not survive.
@@ -421,8 +613,58 @@ impl Superblock {
     }
 }
 
-/// Refuse unknown incompat and ro_compat bits; `recover` gets its own error.
-fn check_features(feature_incompat: u32, feature_ro_compat: u32) -> Result<()> {
+/// A little-endian u64 stored as two le32 halves (lo first).
+fn le64(r: &Reader<'_>, offset: usize) -> Result<u64> {
+    Ok(u64::from(r.le32(offset)?) | (u64::from(r.le32(offset + 4)?) << 32))
+}
+
+/// Write `value` as le32 lo, le32 hi.
+fn put_le64(w: &mut Writer<'_>, offset: usize, value: u64) -> Result<()> {
+    w.le32(offset, lo32(value))?;
+    w.le32(offset + 4, hi32(value))
+}
+
+/// A time as a le32 low part and an 8-bit high byte (40 bits, unsigned).
+fn encode_time(
+    w: &mut Writer<'_>,
+    lo: usize,
+    hi: usize,
+    secs: i64,
+    field: &'static str,
+) -> Result<()> {
+    if !(0..1 << 40).contains(&secs) {
+        return Err(w.out_of_range(field, secs as u64, "must be in 0..2^40"));
+    }
+    w.le32(lo, lo32(secs as u64))?;
+    w.u8(hi, (secs >> 32) as u8)
+}
+
+fn decode_error_record(r: &Reader<'_>, o: &ErrorOffsets) -> Result<ErrorRecord> {
+    Ok(ErrorRecord {
+        time_secs: i64::from(r.le32(o.time)?) | (i64::from(r.u8(o.time_hi)?) << 32),
+        ino: r.le32(o.ino)?,
+        block: le64(r, o.block)?,
+        func: r.array(o.func)?,
+        line: r.le32(o.line)?,
+        errcode: r.u8(o.errcode)?,
+    })
+}
+
+fn encode_error_record(w: &mut Writer<'_>, o: &ErrorOffsets, e: &ErrorRecord) -> Result<()> {
+    encode_time(w, o.time, o.time_hi, e.time_secs, "s_error_time")?;
+    w.le32(o.ino, e.ino)?;
+    put_le64(w, o.block, e.block)?;
+    w.put(o.func, &e.func)?;
+    w.le32(o.line, e.line)?;
+    w.u8(o.errcode, e.errcode)
+}
+
+/// Refuse unknown incompat and ro_compat bits; `recover` gets its own error unless allowed.
+fn check_features(
+    feature_incompat: u32,
+    feature_ro_compat: u32,
+    allow_recovery: bool,
+) -> Result<()> {
     let unknown_incompat = feature_incompat & !(incompat::SUPPORTED | incompat::RECOVER);
     if unknown_incompat != 0 {
         return Err(FormatError::UnsupportedFeature {
@@ -439,7 +681,7 @@ fn check_features(feature_incompat: u32, feature_ro_compat: u32) -> Result<()> {
             bits: unknown_ro,
         });
     }
-    if feature_incompat & incompat::RECOVER != 0 {
+    if feature_incompat & incompat::RECOVER != 0 && !allow_recovery {
         return Err(FormatError::JournalNeedsRecovery);
     }
     Ok(())
@@ -461,16 +703,20 @@ mod tests {
         );
         assert_eq!(feature_names(0, ro_compat::NAMES), "");
         assert_eq!(
-            check_features(incompat::SUPPORTED, ro_compat::SUPPORTED),
+            check_features(incompat::SUPPORTED, ro_compat::SUPPORTED, false),
             Ok(())
         );
         assert_eq!(
-            check_features(incompat::RECOVER | incompat::FILETYPE, 0),
+            check_features(incompat::RECOVER | incompat::FILETYPE, 0, false),
             Err(FormatError::JournalNeedsRecovery)
+        );
+        assert_eq!(
+            check_features(incompat::RECOVER | incompat::FILETYPE, 0, true),
+            Ok(())
         );
         // An unknown feature is reported before needs_recovery.
         assert!(matches!(
-            check_features(incompat::RECOVER | incompat::META_BG, 0),
+            check_features(incompat::RECOVER | incompat::META_BG, 0, true),
             Err(FormatError::UnsupportedFeature {
                 kind: FeatureKind::Incompat,
                 bits: incompat::META_BG,
