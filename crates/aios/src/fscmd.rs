@@ -11,6 +11,8 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+use crate::units::show_size;
+
 /// Arena of a CLI mount: a few 128 KiB requests at a time.
 const CLI_ARENA_BYTES: usize = 4 << 20;
 /// Bytes copied out per read call.
@@ -84,9 +86,34 @@ pub fn make_ext4(image: &Path, size_bytes: u64, populate_from: Option<&Path>) ->
     Ok(())
 }
 
+/// The journal superblock in a line: size, features, sequence, state.
+fn journal_summary(fs: &Mounted, io: &mut Io, ino: u32) -> Result<String> {
+    let file = fs.open(io, ino)?;
+    let mut raw = vec![0u8; aios_journal::format::superblock::SUPERBLOCK_SIZE_BYTES];
+    let n = fs.read_at(io, &file, 0, &mut raw)?;
+    let jsb = aios_journal::format::superblock::JournalSuperblock::decode(
+        raw.get(..n).unwrap_or_default(),
+    )?;
+    let state = if jsb.needs_recovery() {
+        format!("needs recovery from block {}", jsb.start_block)
+    } else {
+        "clean".to_string()
+    };
+    let features = match jsb.features.names() {
+        names if names.is_empty() => "none".to_string(),
+        names => names,
+    };
+    Ok(format!(
+        "{} blocks ({}), journal features {features}, next sequence {}, {state}",
+        jsb.maxlen_blocks,
+        show_size(u64::from(jsb.maxlen_blocks) * u64::from(jsb.block_size_bytes)),
+        jsb.sequence,
+    ))
+}
+
 /// `aios info IMAGE`: superblock, groups and journal summary.
 pub fn info(image: &Path) -> Result<()> {
-    let (fs, _io) = mount(image)?;
+    let (fs, mut io) = mount(image)?;
     let sb = fs.superblock();
     let mut out = std::io::stdout().lock();
     writeln!(out, "image:            {}", image.display())?;
@@ -112,9 +139,11 @@ pub fn info(image: &Path) -> Result<()> {
     )?;
     writeln!(out, "features:         {}", sb.feature_list().join(" "))?;
     if sb.has_journal() {
+        let summary = journal_summary(&fs, &mut io, sb.journal_inum)
+            .with_context(|| format!("journal inode {}", sb.journal_inum))?;
         writeln!(
             out,
-            "journal:          inode {} (clean: no recovery needed)",
+            "journal:          inode {}, {summary}",
             sb.journal_inum
         )?;
     } else {

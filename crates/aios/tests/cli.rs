@@ -155,6 +155,22 @@ fn fs_commands_read_an_image_made_by_aios_mkfs() {
         info.contains("metadata_csum") && info.contains("journal:          inode 8"),
         "{info}"
     );
+    // The journal's size as dumpe2fs reports it, read from the journal superblock.
+    let dump = std::process::Command::new("dumpe2fs")
+        .arg("-h")
+        .arg(i)
+        .output()
+        .unwrap();
+    let dump = String::from_utf8_lossy(&dump.stdout);
+    let length = dump
+        .lines()
+        .find_map(|l| l.strip_prefix("Total journal blocks:"))
+        .map(str::trim)
+        .expect("dumpe2fs prints the journal size in blocks");
+    assert!(
+        info.contains(&format!("inode 8, {length} blocks")) && info.contains(", clean"),
+        "{info}"
+    );
     // Errors name the path and the cause, without a backtrace.
     let bad = aios()
         .args(["cat".as_ref(), i, "/nope".as_ref()])
