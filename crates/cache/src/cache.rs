@@ -213,14 +213,7 @@ impl PageCache {
         offset_bytes: usize,
         out: &mut [u8],
     ) -> Result<Cached, CacheError> {
-        let range = offset_bytes..offset_bytes.saturating_add(out.len());
-        if range.end > BLOCK_SIZE {
-            return Err(CacheError::Range {
-                key,
-                offset_bytes,
-                len_bytes: out.len(),
-            });
-        }
+        let range = page_range(key, offset_bytes, out.len())?;
         let mut shard = self.shard(key);
         let Shard { map, hits, .. } = &mut *shard;
         let Some(page) = map.get(&key) else {
@@ -407,14 +400,7 @@ impl PageCache {
         out: &mut [u8],
     ) -> Result<(), CacheError> {
         let key = page.key();
-        let range = offset_bytes..offset_bytes.saturating_add(out.len());
-        if range.end > BLOCK_SIZE {
-            return Err(CacheError::Range {
-                key,
-                offset_bytes,
-                len_bytes: out.len(),
-            });
-        }
+        let range = page_range(key, offset_bytes, out.len())?;
         if page.page.wait(self.wait_timeout)? {
             bump(&self.counters.waits);
         }
@@ -448,6 +434,23 @@ impl PageCache {
         }
         self.evict().map(|evicted| evicted.buf)
     }
+}
+
+/// The bytes `[offset_bytes, offset_bytes + len_bytes)` of a page, if they lie inside it.
+fn page_range(
+    key: Key,
+    offset_bytes: usize,
+    len_bytes: usize,
+) -> Result<std::ops::Range<usize>, CacheError> {
+    let range = offset_bytes..offset_bytes.saturating_add(len_bytes);
+    if range.end > BLOCK_SIZE {
+        return Err(CacheError::Range {
+            key,
+            offset_bytes,
+            len_bytes,
+        });
+    }
+    Ok(range)
 }
 
 impl Drop for PageCache {
