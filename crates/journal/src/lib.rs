@@ -1,4 +1,5 @@
-//! jbd2 journal for aios: the on-disk format, transaction layout and recovery, all without I/O.
+//! jbd2 journal for aios: the on-disk format, transaction layout and recovery (pure), and the
+//! runtime that drives them over the block layer ([`runtime`]: commit, checkpoint, recovery I/O).
 //!
 //! # Role
 //! The ext4 journal (inode 8 of images made by `mke2fs -t ext4`) is a jbd2 log: a circular run of
@@ -8,7 +9,9 @@
 //! and revoked block numbers) into the journal blocks to write, with the commit block built
 //! separately so the AIOS fsync can prepare it while the other blocks are in flight; [`recovery`]
 //! runs the kernel's three passes (SCAN, REVOKE, REPLAY) over a block-reading callback and
-//! returns what to write home. The write path drives the block layer with these results.
+//! returns what to write home. [`runtime`] is the I/O half: a mounted [`runtime::Journal`]
+//! commits ordered-mode transactions in the vanilla or the AIOS fsync order, checkpoints, and
+//! [`runtime::recover`] replays a crashed journal at mount.
 //!
 //! # Assumptions
 //! - 4 KiB journal blocks (`s_blocksize`); anything else is refused.
@@ -39,5 +42,6 @@ mod error;
 pub mod format;
 pub mod layout;
 pub mod recovery;
+pub mod runtime;
 
 pub use error::{FeatureKind, JournalError, Location, Result};
