@@ -71,6 +71,21 @@ pub enum FsError {
         offset_bytes: u64,
         source: Box<FsError>,
     },
+    /// No free blocks or inodes left (`what` says which).
+    #[error("no space left: no free {what}")]
+    NoSpace { what: &'static str },
+    /// A name to create already exists in its directory.
+    #[error("{name}: file exists")]
+    Exists { name: String },
+    /// `rmdir` of a directory that still has entries.
+    #[error("inode {ino}: directory not empty")]
+    NotEmpty { ino: u32 },
+    /// A file would exceed the largest size or extent tree the format allows.
+    #[error("inode {ino}: file too big")]
+    FileTooBig { ino: u32 },
+    /// A directory already has the most links the format counts (without `dir_nlink`).
+    #[error("inode {ino}: too many links")]
+    TooManyLinks { ino: u32 },
     /// An error met while resolving `path`.
     #[error("{path}: {source}")]
     At { path: String, source: Box<FsError> },

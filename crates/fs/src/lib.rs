@@ -50,8 +50,9 @@
 //! | `miss` | the step functions of a miss and the sync (vanilla) and async (AIOS) orders |
 //! | [`breakdown`] | [`Breakdown`]: per-stage latency of misses, off by default |
 //! | [`readahead`] | sequential readahead per file handle, off by default |
+//! | [`write`] | [`Mutator`]: the in-memory mutation layer of the write path (no journal yet) |
 //!
-//! Not here yet: writes, the journal, block-mapped (non-extent) files, extended
+//! Not here yet: a read-write mount, the journal, block-mapped (non-extent) files, extended
 //! attributes.
 
 #![cfg_attr(
@@ -77,6 +78,7 @@ mod miss;
 pub mod mount;
 mod namei;
 pub mod readahead;
+pub mod write;
 
 pub use breakdown::{Breakdown, Stage};
 pub use dir::DirEntry;
@@ -87,6 +89,7 @@ pub use inode::Stat;
 pub use io::IoCtx;
 pub use mount::{Fs, MountOptions, ReadMode};
 pub use readahead::ReadaheadStats;
+pub use write::{BlockRead, Changes, FsBlocks, MetaBlocks, Mutator, NewNode};
 
 pub use aios_ext4::format::inode::{Inode, Timestamp};
 

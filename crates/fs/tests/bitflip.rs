@@ -501,6 +501,11 @@ fn kind(err: &FsError) -> &'static str {
         FsError::Unsupported { .. } => "Unsupported",
         FsError::ForeignIoCtx => "ForeignIoCtx",
         FsError::Cache(_) => "Cache",
+        FsError::NoSpace { .. } => "NoSpace",
+        FsError::Exists { .. } => "Exists",
+        FsError::NotEmpty { .. } => "NotEmpty",
+        FsError::FileTooBig { .. } => "FileTooBig",
+        FsError::TooManyLinks { .. } => "TooManyLinks",
         FsError::Read { .. } | FsError::At { .. } => "context without a cause",
     }
 }

@@ -1,0 +1,231 @@
+//! The in-memory mutation layer of the write path (issue 4, before the journal).
+//!
+//! # Role
+//! A [`Mutator`] turns file-system operations (create, mkdir, symlink, write, truncate, unlink,
+//! rmdir) into changed metadata blocks and data block writes, without doing any write I/O
+//! itself. Metadata is read through a [`BlockRead`] (normally [`FsBlocks`]: the read path's
+//! `IoCtx`), cached and modified in place in [`MetaBlocks`]; [`Mutator::take_changes`] returns
+//! what changed since the last call as [`Changes`]: `(fs block, 4 KiB)` metadata blocks with every
+//! checksum recomputed, plus data blocks. Until the journal exists, a caller (the tests) writes
+//! both home directly; later the journal takes the metadata blocks of a transaction instead.
+//!
+//! # Modules
+//! | Module | What |
+//! | --- | --- |
+//! | [`meta`] | [`MetaBlocks`], [`BlockRead`] |
+//! | `alloc` | block allocation (goal, flex_bg, runs, pending free) and inode allocation |
+//! | `inode` | reading/writing inode records, new inodes, clock |
+//! | `extents` | the extent tree of one inode: insert (merge, split, grow), truncate (shrink) |
+//! | `dir` | directory entries: lookup, add (linear and htree), remove, drop-index |
+//! | `ops` | the operations: create, mkdir, symlink, write, truncate, unlink, rmdir |
+//!
+//! # Invariants (after every public operation returns, successful or not)
+//! - The cached superblock and group descriptors agree with the bitmaps: free counts, flags,
+//!   `itable_unused`, `used_dirs`. Operations check everything that can fail (names, space)
+//!   before they change anything where practical; an error midway (ENOSPC during a large write)
+//!   leaves a consistent state with the part already done (no transaction rollback yet).
+//! - A freed block is clear in its bitmap at once (the on-disk state must say free), but it is in
+//!   the *pending-free* set and the allocator skips it until [`Mutator::release_pending`]: the
+//!   journal will call that after the freeing transaction commits (docs/write-path.md).
+//! - Nothing read from disk makes this layer panic; bad structures are [`FsError`]s.
+//!
+//! # Ownership
+//! One mutator at a time: the `Mutator` is `Send`, has `&mut self` methods and no internal
+//! locking; share it behind a `Mutex`. Data pages are not cached here (the page cache will take
+//! them); a partial-block write reads the old block through the [`BlockRead`].
+//!
+//! # Htree policy
+//! Names are added to an indexed directory in the leaf `dx_find` selects, so the index stays
+//! valid. When that leaf is full, the index is dropped instead of split: the `INDEX` flag is
+//! cleared and the `dx_root` and `dx_node` blocks are rewritten as ordinary linear blocks (`.` and
+//! `..`, resp. empty, with checksum tails); the directory is linear from then on, as e2fsck
+//! accepts (and `e2fsck -D` can re-index it). New directories are linear.
+
+mod alloc;
+mod dir;
+mod extents;
+mod inode;
+pub mod meta;
+mod ops;
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use aios_device::{Device, BLOCK_SIZE};
+use aios_ext4::format::bitmap::{set_bitmap_csum, BitmapKind};
+use aios_ext4::format::group::GroupDesc;
+use aios_ext4::format::superblock::{Superblock, SUPERBLOCK_OFFSET_BYTES, SUPERBLOCK_SIZE_BYTES};
+use aios_ext4::Location;
+
+pub use meta::{BlockRead, MetaBlocks};
+pub use ops::NewNode;
+
+use crate::{Fs, FsError, IoCtx};
+
+/// Reads blocks for a [`Mutator`] through a mounted [`Fs`] and this thread's [`IoCtx`].
+pub struct FsBlocks<'a, D: Device> {
+    pub fs: &'a Fs<D>,
+    pub io: &'a mut IoCtx<D::Queue>,
+}
+
+impl<D: Device> BlockRead for FsBlocks<'_, D> {
+    fn read_block(&mut self, block: u64, at: Location) -> Result<Vec<u8>, FsError> {
+        if self.io.fs_id != self.fs.id {
+            return Err(FsError::ForeignIoCtx);
+        }
+        if block >= self.fs.sb.blocks_count {
+            return Err(FsError::Corrupt {
+                at,
+                what: "points outside the file system",
+            });
+        }
+        self.io.read_blocks(block, 1)?;
+        Ok(self.io.page(0).to_vec())
+    }
+}
+
+/// What operations changed since the last [`Mutator::take_changes`].
+#[derive(Debug, Default)]
+pub struct Changes {
+    /// Metadata blocks, checksums sealed, in block order.
+    pub meta_blocks: Vec<(u64, Box<[u8]>)>,
+    /// Data blocks (file contents, slow symlink targets), in block order.
+    pub data_blocks: Vec<(u64, Vec<u8>)>,
+}
+
+/// The write state of one mounted file system (see the module doc).
+pub struct Mutator {
+    pub(crate) sb: Superblock,
+    pub(crate) groups: Vec<GroupDesc>,
+    /// `Some(fs seed)` iff `metadata_csum`.
+    pub(crate) csum_seed: Option<u32>,
+    pub(crate) meta: MetaBlocks,
+    /// Freed blocks the allocator must not hand out before `release_pending`.
+    pub(crate) pending_free: BTreeSet<u64>,
+    /// Bitmaps loaded (and verified, or computed for `*_UNINIT`) so far.
+    pub(crate) loaded_bitmaps: BTreeSet<(u8, u32)>,
+    pub(crate) dirty_groups: BTreeSet<u32>,
+    pub(crate) dirty_block_bitmaps: BTreeSet<u32>,
+    pub(crate) dirty_inode_bitmaps: BTreeSet<u32>,
+    pub(crate) sb_dirty: bool,
+    /// Data block writes of the running operation(s); later writes of a block replace earlier.
+    pub(crate) data: BTreeMap<u64, Vec<u8>>,
+    pub(crate) next_generation: u32,
+}
+
+impl Mutator {
+    /// The write state of `fs`: its superblock and descriptors as mounted. Nothing else may
+    /// write the image while this mutator lives.
+    pub fn new<D: Device>(fs: &Fs<D>) -> Mutator {
+        Mutator {
+            sb: fs.sb.clone(),
+            groups: fs.groups.clone(),
+            csum_seed: fs.csum_seed,
+            meta: MetaBlocks::new(fs.sb.blocks_count),
+            pending_free: BTreeSet::new(),
+            loaded_bitmaps: BTreeSet::new(),
+            dirty_groups: BTreeSet::new(),
+            dirty_block_bitmaps: BTreeSet::new(),
+            dirty_inode_bitmaps: BTreeSet::new(),
+            sb_dirty: false,
+            data: BTreeMap::new(),
+            next_generation: fs.sb.free_inodes_count ^ 0x5A5A_0001,
+        }
+    }
+
+    /// The superblock as this mutator sees it (free counts current).
+    pub fn superblock(&self) -> &Superblock {
+        &self.sb
+    }
+
+    /// The group descriptors as this mutator sees them.
+    pub fn groups(&self) -> &[GroupDesc] {
+        &self.groups
+    }
+
+    /// Blocks freed and not yet reusable.
+    pub fn pending_free_blocks(&self) -> usize {
+        self.pending_free.len()
+    }
+
+    /// Makes blocks freed so far allocatable again (the journal calls this once the transaction
+    /// that freed them has committed).
+    pub fn release_pending(&mut self) {
+        self.pending_free.clear();
+    }
+
+    /// Seals the bitmap, descriptor and superblock checksums of everything changed and hands
+    /// out the changed metadata and data blocks.
+    pub fn take_changes(&mut self, r: &mut dyn BlockRead) -> Result<Changes, FsError> {
+        let block_bitmaps = std::mem::take(&mut self.dirty_block_bitmaps);
+        let inode_bitmaps = std::mem::take(&mut self.dirty_inode_bitmaps);
+        for (kinds, kind) in [
+            (block_bitmaps, BitmapKind::Block),
+            (inode_bitmaps, BitmapKind::Inode),
+        ] {
+            for group in kinds {
+                let desc = self.desc(group)?;
+                let block = match kind {
+                    BitmapKind::Block => desc.block_bitmap_block,
+                    BitmapKind::Inode => desc.inode_bitmap_block,
+                };
+                let bytes = self.meta.get(r, block, kind.location(group))?.to_vec();
+                let mut desc = desc;
+                set_bitmap_csum(&self.sb, &mut desc, kind, &bytes)?;
+                self.set_desc(desc);
+                self.dirty_groups.insert(group);
+            }
+        }
+        for group in std::mem::take(&mut self.dirty_groups) {
+            let mut desc = self.desc(group)?;
+            let at = Location::GroupDesc { group };
+            let offset_bytes = self
+                .sb
+                .group_desc_offset_bytes(group)
+                .ok_or(FsError::Corrupt {
+                    at,
+                    what: "group past the last",
+                })?;
+            let block = offset_bytes / BLOCK_SIZE as u64;
+            let within = (offset_bytes % BLOCK_SIZE as u64) as usize;
+            let size = usize::from(self.sb.desc_size_bytes);
+            let raw = self.meta.get_mut(r, block, at)?;
+            let slot = raw.get_mut(within..within + size).ok_or(FsError::Corrupt {
+                at,
+                what: "descriptor crosses its block",
+            })?;
+            desc.encode_into(slot, self.sb.desc_size_bytes, self.csum_seed)?;
+            self.set_desc(desc);
+        }
+        if std::mem::take(&mut self.sb_dirty) {
+            let start = SUPERBLOCK_OFFSET_BYTES as usize;
+            let raw = self.meta.get_mut(r, 0, Location::Superblock)?;
+            let slot =
+                raw.get_mut(start..start + SUPERBLOCK_SIZE_BYTES)
+                    .ok_or(FsError::Corrupt {
+                        at: Location::Superblock,
+                        what: "superblock outside block 0",
+                    })?;
+            self.sb.encode_into(slot)?;
+        }
+        Ok(Changes {
+            meta_blocks: self.meta.take_dirty(),
+            data_blocks: std::mem::take(&mut self.data).into_iter().collect(),
+        })
+    }
+
+    pub(crate) fn desc(&self, group: u32) -> Result<GroupDesc, FsError> {
+        self.groups
+            .get(group as usize)
+            .copied()
+            .ok_or(FsError::Corrupt {
+                at: Location::GroupDesc { group },
+                what: "group past the last",
+            })
+    }
+
+    pub(crate) fn set_desc(&mut self, desc: GroupDesc) {
+        if let Some(slot) = self.groups.get_mut(desc.group as usize) {
+            *slot = desc;
+        }
+    }
+}

@@ -1,0 +1,509 @@
+//! The operations: create, mkdir, symlink, write, truncate, unlink, rmdir, and lookups.
+//!
+//! # Semantics
+//! - Names: 1..=255 bytes, no `/` or NUL, not `.` or `..`; an existing name is
+//!   [`FsError::Exists`]. The parent must be a directory.
+//! - Link counts: a new file has 1 link, a new directory 2 (`.` and its entry) and its parent
+//!   gains one (`..`). With `dir_nlink`, a parent that would pass [`LINK_MAX`] links gets 1
+//!   ("many"), and a parent at 1 stays at 1 when a subdirectory goes (the kernel's
+//!   `ext4_inc_count`/`ext4_dec_count`); without `dir_nlink` that is `TooManyLinks`.
+//! - Times: the changed inode's ctime (and mtime for content or entry changes) become now, with
+//!   nanoseconds.
+//! - `write` allocates unmapped blocks in runs (goal: after the previous extent, else the
+//!   inode's flex group), zero-fills the unwritten part of a new block, and reads the old block
+//!   for a partial write to a mapped one (from this batch's pending data first). Size grows to
+//!   the end of the write.
+//! - `truncate` frees every block past the new size (pending free), zeroes the tail of a
+//!   partial last block, and sets the size; growing leaves a hole.
+//! - `unlink` of the last link and `rmdir` free the inode and its blocks at once (open files and
+//!   the orphan list are the next layer's), setting `dtime`.
+
+use aios_device::BLOCK_SIZE;
+use aios_ext4::format::dir::{file_type, NewDirEntry, NAME_LEN_MAX};
+use aios_ext4::format::extent::EXT_INIT_MAX_LEN_BLOCKS;
+use aios_ext4::format::features::ro_compat;
+use aios_ext4::format::inode::{Inode, I_BLOCK_SIZE_BYTES, S_IFDIR, S_IFLNK, S_IFMT, S_IFREG};
+use aios_ext4::Location;
+
+use super::extents::Tree;
+use super::inode::now;
+use super::{BlockRead, Mutator};
+use crate::error::display_path;
+use crate::{FsError, ROOT_INO};
+
+/// Most links the kernel counts (`EXT4_LINK_MAX`).
+pub const LINK_MAX: u16 = 65000;
+/// Largest file: 2^32 blocks of 4 KiB.
+const FILE_SIZE_MAX_BYTES: u64 = (1 << 32) * BLOCK_SIZE as u64;
+
+/// What to create in a directory.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NewNode<'a> {
+    /// A regular file with these permission bits.
+    File { perm: u16 },
+    /// A directory with these permission bits.
+    Dir { perm: u16 },
+    /// A symbolic link to `target` (1..4095 bytes): fast (in the inode) below 60 bytes.
+    Symlink { target: &'a [u8] },
+}
+
+fn check_name(name: &[u8]) -> Result<(), FsError> {
+    if name.len() > NAME_LEN_MAX {
+        return Err(FsError::NameTooLong {
+            path: display_path(name),
+        });
+    }
+    if name.is_empty() || name == b"." || name == b".." || name.iter().any(|&b| b == b'/' || b == 0)
+    {
+        return Err(FsError::InvalidPath {
+            path: display_path(name),
+            reason: "not a valid file name",
+        });
+    }
+    Ok(())
+}
+
+impl Mutator {
+    /// Inode `ino` as it is now (including changes not yet taken).
+    pub fn inode(&mut self, r: &mut dyn BlockRead, ino: u32) -> Result<Inode, FsError> {
+        self.load_inode(r, ino)
+    }
+
+    /// Depth of inode `ino`'s extent tree.
+    pub fn extent_depth(&mut self, r: &mut dyn BlockRead, ino: u32) -> Result<u16, FsError> {
+        let inode = self.load_inode(r, ino)?;
+        Ok(Tree::load(self, r, &inode)?.depth())
+    }
+
+    /// The physical block logical block `logical` of inode `ino` maps to (`None`: a hole).
+    pub fn physical_block(
+        &mut self,
+        r: &mut dyn BlockRead,
+        ino: u32,
+        logical: u32,
+    ) -> Result<Option<u64>, FsError> {
+        let inode = self.load_inode(r, ino)?;
+        let tree = Tree::load(self, r, &inode)?;
+        Ok(tree
+            .find(logical)
+            .map(|e| e.start_block + u64::from(logical - e.first_logical_block)))
+    }
+
+    /// The inode `name` names in directory `dir`.
+    pub fn lookup(
+        &mut self,
+        r: &mut dyn BlockRead,
+        dir: u32,
+        name: &[u8],
+    ) -> Result<Option<u32>, FsError> {
+        let dir = self.load_dir(r, dir)?;
+        Ok(self.dir_lookup(r, &dir, name)?.map(|(ino, _)| ino))
+    }
+
+    /// The inode of absolute `path`, following no symlinks.
+    pub fn lookup_path(
+        &mut self,
+        r: &mut dyn BlockRead,
+        path: &[u8],
+    ) -> Result<Option<u32>, FsError> {
+        let mut cur = ROOT_INO;
+        for name in path.split(|&b| b == b'/').filter(|c| !c.is_empty()) {
+            match self.lookup(r, cur, name)? {
+                Some(ino) => cur = ino,
+                None => return Ok(None),
+            }
+        }
+        Ok(Some(cur))
+    }
+
+    fn load_dir(&mut self, r: &mut dyn BlockRead, ino: u32) -> Result<Inode, FsError> {
+        let dir = self.load_inode(r, ino)?;
+        if !dir.is_dir() {
+            return Err(FsError::NotADirectory {
+                path: format!("inode {ino}"),
+            });
+        }
+        Ok(dir)
+    }
+
+    /// Creates `name` in directory `parent`; returns the new inode number.
+    pub fn create(
+        &mut self,
+        r: &mut dyn BlockRead,
+        parent: u32,
+        name: &[u8],
+        node: NewNode<'_>,
+    ) -> Result<u32, FsError> {
+        check_name(name)?;
+        let mut dir = self.load_dir(r, parent)?;
+        if self.dir_lookup(r, &dir, name)?.is_some() {
+            return Err(FsError::Exists {
+                name: display_path(name),
+            });
+        }
+        if let NewNode::Symlink { target } = node {
+            if target.is_empty() || target.len() >= BLOCK_SIZE {
+                return Err(FsError::NameTooLong {
+                    path: display_path(target),
+                });
+            }
+        }
+        let is_dir = matches!(node, NewNode::Dir { .. });
+        if is_dir {
+            self.check_can_inc_links(&dir)?;
+        }
+        let ino = self.alloc_inode(r, parent, is_dir)?;
+        let ft = match node {
+            NewNode::File { perm } => {
+                let inode = self.fresh_inode(ino, S_IFREG | (perm & !S_IFMT), 1, true);
+                self.store_inode(r, &inode, true)?;
+                file_type::REG_FILE
+            }
+            NewNode::Dir { perm } => {
+                self.new_dir_inode(r, ino, parent, perm)?;
+                file_type::DIR
+            }
+            NewNode::Symlink { target } => {
+                self.new_symlink_inode(r, ino, target)?;
+                file_type::SYMLINK
+            }
+        };
+        let entry = NewDirEntry {
+            inode: ino,
+            file_type: ft,
+            name,
+        };
+        self.dir_add(r, &mut dir, &entry)?;
+        let t = now();
+        dir.mtime = t;
+        dir.ctime = t;
+        if is_dir {
+            self.inc_links(&mut dir)?;
+        }
+        self.store_inode(r, &dir, false)?;
+        Ok(ino)
+    }
+
+    fn new_dir_inode(
+        &mut self,
+        r: &mut dyn BlockRead,
+        ino: u32,
+        parent: u32,
+        perm: u16,
+    ) -> Result<(), FsError> {
+        let mut inode = self.fresh_inode(ino, S_IFDIR | (perm & !S_IFMT), 2, true);
+        let mut tree = Tree::load(self, r, &inode)?;
+        let goal = self.goal_for_inode(ino);
+        let (block, _) = self.alloc_blocks(r, goal, 1)?;
+        let at = Location::DirBlock { ino, block };
+        let has_tail = self.csum_seed.is_some();
+        let seed = self.csum_seed.map(|s| inode.csum_seed(s));
+        let bytes = self.meta.fresh(block, at)?;
+        let dots = [
+            NewDirEntry {
+                inode: ino,
+                file_type: file_type::DIR,
+                name: b".",
+            },
+            NewDirEntry {
+                inode: parent,
+                file_type: file_type::DIR,
+                name: b"..",
+            },
+        ];
+        aios_ext4::format::dir::encode_dir_block(bytes, at, &dots, has_tail)?;
+        if let Some(seed) = seed {
+            aios_ext4::format::dir::set_dir_tail(bytes, at, seed)?;
+        }
+        self.map_blocks(r, &mut inode, &mut tree, 0, block, 1)?;
+        inode.size_bytes = BLOCK_SIZE as u64;
+        self.store_inode(r, &inode, true)
+    }
+
+    fn new_symlink_inode(
+        &mut self,
+        r: &mut dyn BlockRead,
+        ino: u32,
+        target: &[u8],
+    ) -> Result<(), FsError> {
+        let fast = target.len() < I_BLOCK_SIZE_BYTES;
+        let mut inode = self.fresh_inode(ino, S_IFLNK | 0o777, 1, !fast);
+        inode.size_bytes = target.len() as u64;
+        if fast {
+            if let Some(slot) = inode.block.get_mut(..target.len()) {
+                slot.copy_from_slice(target);
+            }
+            return self.store_inode(r, &inode, true);
+        }
+        let mut tree = Tree::load(self, r, &inode)?;
+        let goal = self.goal_for_inode(ino);
+        let (block, _) = self.alloc_blocks(r, goal, 1)?;
+        let mut bytes = vec![0u8; BLOCK_SIZE];
+        if let Some(slot) = bytes.get_mut(..target.len()) {
+            slot.copy_from_slice(target);
+        }
+        self.data.insert(block, bytes);
+        self.map_blocks(r, &mut inode, &mut tree, 0, block, 1)?;
+        self.store_inode(r, &inode, true)
+    }
+
+    fn check_can_inc_links(&self, dir: &Inode) -> Result<(), FsError> {
+        let dir_nlink = self.sb.feature_ro_compat & ro_compat::DIR_NLINK != 0;
+        if dir.links_count >= LINK_MAX && !dir_nlink {
+            return Err(FsError::TooManyLinks { ino: dir.ino });
+        }
+        Ok(())
+    }
+
+    fn inc_links(&self, dir: &mut Inode) -> Result<(), FsError> {
+        self.check_can_inc_links(dir)?;
+        if dir.links_count != 1 {
+            dir.links_count += 1;
+            if dir.links_count > LINK_MAX {
+                dir.links_count = 1;
+            }
+        }
+        Ok(())
+    }
+
+    /// Writes `data` at byte `offset_bytes` of regular file `ino` (see the module doc).
+    pub fn write(
+        &mut self,
+        r: &mut dyn BlockRead,
+        ino: u32,
+        offset_bytes: u64,
+        data: &[u8],
+    ) -> Result<(), FsError> {
+        let mut inode = self.load_inode(r, ino)?;
+        if !inode.is_regular() {
+            return Err(FsError::NotARegularFile { ino });
+        }
+        let end = offset_bytes
+            .checked_add(data.len() as u64)
+            .filter(|&e| e <= FILE_SIZE_MAX_BYTES)
+            .ok_or(FsError::FileTooBig { ino })?;
+        if data.is_empty() {
+            return Ok(());
+        }
+        let bs = BLOCK_SIZE as u64;
+        let mut tree = Tree::load(self, r, &inode)?;
+        let first = offset_bytes / bs;
+        let last = (end - 1) / bs;
+        let mut logical = first;
+        // Logical blocks allocated by this write: their old contents are garbage, never read.
+        let mut fresh_end = first;
+        let result = loop {
+            if logical > last {
+                break Ok(());
+            }
+            let l32 = logical as u32;
+            let (physical, fresh) = match tree.find(l32) {
+                Some(e) => (
+                    e.start_block + u64::from(l32 - e.first_logical_block),
+                    logical < fresh_end,
+                ),
+                None => {
+                    // The unmapped run ahead, up to one extent.
+                    let mut run = 1u32;
+                    while u64::from(run) < last - logical + 1
+                        && run < u32::from(EXT_INIT_MAX_LEN_BLOCKS)
+                        && tree.find(l32 + run).is_none()
+                    {
+                        run += 1;
+                    }
+                    let goal = tree.before(l32).map_or_else(
+                        || self.goal_for_inode(ino),
+                        |e| e.start_block + u64::from(l32 - e.first_logical_block),
+                    );
+                    let (start, got) = match self.alloc_blocks(r, goal, run) {
+                        Ok(x) => x,
+                        Err(e) => break Err(e),
+                    };
+                    if let Err(e) = self.map_blocks(r, &mut inode, &mut tree, l32, start, got) {
+                        break Err(e);
+                    }
+                    fresh_end = logical + u64::from(got);
+                    (start, true)
+                }
+            };
+            let block_start = logical * bs;
+            let lo = offset_bytes.max(block_start);
+            let hi = end.min(block_start + bs);
+            let src = data
+                .get((lo - offset_bytes) as usize..(hi - offset_bytes) as usize)
+                .unwrap_or_default();
+            let mut bytes = if hi - lo == bs {
+                Vec::new()
+            } else if fresh {
+                vec![0u8; BLOCK_SIZE]
+            } else {
+                match self.data.get(&physical) {
+                    Some(b) => b.clone(),
+                    None => match r.read_block(physical, Location::Inode { ino }) {
+                        Ok(b) => b,
+                        Err(e) => break Err(e),
+                    },
+                }
+            };
+            if bytes.is_empty() {
+                bytes = src.to_vec();
+            } else if let Some(dst) =
+                bytes.get_mut((lo - block_start) as usize..(hi - block_start) as usize)
+            {
+                dst.copy_from_slice(src);
+            }
+            self.data.insert(physical, bytes);
+            logical += 1;
+        };
+        if result.is_ok() {
+            inode.size_bytes = inode.size_bytes.max(end);
+        }
+        let t = now();
+        inode.mtime = t;
+        inode.ctime = t;
+        self.store_inode(r, &inode, false)?;
+        result
+    }
+
+    /// Sets the size of regular file `ino` (see the module doc).
+    pub fn truncate(
+        &mut self,
+        r: &mut dyn BlockRead,
+        ino: u32,
+        size_bytes: u64,
+    ) -> Result<(), FsError> {
+        let mut inode = self.load_inode(r, ino)?;
+        if !inode.is_regular() {
+            return Err(FsError::NotARegularFile { ino });
+        }
+        if size_bytes > FILE_SIZE_MAX_BYTES {
+            return Err(FsError::FileTooBig { ino });
+        }
+        if size_bytes < inode.size_bytes {
+            let bs = BLOCK_SIZE as u64;
+            let keep = size_bytes.div_ceil(bs) as u32;
+            let mut tree = Tree::load(self, r, &inode)?;
+            self.free_tree_from(r, &mut inode, &mut tree, keep)?;
+            let within = (size_bytes % bs) as usize;
+            if within != 0 {
+                let logical = (size_bytes / bs) as u32;
+                if let Some(e) = tree.find(logical) {
+                    let physical = e.start_block + u64::from(logical - e.first_logical_block);
+                    let mut bytes = match self.data.get(&physical) {
+                        Some(b) => b.clone(),
+                        None => r.read_block(physical, Location::Inode { ino })?,
+                    };
+                    if let Some(tail) = bytes.get_mut(within..) {
+                        tail.fill(0);
+                    }
+                    self.data.insert(physical, bytes);
+                }
+            }
+        }
+        inode.size_bytes = size_bytes;
+        let t = now();
+        inode.mtime = t;
+        inode.ctime = t;
+        self.store_inode(r, &inode, false)
+    }
+
+    /// Unmaps and frees every block of `inode` from logical block `keep` on.
+    fn free_tree_from(
+        &mut self,
+        r: &mut dyn BlockRead,
+        inode: &mut Inode,
+        tree: &mut Tree,
+        keep: u32,
+    ) -> Result<(), FsError> {
+        let (data, nodes) = tree.truncate_from(keep);
+        tree.store(self, r, inode)?;
+        self.set_i_blocks(inode, tree)?;
+        for (start, len) in data {
+            self.free_blocks(r, start, len)?;
+        }
+        for block in nodes {
+            self.free_blocks(r, block, 1)?;
+        }
+        Ok(())
+    }
+
+    /// Removes the non-directory `name` from `parent`; frees the inode at its last link.
+    pub fn unlink(
+        &mut self,
+        r: &mut dyn BlockRead,
+        parent: u32,
+        name: &[u8],
+    ) -> Result<(), FsError> {
+        check_name(name)?;
+        let mut dir = self.load_dir(r, parent)?;
+        let (ino, _) = self
+            .dir_lookup(r, &dir, name)?
+            .ok_or_else(|| FsError::NotFound {
+                path: display_path(name),
+            })?;
+        let mut inode = self.load_inode(r, ino)?;
+        if inode.is_dir() {
+            return Err(FsError::IsADirectory { ino });
+        }
+        self.dir_remove(r, &dir, name)?;
+        let t = now();
+        dir.mtime = t;
+        dir.ctime = t;
+        self.store_inode(r, &dir, false)?;
+        inode.links_count = inode.links_count.saturating_sub(1);
+        inode.ctime = t;
+        if inode.links_count > 0 {
+            return self.store_inode(r, &inode, false);
+        }
+        self.release_inode(r, inode, false)
+    }
+
+    /// Removes the empty directory `name` from `parent`.
+    pub fn rmdir(
+        &mut self,
+        r: &mut dyn BlockRead,
+        parent: u32,
+        name: &[u8],
+    ) -> Result<(), FsError> {
+        check_name(name)?;
+        let mut dir = self.load_dir(r, parent)?;
+        let (ino, _) = self
+            .dir_lookup(r, &dir, name)?
+            .ok_or_else(|| FsError::NotFound {
+                path: display_path(name),
+            })?;
+        let child = self.load_dir(r, ino)?;
+        if self.dir_count(r, &child)? != 0 {
+            return Err(FsError::NotEmpty { ino });
+        }
+        self.dir_remove(r, &dir, name)?;
+        let t = now();
+        dir.mtime = t;
+        dir.ctime = t;
+        if dir.links_count > 2 {
+            dir.links_count -= 1;
+        }
+        self.store_inode(r, &dir, false)?;
+        self.release_inode(r, child, true)
+    }
+
+    /// Frees every block of `inode`, marks it deleted and frees its number.
+    fn release_inode(
+        &mut self,
+        r: &mut dyn BlockRead,
+        mut inode: Inode,
+        is_dir: bool,
+    ) -> Result<(), FsError> {
+        if inode.uses_extents() {
+            let mut tree = Tree::load(self, r, &inode)?;
+            self.free_tree_from(r, &mut inode, &mut tree, 0)?;
+        }
+        let t = now();
+        inode.links_count = 0;
+        inode.size_bytes = 0;
+        inode.dtime = u32::try_from(t.secs).unwrap_or(u32::MAX);
+        inode.ctime = t;
+        self.store_inode(r, &inode, false)?;
+        self.free_inode(r, inode.ino, is_dir)
+    }
+}
