@@ -2,10 +2,16 @@
 //! e2tools. IMAGE is an image file or a block device; it is opened read-only and exclusively
 //! (refused while another aios, or the kernel through a loop device or a mount, uses it).
 //! Errors name the image or path and the cause.
+//!
+//! Write commands (`put`, `rm`, `mkdir`) mount read-write ([`aios_fs::RwFs`]): recovery of a
+//! journal left by a crash first, every operation one journaled transaction, clean unmount at the
+//! end (also after a failed operation, so what succeeded stays and the journal is clean).
+//! `fsck` reads everything back through aios and then runs `e2fsck -fn`.
 
 use aios_device::TargetOptions;
 use aios_device_psync::{PsyncConfig, PsyncDevice};
-use aios_fs::{Fs, IoCtx, MountOptions, Stat, Timestamp};
+use aios_fs::{Fs, IoCtx, MountOptions, RwFs, RwOptions, Stat, Timestamp};
+use aios_journal::runtime::CommitOrder;
 use anyhow::{bail, Context, Result};
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -41,6 +47,189 @@ fn mount(image: &Path) -> Result<(Mounted, Io)> {
         .io()
         .with_context(|| format!("I/O context on {}", image.display()))?;
     Ok((fs, io))
+}
+
+/// Arena of a read-write CLI mount: put's 1 MiB chunks, journal buffers and checkpoints.
+const RW_ARENA_BYTES: usize = 32 << 20;
+
+type RwMounted = RwFs<PsyncDevice>;
+
+fn mount_rw(image: &Path, order: CommitOrder) -> Result<RwMounted> {
+    let config = PsyncConfig {
+        arena_bytes: RW_ARENA_BYTES,
+        target: TargetOptions {
+            read_only: false,
+            exclusive: true,
+        },
+    };
+    let device = PsyncDevice::open(image, config)
+        .with_context(|| format!("open {} read-write", image.display()))?;
+    let options = RwOptions {
+        mount: MountOptions::default(),
+        order,
+    };
+    let fs = RwFs::mount(device, options)
+        .with_context(|| format!("mount {} read-write", image.display()))?;
+    if let Some(r) = fs.replayed() {
+        eprintln!(
+            "{}: journal recovered: {} transactions, {} blocks replayed",
+            image.display(),
+            r.transactions(),
+            r.fs_blocks.len()
+        );
+    }
+    Ok(fs)
+}
+
+/// Runs `ops` on a read-write mount, then unmounts cleanly; the first error wins.
+fn with_rw(
+    image: &Path,
+    order: CommitOrder,
+    ops: impl FnOnce(&mut RwMounted) -> Result<()>,
+) -> Result<()> {
+    let mut fs = mount_rw(image, order)?;
+    let result = ops(&mut fs);
+    let (_device, unmounted) = fs.unmount();
+    let unmounted = unmounted.with_context(|| format!("unmount {}", image.display()));
+    match (result, unmounted) {
+        (Err(e), _) => Err(e),
+        (Ok(()), u) => u,
+    }
+}
+
+/// `aios put IMAGE LOCAL DEST`: creates DEST in the image, or replaces a regular file's
+/// contents, with the bytes of the local file LOCAL.
+pub fn put(image: &Path, local: &Path, dest: &str, order: CommitOrder) -> Result<()> {
+    let mut src =
+        std::fs::File::open(local).with_context(|| format!("open {}", local.display()))?;
+    with_rw(image, order, |fs| {
+        let n = fs
+            .put(dest, &mut src)
+            .with_context(|| format!("{}:{dest}", image.display()))?;
+        eprintln!(
+            "{}:{dest}: {n} bytes from {}",
+            image.display(),
+            local.display()
+        );
+        Ok(())
+    })
+}
+
+/// `aios rm IMAGE PATH...`: removes files (and symlinks); `-r`-less, like `rm`.
+pub fn rm(image: &Path, paths: &[String], order: CommitOrder) -> Result<()> {
+    with_rw(image, order, |fs| {
+        for path in paths {
+            fs.unlink(path)
+                .with_context(|| format!("{}:{path}", image.display()))?;
+        }
+        Ok(())
+    })
+}
+
+/// `aios mkdir IMAGE PATH...`: creates directories (mode 0755); parents must exist.
+pub fn mkdir(image: &Path, paths: &[String], order: CommitOrder) -> Result<()> {
+    with_rw(image, order, |fs| {
+        for path in paths {
+            fs.mkdir(path, 0o755)
+                .with_context(|| format!("{}:{path}", image.display()))?;
+        }
+        Ok(())
+    })
+}
+
+/// `aios rmdir IMAGE PATH...`: removes empty directories.
+pub fn rmdir(image: &Path, paths: &[String], order: CommitOrder) -> Result<()> {
+    with_rw(image, order, |fs| {
+        for path in paths {
+            fs.rmdir(path)
+                .with_context(|| format!("{}:{path}", image.display()))?;
+        }
+        Ok(())
+    })
+}
+
+/// `aios fsck IMAGE`: our own check (mount read-only, walk every directory, read every file
+/// and symlink through aios), then `e2fsck -fn`. Fails if either finds a problem.
+pub fn fsck(image: &Path) -> Result<()> {
+    let (fs, mut io) = mount(image)?;
+    let mut counts = (0u64, 0u64, 0u64, 0u64); // dirs, files, links, bytes
+    let mut stack = vec![("/".to_string(), aios_fs::ROOT_INO)];
+    let mut buf = vec![0u8; CHUNK_BYTES];
+    while let Some((path, ino)) = stack.pop() {
+        counts.0 += 1;
+        let at = || format!("aios check {}:{path}", image.display());
+        for e in fs.read_dir(&mut io, ino).with_context(at)? {
+            if e.name == b"." || e.name == b".." {
+                continue;
+            }
+            let child = format!(
+                "{}/{}",
+                path.trim_end_matches('/'),
+                String::from_utf8_lossy(&e.name)
+            );
+            let at = || format!("aios check {}:{child}", image.display());
+            let st = fs.stat(&mut io, e.ino).with_context(at)?;
+            match st.mode & 0o170000 {
+                0o040000 => stack.push((child, e.ino)),
+                0o120000 => {
+                    fs.read_link(&mut io, e.ino).with_context(at)?;
+                    counts.2 += 1;
+                }
+                0o100000 => {
+                    let file = fs.open(&mut io, e.ino).with_context(at)?;
+                    let mut offset = 0u64;
+                    loop {
+                        let n = fs
+                            .read_at(&mut io, &file, offset, &mut buf)
+                            .with_context(at)?;
+                        if n == 0 {
+                            break;
+                        }
+                        offset += n as u64;
+                    }
+                    if offset != st.size_bytes {
+                        bail!(
+                            "aios check {}:{child}: read {offset} of {} bytes",
+                            image.display(),
+                            st.size_bytes
+                        );
+                    }
+                    counts.1 += 1;
+                    counts.3 += offset;
+                }
+                _ => {}
+            }
+        }
+    }
+    drop(io);
+    drop(fs);
+    println!(
+        "aios: {}: {} directories, {} files ({} bytes), {} symlinks read back without error",
+        image.display(),
+        counts.0,
+        counts.1,
+        counts.3,
+        counts.2
+    );
+    let out = Command::new("e2fsck")
+        .arg("-fn")
+        .arg(image)
+        .output()
+        .context("run e2fsck -fn (apt-get install e2fsprogs)")?;
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    print!("e2fsck -fn: {text}");
+    if out.status.code() != Some(0) {
+        bail!(
+            "e2fsck -fn {} exited with {:?}: the image has problems",
+            image.display(),
+            out.status.code()
+        );
+    }
+    Ok(())
 }
 
 /// `aios mkfs IMAGE --size SIZE [-d DIR]`: runs mke2fs with the supported features, then mounts

@@ -53,6 +53,40 @@ enum Command {
         path: String,
         dest: Option<PathBuf>,
     },
+    /// Create DEST in an image (or replace a regular file's contents) from the local file LOCAL.
+    Put {
+        image: PathBuf,
+        local: PathBuf,
+        dest: String,
+        #[command(flatten)]
+        rw: RwArgs,
+    },
+    /// Remove files or symlinks from an image.
+    Rm {
+        image: PathBuf,
+        #[arg(required = true)]
+        paths: Vec<String>,
+        #[command(flatten)]
+        rw: RwArgs,
+    },
+    /// Create directories in an image (parents must exist).
+    Mkdir {
+        image: PathBuf,
+        #[arg(required = true)]
+        paths: Vec<String>,
+        #[command(flatten)]
+        rw: RwArgs,
+    },
+    /// Remove empty directories from an image.
+    Rmdir {
+        image: PathBuf,
+        #[arg(required = true)]
+        paths: Vec<String>,
+        #[command(flatten)]
+        rw: RwArgs,
+    },
+    /// Check an image: read everything back through aios, then e2fsck -fn.
+    Fsck { image: PathBuf },
     /// Measure aios next to the kernel's own I/O path (without a subcommand: the device
     /// benchmark, then the file-read benchmark with its defaults).
     #[command(args_conflicts_with_subcommands = true)]
@@ -63,6 +97,22 @@ enum Command {
         #[command(flatten)]
         device: Box<bench::device::DeviceArgs>,
     },
+}
+
+/// Options of the write commands.
+#[derive(Debug, clap::Args)]
+struct RwArgs {
+    /// Commit order of each transaction: sync (vanilla ext4) or async (AIOS).
+    #[arg(long, default_value = "async", value_parser = parse_order)]
+    order: aios_journal::runtime::CommitOrder,
+}
+
+fn parse_order(s: &str) -> Result<aios_journal::runtime::CommitOrder, String> {
+    match s {
+        "sync" => Ok(aios_journal::runtime::CommitOrder::Sync),
+        "async" => Ok(aios_journal::runtime::CommitOrder::Async),
+        other => Err(format!("{other}: expected sync or async")),
+    }
 }
 
 #[derive(Debug, Subcommand)]
@@ -108,6 +158,16 @@ fn run(cli: Cli) -> Result<()> {
         Command::Stat { image, paths } => fscmd::stat(&image, &paths),
         Command::Cat { image, paths } => fscmd::cat(&image, &paths),
         Command::Get { image, path, dest } => fscmd::get(&image, &path, dest.as_deref()),
+        Command::Put {
+            image,
+            local,
+            dest,
+            rw,
+        } => fscmd::put(&image, &local, &dest, rw.order),
+        Command::Rm { image, paths, rw } => fscmd::rm(&image, &paths, rw.order),
+        Command::Mkdir { image, paths, rw } => fscmd::mkdir(&image, &paths, rw.order),
+        Command::Rmdir { image, paths, rw } => fscmd::rmdir(&image, &paths, rw.order),
+        Command::Fsck { image } => fscmd::fsck(&image),
         Command::Bench { what, device } => match what {
             // The main job: the device benchmark (with the given options), then the file-read
             // benchmark on its defaults.

@@ -86,6 +86,14 @@ pub enum FsError {
     /// A directory already has the most links the format counts (without `dir_nlink`).
     #[error("inode {ino}: too many links")]
     TooManyLinks { ino: u32 },
+    /// An argument the operation refuses (`EINVAL`), e.g. renaming a directory into its own
+    /// subtree, or releasing an inode that is not on the orphan list.
+    #[error("invalid argument: {what}")]
+    InvalidArgument { what: &'static str },
+    /// An operation the file system never allows on this object (`EPERM`), e.g. a hard link to
+    /// a directory.
+    #[error("inode {ino}: operation not permitted: {what}")]
+    NotPermitted { ino: u32, what: &'static str },
     /// An error met while resolving `path`.
     #[error("{path}: {source}")]
     At { path: String, source: Box<FsError> },

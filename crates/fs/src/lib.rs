@@ -50,9 +50,10 @@
 //! | `miss` | the step functions of a miss and the sync (vanilla) and async (AIOS) orders |
 //! | [`breakdown`] | [`Breakdown`]: per-stage latency of misses, off by default |
 //! | [`readahead`] | sequential readahead per file handle, off by default |
-//! | [`write`] | [`Mutator`]: the in-memory mutation layer of the write path (no journal yet) |
+//! | [`write`] | [`Mutator`]: the in-memory mutation layer of the write path |
+//! | [`rw`] | [`RwFs`]: the read-write mount, one journaled transaction per operation |
 //!
-//! Not here yet: a read-write mount, the journal, block-mapped (non-extent) files, extended
+//! Not here yet: reads through a read-write mount, fsync/buffered writes, rename, block-mapped (non-extent) files, extended
 //! attributes.
 
 #![cfg_attr(
@@ -78,6 +79,7 @@ mod miss;
 pub mod mount;
 mod namei;
 pub mod readahead;
+pub mod rw;
 pub mod write;
 
 pub use breakdown::{Breakdown, Stage};
@@ -89,7 +91,8 @@ pub use inode::Stat;
 pub use io::IoCtx;
 pub use mount::{Fs, MountOptions, ReadMode};
 pub use readahead::ReadaheadStats;
-pub use write::{BlockRead, Changes, FsBlocks, MetaBlocks, Mutator, NewNode};
+pub use rw::{RwError, RwFs, RwOptions, RwStats};
+pub use write::{BlockRead, Changes, FsBlocks, MetaBlocks, Mutator, NewNode, SetAttr};
 
 pub use aios_ext4::format::inode::{Inode, Timestamp};
 

@@ -12,7 +12,9 @@
 //!   anything else), so file system block `b` is device byte `b * 4096`.
 //! - `sb.blocks_count * 4096 <= device capacity`.
 //! - Nothing on disk changes after mount: the mount is read-only and `Fs` is shared as `&Fs`.
-//!   The only shared mutable state is the page cache, which synchronizes itself.
+//!   The only shared mutable state is the page cache, which synchronizes itself. (The
+//!   read-write mount, [`crate::RwFs`], owns its `Fs` privately and never reads file data
+//!   through it; its superblock and descriptors there are the mount-time ones.)
 //!
 //! # Read modes
 //! [`MountOptions::read_mode`] picks the order of a cached-read miss for the whole mount
@@ -124,6 +126,17 @@ pub struct Fs<D: Device> {
 impl<D: Device> Fs<D> {
     /// Mounts `device` read-only. Opens a queue on the calling thread for the mount reads.
     pub fn mount(device: D, options: MountOptions) -> Result<Fs<D>, FsError> {
+        Fs::mount_inner(device, options, false)
+    }
+
+    /// As [`Fs::mount`]; with `recovering`, a superblock whose `needs_recovery` is set is
+    /// accepted (the read-write mount's first look, to find the journal inode before replay:
+    /// nothing but the journal's own blocks may be trusted from such a mount).
+    pub(crate) fn mount_inner(
+        device: D,
+        options: MountOptions,
+        recovering: bool,
+    ) -> Result<Fs<D>, FsError> {
         let id = NEXT_FS_ID.fetch_add(1, Ordering::Relaxed);
         let queue = BlockQueue::open(&device, options.queue_config())?;
         let mut io = IoCtx::new(id, queue, device.arena().clone(), None, false);
@@ -133,7 +146,11 @@ impl<D: Device> Fs<D> {
             .page(0)
             .get(start..start + SUPERBLOCK_SIZE_BYTES)
             .unwrap_or_default();
-        let sb = Superblock::decode(sb_bytes)?;
+        let sb = if recovering {
+            Superblock::decode_recovering(sb_bytes)?
+        } else {
+            Superblock::decode(sb_bytes)?
+        };
         let capacity_blocks = device.info().capacity_bytes / BLOCK_SIZE as u64;
         if sb.blocks_count > capacity_blocks {
             return Err(FsError::Corrupt {

@@ -506,6 +506,8 @@ fn kind(err: &FsError) -> &'static str {
         FsError::NotEmpty { .. } => "NotEmpty",
         FsError::FileTooBig { .. } => "FileTooBig",
         FsError::TooManyLinks { .. } => "TooManyLinks",
+        FsError::InvalidArgument { .. } => "InvalidArgument",
+        FsError::NotPermitted { .. } => "NotPermitted",
         FsError::Read { .. } | FsError::At { .. } => "context without a cause",
     }
 }

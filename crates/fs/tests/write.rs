@@ -21,7 +21,9 @@ use std::process::Command;
 
 use aios_device_psync::{PsyncConfig, PsyncDevice};
 use aios_ext4::format::inode::EXT4_INDEX_FL;
-use aios_fs::{Changes, Fs, FsBlocks, FsError, IoCtx, MountOptions, Mutator, NewNode, ROOT_INO};
+use aios_fs::{
+    Changes, Fs, FsBlocks, FsError, IoCtx, MountOptions, Mutator, NewNode, SetAttr, ROOT_INO,
+};
 use common::{have_mke2fs, pattern};
 use proptest::prelude::*;
 use proptest::test_runner::{Config, TestRunner};
@@ -47,6 +49,11 @@ struct Image {
 
 /// A 64 MiB image holding `big/` (indexed) and one small file.
 fn make_image(big_entries: usize) -> Image {
+    make_image_sized(big_entries, "64M")
+}
+
+/// [`make_image`] of `size` (an `mke2fs` size argument).
+fn make_image_sized(big_entries: usize, size: &str) -> Image {
     let dir = tempfile::tempdir().unwrap();
     let src = dir.path().join("src");
     std::fs::create_dir_all(src.join("big")).unwrap();
@@ -64,7 +71,7 @@ fn make_image(big_entries: usize) -> Image {
         .args(["-q", "-t", "ext4", "-F", "-b", "4096", "-d"])
         .arg(&src)
         .arg(&path)
-        .arg("64M")
+        .arg(size)
         .output()
         .unwrap();
     assert!(
@@ -188,6 +195,15 @@ fn walk(root: &Path, dir: &Path, out: &mut Model) {
 fn read_path_matches(path: &Path, model: &Model) {
     let fs = mount(path);
     let mut io = fs.io().unwrap();
+    // Hard links: a file's link count is the number of model paths naming its inode.
+    let mut names_of = BTreeMap::<u32, u16>::new();
+    for (rel, node) in model {
+        if let Node::File(_) = node {
+            *names_of
+                .entry(fs.lookup(&mut io, format!("/{rel}")).unwrap())
+                .or_default() += 1;
+        }
+    }
     for (rel, node) in model {
         let ino = fs.lookup(&mut io, format!("/{rel}")).unwrap();
         match node {
@@ -229,7 +245,7 @@ fn read_path_matches(path: &Path, model: &Model) {
                 assert_eq!(n, data.len());
                 assert!(buf == *data, "contents of {rel}");
                 let st = fs.stat(&mut io, ino).unwrap();
-                assert_eq!(st.nlink, 1);
+                assert_eq!(Some(&st.nlink), names_of.get(&ino), "links of {rel}");
             }
             Node::Link(target) => {
                 assert_eq!(&fs.read_link(&mut io, ino).unwrap(), target, "link {rel}");
@@ -573,13 +589,56 @@ fn mapped_blocks(s: &mut Session, ino: u32) -> Vec<u64> {
 
 #[derive(Debug, Clone)]
 enum Op {
-    Create { dir: usize, name: u8, size: usize },
-    Mkdir { dir: usize, name: u8 },
-    Write { file: usize, offset: u32, len: u16 },
-    Truncate { file: usize, size: u32 },
-    Unlink { file: usize },
-    Rmdir { dir: usize },
-    Symlink { dir: usize, name: u8, len: u8 },
+    Create {
+        dir: usize,
+        name: u8,
+        size: usize,
+    },
+    Mkdir {
+        dir: usize,
+        name: u8,
+    },
+    Write {
+        file: usize,
+        offset: u32,
+        len: u16,
+    },
+    Truncate {
+        file: usize,
+        size: u32,
+    },
+    Unlink {
+        file: usize,
+    },
+    Rmdir {
+        dir: usize,
+    },
+    Symlink {
+        dir: usize,
+        name: u8,
+        len: u8,
+    },
+    Rename {
+        src: usize,
+        dir: usize,
+        name: u8,
+    },
+    Link {
+        file: usize,
+        dir: usize,
+        name: u8,
+    },
+    SetAttr {
+        file: usize,
+        mode: u16,
+        nanos: u32,
+    },
+    Fallocate {
+        file: usize,
+        offset: u32,
+        len: u32,
+        keep: bool,
+    },
 }
 
 fn op() -> impl Strategy<Value = Op> {
@@ -594,6 +653,14 @@ fn op() -> impl Strategy<Value = Op> {
         1 => any::<usize>().prop_map(|dir| Op::Rmdir { dir }),
         1 => (any::<usize>(), 0u8..40, 1u8..120)
             .prop_map(|(dir, name, len)| Op::Symlink { dir, name, len }),
+        2 => (any::<usize>(), any::<usize>(), 0u8..40)
+            .prop_map(|(src, dir, name)| Op::Rename { src, dir, name }),
+        1 => (any::<usize>(), any::<usize>(), 0u8..40)
+            .prop_map(|(file, dir, name)| Op::Link { file, dir, name }),
+        1 => (any::<usize>(), 0u16..0o400, 0u32..1_000_000_000)
+            .prop_map(|(file, mode, nanos)| Op::SetAttr { file, mode, nanos }),
+        2 => (any::<usize>(), 0u32..300_000, 1u32..200_000, any::<bool>())
+            .prop_map(|(file, offset, len, keep)| Op::Fallocate { file, offset, len, keep }),
     ]
 }
 
@@ -643,20 +710,24 @@ fn apply(s: &mut Session, model: &mut Model, op: &Op, seq: u64) {
             let ino = s.ino(rel);
             s.with(|m, r| m.write(r, ino, offset.into(), &data))
                 .unwrap();
-            if let Some(Node::File(d)) = model.get_mut(rel) {
-                let end = offset as usize + data.len();
-                if d.len() < end {
-                    d.resize(end, 0);
+            for name in names_of(s, model, ino) {
+                if let Some(Node::File(d)) = model.get_mut(&name) {
+                    let end = offset as usize + data.len();
+                    if d.len() < end {
+                        d.resize(end, 0);
+                    }
+                    d[offset as usize..end].copy_from_slice(&data);
                 }
-                d[offset as usize..end].copy_from_slice(&data);
             }
         }
         Op::Truncate { file, size } if !files.is_empty() => {
             let rel = &files[file % files.len()];
             let ino = s.ino(rel);
             s.with(|m, r| m.truncate(r, ino, size.into())).unwrap();
-            if let Some(Node::File(d)) = model.get_mut(rel) {
-                d.resize(size as usize, 0);
+            for name in names_of(s, model, ino) {
+                if let Some(Node::File(d)) = model.get_mut(&name) {
+                    d.resize(size as usize, 0);
+                }
             }
         }
         Op::Unlink { file } if !files.is_empty() => {
@@ -675,7 +746,164 @@ fn apply(s: &mut Session, model: &mut Model, op: &Op, seq: u64) {
                 model.remove(&rel);
             }
         }
+        Op::Rename { src, dir, name } => apply_rename(s, model, src, &dirs, dir, name),
+        Op::Link { file, dir, name } if !files.is_empty() => {
+            let rel = &files[file % files.len()];
+            let dest = join(&dirs[dir % dirs.len()], format!("h{name}"));
+            let ino = s.ino(rel);
+            let (parent, new_name) = s.parent_and_name(&dest);
+            let r = s.with(|m, r| m.link(r, ino, parent, new_name.as_bytes()));
+            if model.contains_key(&dest) {
+                assert!(
+                    matches!(r, Err(FsError::Exists { .. })),
+                    "link {dest}: {r:?}"
+                );
+            } else {
+                r.unwrap();
+                let node = model[rel].clone();
+                model.insert(dest, node);
+            }
+        }
+        Op::SetAttr { file, mode, nanos } if !files.is_empty() => {
+            let rel = &files[file % files.len()];
+            let ino = s.ino(rel);
+            let t = aios_fs::Timestamp {
+                secs: 1_600_000_000 + i64::from(nanos % 1000),
+                nanos,
+            };
+            let attr = SetAttr {
+                mode: Some(0o400 | mode),
+                uid: Some(1000 + u32::from(mode)),
+                gid: Some(77),
+                atime: Some(t),
+                mtime: Some(t),
+                ctime: None,
+            };
+            let before = s.with(|m, r| m.inode(r, ino)).unwrap().ctime;
+            s.with(|m, r| m.set_attr(r, ino, &attr)).unwrap();
+            let after = s.with(|m, r| m.inode(r, ino)).unwrap();
+            assert_eq!(after.mode & 0o7777, 0o400 | mode);
+            assert_eq!(
+                (after.uid, after.gid, after.mtime, after.atime),
+                (1000 + u32::from(mode), 77, t, t)
+            );
+            assert!(
+                (after.ctime.secs, after.ctime.nanos) >= (before.secs, before.nanos),
+                "ctime moves forward"
+            );
+        }
+        Op::Fallocate {
+            file,
+            offset,
+            len,
+            keep,
+        } if !files.is_empty() => {
+            let rel = &files[file % files.len()];
+            let ino = s.ino(rel);
+            s.with(|m, r| m.fallocate(r, ino, offset.into(), len.into(), keep))
+                .unwrap();
+            if !keep {
+                for name in names_of(s, model, ino) {
+                    if let Some(Node::File(d)) = model.get_mut(&name) {
+                        let end = (offset + len) as usize;
+                        if d.len() < end {
+                            d.resize(end, 0);
+                        }
+                    }
+                }
+            }
+        }
         _ => {}
+    }
+}
+
+/// Model paths (files) naming inode `ino`.
+fn names_of(s: &mut Session, model: &Model, ino: u32) -> Vec<String> {
+    let files: Vec<String> = model
+        .iter()
+        .filter(|(_, v)| matches!(v, Node::File(_)))
+        .map(|(k, _)| k.clone())
+        .collect();
+    files.into_iter().filter(|f| s.ino(f) == ino).collect()
+}
+
+/// Renames a random entry (outside `big/`) to `r{name}` in a random directory and checks the
+/// outcome `rename(2)` prescribes against the model.
+fn apply_rename(
+    s: &mut Session,
+    model: &mut Model,
+    src: usize,
+    dirs: &[String],
+    dir: usize,
+    name: u8,
+) {
+    let entries: Vec<String> = model
+        .keys()
+        .filter(|k| !k.starts_with("big"))
+        .cloned()
+        .collect();
+    if entries.is_empty() {
+        return;
+    }
+    let from = entries[src % entries.len()].clone();
+    let dest_dir = &dirs[dir % dirs.len()];
+    // Half the time reuse an existing name in the destination, to exercise replacement.
+    let existing: Vec<&String> = model
+        .keys()
+        .filter(|k| {
+            let parent = k.rsplit_once('/').map_or("", |(d, _)| d);
+            parent == dest_dir.as_str() && !k.starts_with("big")
+        })
+        .collect();
+    let to = if name.is_multiple_of(2) && !existing.is_empty() {
+        existing[usize::from(name) % existing.len()].clone()
+    } else if dest_dir.is_empty() {
+        format!("r{name}")
+    } else {
+        format!("{dest_dir}/r{name}")
+    };
+    let src_node = model[&from].clone();
+    let (op, on) = s.parent_and_name(&from);
+    let (np, nn) = s.parent_and_name(&to);
+    let same_inode = model.contains_key(&to) && s.ino(&from) == s.ino(&to);
+    let r = s.with(|m, r| m.rename(r, op, on.as_bytes(), np, nn.as_bytes()));
+    let within = src_node == Node::Dir && (to == from || to.starts_with(&format!("{from}/")));
+    let expect = if same_inode || to == from {
+        "ok-noop"
+    } else if within || (src_node == Node::Dir && dest_dir.starts_with(&format!("{from}/"))) {
+        "einval"
+    } else {
+        match model.get(&to) {
+            Some(Node::Dir) if src_node != Node::Dir => "eisdir",
+            Some(n) if *n != Node::Dir && src_node == Node::Dir => "enotdir",
+            Some(Node::Dir) if model.keys().any(|k| k.starts_with(&format!("{to}/"))) => {
+                "enotempty"
+            }
+            _ => "ok",
+        }
+    };
+    let got = match &r {
+        Ok(()) if expect == "ok-noop" => "ok-noop",
+        Ok(()) => "ok",
+        Err(FsError::InvalidArgument { .. }) => "einval",
+        Err(FsError::IsADirectory { .. }) => "eisdir",
+        Err(FsError::NotADirectory { .. }) => "enotdir",
+        Err(FsError::NotEmpty { .. }) => "enotempty",
+        Err(_) => "other",
+    };
+    assert_eq!(got, expect, "rename {from} -> {to}: {r:?}");
+    if expect != "ok" {
+        return;
+    }
+    model.remove(&to);
+    let moved: Vec<String> = model
+        .keys()
+        .filter(|k| **k == from || k.starts_with(&format!("{from}/")))
+        .cloned()
+        .collect();
+    for k in moved {
+        let node = model.remove(&k).unwrap();
+        model.insert(format!("{to}{}", &k[from.len()..]), node);
     }
 }
 
@@ -705,4 +933,404 @@ fn random_operation_sequences_match_the_model() {
             Ok(())
         })
         .unwrap();
+}
+
+/// Raw `e2fsck -fn` output and exit code.
+fn fsck_output(path: &Path) -> (Option<i32>, String) {
+    let out = Command::new("e2fsck")
+        .arg("-fn")
+        .arg(path)
+        .output()
+        .unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.code(), text)
+}
+
+#[test]
+fn rename_edge_cases() {
+    if !have_mke2fs("rename_edge_cases") {
+        return;
+    }
+    let img = make_image(BIG_ENTRIES);
+    let path = img.path.clone();
+    let mut model = img.model;
+    let mut s = Session::open(&path);
+    for d in ["a", "a/sub", "a/sub/deep", "b", "empty1", "empty2", "full"] {
+        s.create(&mut model, d, Node::Dir).unwrap();
+    }
+    s.create(&mut model, "full/x", Node::File(b"x".to_vec()))
+        .unwrap();
+    s.create(&mut model, "f1", Node::File(pattern(1, 5000)))
+        .unwrap();
+    s.create(&mut model, "f2", Node::File(pattern(2, 9000)))
+        .unwrap();
+    s.create(&mut model, "a/sub/deep/g", Node::File(pattern(3, 100)))
+        .unwrap();
+    s.check(&path, &model, "setup", false);
+    let [a, b, sub, root] = ["a", "b", "a/sub", ""].map(|p| s.ino(p));
+    let links = |s: &mut Session, ino: u32| s.with(|m, r| m.inode(r, ino)).unwrap().links_count;
+    let (a_links, b_links, root_links) = (links(&mut s, a), links(&mut s, b), links(&mut s, root));
+    let rename = |s: &mut Session, from: u32, on: &str, to: u32, nn: &str| {
+        s.with(|m, r| m.rename(r, from, on.as_bytes(), to, nn.as_bytes()))
+    };
+    // Refusals change nothing.
+    let errs = [
+        (rename(&mut s, root, "a", sub, "a2"), "into its own subtree"),
+        (rename(&mut s, root, "a", a, "self"), "into itself"),
+        (rename(&mut s, root, "empty1", root, "f1"), "dir over file"),
+        (rename(&mut s, root, "f1", root, "empty1"), "file over dir"),
+        (
+            rename(&mut s, root, "empty1", root, "full"),
+            "dir over non-empty dir",
+        ),
+        (rename(&mut s, root, "nope", root, "x"), "missing source"),
+        (rename(&mut s, root, "f1", root, ".."), "bad name"),
+    ];
+    assert!(
+        matches!(errs[0].0, Err(FsError::InvalidArgument { .. })),
+        "{errs:?}"
+    );
+    assert!(
+        matches!(errs[1].0, Err(FsError::InvalidArgument { .. })),
+        "{errs:?}"
+    );
+    assert!(
+        matches!(errs[2].0, Err(FsError::NotADirectory { .. })),
+        "{errs:?}"
+    );
+    assert!(
+        matches!(errs[3].0, Err(FsError::IsADirectory { .. })),
+        "{errs:?}"
+    );
+    assert!(
+        matches!(errs[4].0, Err(FsError::NotEmpty { .. })),
+        "{errs:?}"
+    );
+    assert!(
+        matches!(errs[5].0, Err(FsError::NotFound { .. })),
+        "{errs:?}"
+    );
+    assert!(
+        matches!(errs[6].0, Err(FsError::InvalidPath { .. })),
+        "{errs:?}"
+    );
+    let changes = s.check(&path, &model, "refused renames", true);
+    assert!(
+        changes.meta_blocks.is_empty(),
+        "a refused rename changed metadata"
+    );
+    // Same name, and a no-op between hard links of one inode.
+    rename(&mut s, root, "f1", root, "f1").unwrap();
+    let f1 = s.ino("f1");
+    s.with(|m, r| m.link(r, f1, b, b"f1link")).unwrap();
+    model.insert("b/f1link".into(), model["f1"].clone());
+    rename(&mut s, root, "f1", b, "f1link").unwrap();
+    s.check(&path, &model, "link, rename between links", true);
+    // File over file: the target's inode is freed.
+    let f2 = s.ino("f2");
+    let free_inodes = s.m.superblock().free_inodes_count;
+    rename(&mut s, root, "f2", b, "f1link").unwrap();
+    let f2_data = model.remove("f2").unwrap();
+    model.insert("b/f1link".into(), f2_data);
+    assert_eq!(s.ino("b/f1link"), f2);
+    assert_eq!(
+        s.m.superblock().free_inodes_count,
+        free_inodes,
+        "f1 keeps a link"
+    );
+    s.check(&path, &model, "file over file", true);
+    // Moving a directory: `..` and both parents' links.
+    rename(&mut s, a, "sub", b, "moved").unwrap();
+    for k in ["a/sub", "a/sub/deep", "a/sub/deep/g"] {
+        let v = model.remove(k).unwrap();
+        model.insert(k.replacen("a/sub", "b/moved", 1), v);
+    }
+    assert_eq!(s.with(|m, r| m.lookup(r, sub, b"..")).unwrap(), Some(b));
+    assert_eq!(
+        (links(&mut s, a), links(&mut s, b)),
+        (a_links - 1, b_links + 1)
+    );
+    s.check(&path, &model, "directory moved", true);
+    // Empty dir over empty dir, across parents, and into the indexed big/.
+    rename(&mut s, root, "empty1", b, "moved").unwrap_err();
+    rename(&mut s, root, "empty1", root, "empty2").unwrap();
+    model.remove("empty1");
+    assert_eq!(links(&mut s, root), root_links - 1);
+    let big = s.ino("big");
+    rename(&mut s, root, "empty2", big, "entry_00007").unwrap_err();
+    s.with(|m, r| m.unlink(r, big, b"entry_00007")).unwrap();
+    model.remove("big/entry_00007");
+    rename(&mut s, root, "empty2", big, "entry_00007").unwrap();
+    model.remove("empty2");
+    model.insert("big/entry_00007".into(), Node::Dir);
+    assert!(s.with(|m, r| m.inode(r, big)).unwrap().flags & EXT4_INDEX_FL != 0);
+    s.check(&path, &model, "dir over dir, into an htree", true);
+    // A directory whose `..` lives in a dx_root moves: big/ itself.
+    rename(&mut s, root, "big", b, "big2").unwrap();
+    let moved: Vec<String> = model
+        .keys()
+        .filter(|k| k.starts_with("big"))
+        .cloned()
+        .collect();
+    for k in moved {
+        let v = model.remove(&k).unwrap();
+        model.insert(format!("b/{}", k.replacen("big", "big2", 1)), v);
+    }
+    assert_eq!(s.with(|m, r| m.lookup(r, big, b"..")).unwrap(), Some(b));
+    s.check(&path, &model, "indexed directory moved", true);
+}
+
+#[test]
+fn links_and_the_orphan_list() {
+    if !have_mke2fs("links_and_the_orphan_list") {
+        return;
+    }
+    let img = make_image(0);
+    let path = img.path.clone();
+    let mut model = img.model;
+    let mut s = Session::open(&path);
+    let d = s.create(&mut model, "d", Node::Dir).unwrap();
+    let f = s
+        .create(&mut model, "f", Node::File(pattern(1, 20_000)))
+        .unwrap();
+    assert!(matches!(
+        s.with(|m, r| m.link(r, d, ROOT_INO, b"dlink")),
+        Err(FsError::NotPermitted { .. })
+    ));
+    s.with(|m, r| m.link(r, f, d, b"f2")).unwrap();
+    model.insert("d/f2".into(), model["f"].clone());
+    assert!(matches!(
+        s.with(|m, r| m.link(r, f, d, b"f2")),
+        Err(FsError::Exists { .. })
+    ));
+    s.check(&path, &model, "hard link", true);
+    // Unlinking one name keeps the inode.
+    assert_eq!(
+        s.with(|m, r| m.unlink_open(r, ROOT_INO, b"f")).unwrap(),
+        None
+    );
+    model.remove("f");
+    s.check(&path, &model, "unlink one of two names", true);
+    // The last name of an open file: the inode goes on the orphan list, blocks kept.
+    let free_blocks = s.m.superblock().free_blocks_count;
+    assert_eq!(s.with(|m, r| m.unlink_open(r, d, b"f2")).unwrap(), Some(f));
+    model.remove("d/f2");
+    assert_eq!(s.m.superblock().last_orphan, f);
+    assert_eq!(s.m.superblock().free_blocks_count, free_blocks);
+    assert!(matches!(
+        s.with(|m, r| m.link(r, f, d, b"back")),
+        Err(FsError::NotFound { .. })
+    ));
+    let changes = s.with(|m, r| m.take_changes(r)).unwrap();
+    write_home(&path, &changes);
+    kernel_orphan_list_as_e2fsck_sees_it(&path, &[f], 1);
+    s.with(|m, r| m.release_orphan(r, f)).unwrap();
+    assert_eq!(s.m.superblock().last_orphan, 0);
+    assert!(s.m.superblock().free_blocks_count > free_blocks);
+    s.check(&path, &model, "orphan released", true);
+    // Three orphans, the middle one released (predecessor relinked), the rest at "mount".
+    let mut inos = Vec::new();
+    for i in 0..3 {
+        let name = format!("o{i}");
+        let ino = s
+            .create(&mut model, &name, Node::File(pattern(i, 9000)))
+            .unwrap();
+        s.with(|m, r| m.unlink_open(r, ROOT_INO, name.as_bytes()))
+            .unwrap();
+        model.remove(&name);
+        inos.push(ino);
+    }
+    assert_eq!(
+        s.with(|m, r| m.orphans(r)).unwrap(),
+        [inos[2], inos[1], inos[0]]
+    );
+    s.with(|m, r| m.release_orphan(r, inos[1])).unwrap();
+    assert_eq!(s.with(|m, r| m.orphans(r)).unwrap(), [inos[2], inos[0]]);
+    assert!(matches!(
+        s.with(|m, r| m.release_orphan(r, inos[1])),
+        Err(FsError::InvalidArgument { .. })
+    ));
+    let changes = s.with(|m, r| m.take_changes(r)).unwrap();
+    write_home(&path, &changes);
+    // A crash now: the next mount's mutator finds the list on disk and frees it.
+    drop(s);
+    kernel_orphan_list_as_e2fsck_sees_it(&path, &inos, 2);
+    let mut s = Session::open(&path);
+    assert_eq!(s.with(|m, r| m.process_orphans(r)).unwrap(), 2);
+    assert_eq!(s.m.superblock().last_orphan, 0);
+    s.check(&path, &model, "orphans processed at mount", true);
+}
+
+/// A list of `count` orphans (among `inos`) left on disk is the kernel's orphan list to
+/// e2fsprogs: `e2fsck -fn` (read-only, which never runs the list) reports the listed inodes as
+/// deleted-but-in-use and nothing else; `e2fsck -fy` on a copy clears each one in its
+/// superblock pass ("Clearing orphaned inode", `release_orphan_inodes`) and leaves the copy
+/// clean.
+fn kernel_orphan_list_as_e2fsck_sees_it(path: &Path, inos: &[u32], count: usize) {
+    let (code, text) = fsck_output(path);
+    assert_eq!(code, Some(4), "{text}");
+    for line in text.lines() {
+        let orphan_related = line.trim().is_empty()
+            || line.starts_with("Pass ")
+            || line.starts_with("e2fsck ")
+            || line.contains("dtime")
+            || line.contains("orphan")
+            || line.contains("bitmap differences")
+            || line.starts_with("Fix? no")
+            || line.contains("still has errors")
+            || line.contains(" files (");
+        assert!(
+            orphan_related,
+            "e2fsck -fn with orphans: unexpected {line:?}\n{text}"
+        );
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let copy = dir.path().join("copy");
+    std::fs::copy(path, &copy).unwrap();
+    let out = Command::new("e2fsck")
+        .arg("-fy")
+        .arg(&copy)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let cleared = text.matches("Clearing orphaned inode").count();
+    assert_eq!(cleared, count, "e2fsck -fy:\n{text}");
+    assert!(
+        inos.iter()
+            .any(|i| text.contains(&format!("Clearing orphaned inode {i} "))),
+        "{text}"
+    );
+    fsck_clean(&copy, "e2fsck -fy processed the orphan list");
+}
+
+#[test]
+fn fallocate_unwritten_extents_convert_on_write() {
+    if !have_mke2fs("fallocate_unwritten_extents_convert_on_write") {
+        return;
+    }
+    let img = make_image_sized(0, "256M");
+    let path = img.path.clone();
+    let mut model = img.model;
+    let mut s = Session::open(&path);
+    let f = s.create(&mut model, "f", Node::File(vec![])).unwrap();
+    // 40000 blocks: more than one unwritten extent can hold.
+    let len = 40_000u64 * 4096;
+    s.with(|m, r| m.fallocate(r, f, 0, len, false)).unwrap();
+    model.insert("f".into(), Node::File(vec![0; len as usize]));
+    s.check(&path, &model, "fallocate 40000 blocks", true);
+    let unwritten = |path: &Path| -> Vec<(u64, u32, bool)> {
+        let fs = mount(path);
+        let mut io = fs.io().unwrap();
+        let file = fs.open(&mut io, f).unwrap();
+        file.extents()
+            .mappings()
+            .iter()
+            .map(|m| (m.logical_block, m.len_blocks, m.unwritten))
+            .collect()
+    };
+    let before = unwritten(&path);
+    assert!(
+        before.len() >= 2 && before.iter().all(|&(_, l, u)| u && l <= 32767),
+        "{before:?}"
+    );
+    // A partial write in the middle splits one extent into unwritten/written/unwritten.
+    let data = pattern(5, 3 * 4096 + 10);
+    s.with(|m, r| m.write(r, f, 100 * 4096 + 7, &data)).unwrap();
+    if let Some(Node::File(d)) = model.get_mut("f") {
+        d[100 * 4096 + 7..100 * 4096 + 7 + data.len()].copy_from_slice(&data);
+    }
+    s.check(&path, &model, "write into unwritten", true);
+    let after = unwritten(&path);
+    assert!(after.contains(&(100, 4, false)), "{after:?}");
+    assert!(after.contains(&(0, 100, true)), "{after:?}");
+    // keep_size past EOF, then a write across the boundary of mapped and unmapped.
+    let g = s
+        .create(&mut model, "g", Node::File(pattern(6, 5000)))
+        .unwrap();
+    s.with(|m, r| m.fallocate(r, g, 8192, 10 * 4096, true))
+        .unwrap();
+    assert_eq!(s.with(|m, r| m.inode(r, g)).unwrap().size_bytes, 5000);
+    s.check(&path, &model, "fallocate keep_size", true);
+    s.with(|m, r| m.write(r, g, 4000, &pattern(7, 20_000)))
+        .unwrap();
+    let mut gd = pattern(6, 5000);
+    gd.resize(24_000, 0);
+    gd[4000..].copy_from_slice(&pattern(7, 20_000));
+    model.insert("g".into(), Node::File(gd));
+    s.check(&path, &model, "write over fallocated tail", true);
+}
+
+/// Regression (issue 4 item 4): an operation that ran out of space midway left what it had
+/// done so far (blocks allocated and mapped, part of the data) in the changes.
+#[test]
+fn enospc_leaves_nothing_half_written() {
+    if !have_mke2fs("enospc_leaves_nothing_half_written") {
+        return;
+    }
+    let img = make_image(0);
+    let path = img.path.clone();
+    let mut model = img.model;
+    let mut s = Session::open(&path);
+    let chunk = 3 << 20;
+    let mut i = 0;
+    // Fill with 3 MiB files until one does not fit; then single blocks until none fits.
+    let mut size = chunk;
+    loop {
+        let rel = format!("fill{i}");
+        i += 1;
+        let ino = match s.create(&mut model, &rel, Node::File(vec![])) {
+            Ok(ino) => ino,
+            Err(e) => {
+                assert!(matches!(e, FsError::NoSpace { .. }), "{e:?}");
+                break;
+            }
+        };
+        let sb = s.m.superblock().clone();
+        let data = pattern(i, size);
+        match s.with(|m, r| m.write(r, ino, 0, &data)) {
+            Ok(()) => {
+                model.insert(rel, Node::File(data));
+            }
+            Err(e) => {
+                assert!(matches!(e, FsError::NoSpace { .. }), "{e:?}");
+                let now = s.m.superblock();
+                assert_eq!(
+                    (now.free_blocks_count, now.free_inodes_count),
+                    (sb.free_blocks_count, sb.free_inodes_count),
+                    "a failed write changed the counts"
+                );
+                assert_eq!(s.with(|m, r| m.inode(r, ino)).unwrap().size_bytes, 0);
+                assert_eq!(s.with(|m, r| m.physical_block(r, ino, 0)).unwrap(), None);
+                if size == 4096 {
+                    break;
+                }
+                size = 4096;
+                s.check(&path, &model, "first ENOSPC", false);
+            }
+        }
+        if i % 8 == 0 {
+            s.check(&path, &model, "filling", false);
+        }
+    }
+    let free = s.m.superblock().free_blocks_count;
+    let f = s.ino("fill0");
+    let r = s.with(|m, r| m.fallocate(r, f, 1 << 30, 1 << 20, false));
+    assert!(matches!(r, Err(FsError::NoSpace { .. })), "{r:?}");
+    assert_eq!(s.m.superblock().free_blocks_count, free);
+    assert_eq!(
+        s.with(|m, r| m.inode(r, f)).unwrap().size_bytes,
+        chunk as u64
+    );
+    s.check(&path, &model, "file system full", true);
+    // Freeing space makes it usable again.
+    s.with(|m, r| m.unlink(r, ROOT_INO, b"fill0")).unwrap();
+    model.remove("fill0");
+    s.check(&path, &model, "after unlink", false);
+    s.create(&mut model, "again", Node::File(pattern(99, chunk)))
+        .unwrap();
+    s.check(&path, &model, "space reused", true);
 }

@@ -199,7 +199,7 @@ impl Mutator {
             self.dirty_groups.insert(group);
             self.dirty_block_bitmaps.insert(group);
             self.meta.forget(b);
-            self.data.remove(&b);
+            self.drop_data(b);
             self.pending_free.insert(b);
         }
         self.sb_dirty = true;

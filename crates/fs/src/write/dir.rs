@@ -27,7 +27,7 @@ use aios_ext4::format::htree::{dx_find, DxNode, DxRoot};
 use aios_ext4::format::inode::{Inode, EXT4_INDEX_FL};
 use aios_ext4::Location;
 
-use super::extents::Tree;
+use super::extents::{NodeAlloc, Tree};
 use super::{BlockRead, Mutator};
 use crate::FsError;
 
@@ -340,6 +340,73 @@ impl Mutator {
         Ok(None)
     }
 
+    /// The inode `..` of directory `dir` names (kept in the `dx_root` of an indexed
+    /// directory, whose block 0 lookups skip).
+    pub(crate) fn dir_dotdot(
+        &mut self,
+        r: &mut dyn BlockRead,
+        dir: &Inode,
+    ) -> Result<u32, FsError> {
+        if dir.flags & EXT4_INDEX_FL != 0 {
+            let layout = self.dir_layout(r, dir)?;
+            return Ok(self.dx_root(r, dir, &layout.physical)?.dotdot_inode);
+        }
+        self.dir_lookup(r, dir, b"..")?
+            .map(|(p, _)| p)
+            .ok_or(FsError::Corrupt {
+                at: Location::Inode { ino: dir.ino },
+                what: "directory without `..`",
+            })
+    }
+
+    /// Points the `..` entry of directory `dir` at `parent` (rename moving a directory). The
+    /// `..` record is the second record of block 0, in a `dx_root` as in a linear block.
+    pub(crate) fn dir_set_dotdot(
+        &mut self,
+        r: &mut dyn BlockRead,
+        dir: &Inode,
+        parent: u32,
+    ) -> Result<(), FsError> {
+        let layout = self.dir_layout(r, dir)?;
+        let block = *layout.physical.first().ok_or(FsError::Corrupt {
+            at: Location::Inode { ino: dir.ino },
+            what: "directory without blocks",
+        })?;
+        let at = Location::DirBlock {
+            ino: dir.ino,
+            block,
+        };
+        let seed = self.csum_seed.map(|s| dir.csum_seed(s));
+        if dir.flags & EXT4_INDEX_FL != 0 {
+            let mut root = self.dx_root(r, dir, &layout.physical)?;
+            root.dotdot_inode = parent;
+            let bytes = self.meta.get_mut(r, block, at)?;
+            root.encode_into(bytes, at, seed)?;
+            return Ok(());
+        }
+        let has_tail = self.csum_seed.is_some();
+        let bytes = self.leaf(r, dir, block)?;
+        let offset = match dir_entries(&bytes, at, has_tail).nth(1).transpose()? {
+            Some(e) if e.is_live() && e.name == b".." => e.offset_bytes,
+            _ => {
+                return Err(FsError::Corrupt {
+                    at,
+                    what: "second record of a directory is not `..`",
+                })
+            }
+        };
+        let bytes = self.meta.get_mut(r, block, at)?;
+        let slot = bytes.get_mut(offset..offset + 4).ok_or(FsError::Corrupt {
+            at,
+            what: "`..` record outside its block",
+        })?;
+        slot.copy_from_slice(&parent.to_le_bytes());
+        if let Some(seed) = seed {
+            set_dir_tail(bytes, at, seed)?;
+        }
+        Ok(())
+    }
+
     /// Turns indexed `dir` linear: clears `INDEX_FL` and rewrites the `dx_root` as a block
     /// holding `.` and `..` and every `dx_node` as an empty block, all with checksum tails.
     fn drop_index(
@@ -400,25 +467,30 @@ impl Mutator {
             start_block: physical,
             unwritten: false,
         };
-        let mut failed = None;
+        self.edit_tree(r, inode, tree, physical + u64::from(len), |t, alloc| {
+            t.insert(extent, alloc)
+        })
+    }
+
+    /// Applies `edit` to `tree` (node blocks allocated near `goal`), stores the tree into
+    /// `inode` and recomputes `i_blocks`.
+    pub(crate) fn edit_tree(
+        &mut self,
+        r: &mut dyn BlockRead,
+        inode: &mut Inode,
+        tree: &mut Tree,
+        goal: u64,
+        edit: impl FnOnce(&mut Tree, &mut NodeAlloc<'_>) -> Result<(), FsError>,
+    ) -> Result<(), FsError> {
+        let ino = inode.ino;
         {
             let mut alloc = || -> Result<u64, FsError> {
-                let (block, _) = self.alloc_blocks(r, physical + u64::from(len), 1)?;
-                self.meta.fresh(
-                    block,
-                    Location::ExtentBlock {
-                        ino: inode.ino,
-                        block,
-                    },
-                )?;
+                let (block, _) = self.alloc_blocks(r, goal, 1)?;
+                self.meta
+                    .fresh(block, Location::ExtentBlock { ino, block })?;
                 Ok(block)
             };
-            if let Err(e) = tree.insert(extent, &mut alloc) {
-                failed = Some(e);
-            }
-        }
-        if let Some(e) = failed {
-            return Err(e);
+            edit(tree, &mut alloc)?;
         }
         tree.store(self, r, inode)?;
         self.set_i_blocks(inode, tree)

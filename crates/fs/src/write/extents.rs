@@ -209,6 +209,39 @@ impl Tree {
         Ok(())
     }
 
+    /// Replaces the extent starting at `old_first` by `pieces`, which must cover exactly the
+    /// same logical range (used to split an unwritten extent into unwritten and written
+    /// parts). Leaves may split (node blocks from `alloc`).
+    pub(crate) fn replace(
+        &mut self,
+        old_first: u32,
+        pieces: &[Extent],
+        alloc: &mut NodeAlloc<'_>,
+    ) -> Result<(), FsError> {
+        let at = Location::ExtentRoot { ino: self.ino };
+        let old = self
+            .find(old_first)
+            .filter(|e| e.first_logical_block == old_first)
+            .ok_or(FsError::Corrupt {
+                at,
+                what: "replacing an extent that is not there",
+            })?;
+        let covered: u64 = pieces.iter().map(|p| u64::from(p.len_blocks)).sum();
+        if covered != u64::from(old.len_blocks)
+            || pieces.first().map(|p| p.first_logical_block) != Some(old_first)
+        {
+            return Err(FsError::Corrupt {
+                at,
+                what: "extent pieces do not cover the extent they replace",
+            });
+        }
+        remove_from(&mut self.root, old_first);
+        for p in pieces {
+            self.insert(*p, alloc)?;
+        }
+        Ok(())
+    }
+
     /// Unmaps every block at or after `logical`; returns the freed data runs
     /// `(physical, len)` and the freed node blocks.
     pub(crate) fn truncate_from(&mut self, logical: u32) -> (Vec<(u64, u64)>, Vec<u64>) {
@@ -316,11 +349,10 @@ fn insert_into(
                 let logical_end = u64::from(prev.first_logical_block) + u64::from(prev.len_blocks);
                 let physical_end = prev.start_block + u64::from(prev.len_blocks);
                 let sum = u32::from(prev.len_blocks) + u32::from(e.len_blocks);
-                if !prev.unwritten
-                    && !e.unwritten
+                if prev.unwritten == e.unwritten
                     && logical_end == u64::from(e.first_logical_block)
                     && physical_end == e.start_block
-                    && sum <= u32::from(EXT_INIT_MAX_LEN_BLOCKS)
+                    && sum <= u32::from(extent_len_max(e.unwritten))
                 {
                     prev.len_blocks = sum as u16;
                     return Ok(());
@@ -377,6 +409,29 @@ fn split_overfull_children(node: &mut Node, alloc: &mut NodeAlloc<'_>) -> Result
         i += 1;
     }
     Ok(())
+}
+
+/// Longest extent: 32768 blocks written, 32767 unwritten (the kernel's
+/// `EXT_UNWRITTEN_MAX_LEN`: the length's top bit is the unwritten flag).
+pub(crate) fn extent_len_max(unwritten: bool) -> u16 {
+    if unwritten {
+        EXT_INIT_MAX_LEN_BLOCKS - 1
+    } else {
+        EXT_INIT_MAX_LEN_BLOCKS
+    }
+}
+
+/// Removes the leaf entry starting at `first` (the index keys stay: the caller reinserts the
+/// same range at once, starting at the same block).
+fn remove_from(node: &mut Node, first: u32) {
+    match &mut node.entries {
+        Entries::Leaf(v) => v.retain(|e| e.first_logical_block != first),
+        Entries::Index(v) => {
+            if let Some((_, child)) = v.iter_mut().rev().find(|(k, _)| *k <= first) {
+                remove_from(child, first);
+            }
+        }
+    }
 }
 
 fn trim(node: &mut Node, logical: u32, data: &mut Vec<(u64, u64)>, nodes: &mut Vec<u64>) {
@@ -529,5 +584,47 @@ mod tests {
             (0, 3, 0)
         );
         assert_eq!(freed.len(), 1);
+    }
+
+    #[test]
+    fn unwritten_extents_merge_to_32767_and_split_on_replace() {
+        let mut t = empty();
+        let mut next = 100_000u64;
+        let mut alloc = || -> Result<u64, FsError> {
+            next += 1;
+            Ok(next)
+        };
+        let unwritten = |first: u32, len: u16, start: u64| Extent {
+            first_logical_block: first,
+            len_blocks: len,
+            start_block: start,
+            unwritten: true,
+        };
+        t.insert(unwritten(0, 32000, 1000), &mut alloc).unwrap();
+        t.insert(unwritten(32000, 767, 33000), &mut alloc).unwrap();
+        assert_eq!(t.extents().len(), 1, "merged up to 32767");
+        t.insert(unwritten(32767, 1, 33767), &mut alloc).unwrap();
+        assert_eq!(
+            t.extents().len(),
+            2,
+            "an unwritten extent holds at most 32767"
+        );
+        t.insert(one(32768, 33768), &mut alloc).unwrap();
+        assert_eq!(t.extents().len(), 3, "written never merges into unwritten");
+        let pieces = [
+            unwritten(0, 10, 1000),
+            Extent {
+                first_logical_block: 10,
+                len_blocks: 5,
+                start_block: 1010,
+                unwritten: false,
+            },
+            unwritten(15, 32752, 1015),
+        ];
+        t.replace(0, &pieces, &mut alloc).unwrap();
+        assert_eq!(t.extents().len(), 5);
+        assert!(!t.find(12).unwrap().unwritten);
+        assert!(t.find(15).unwrap().unwritten);
+        assert!(t.replace(1, &pieces, &mut alloc).is_err());
     }
 }

@@ -17,6 +17,13 @@
 //!   operation that changes them, and bitmap/descriptor/superblock checksums by
 //!   [`super::Mutator::take_changes`] before it calls `take_dirty`.
 //!
+//! # Undo (all-or-nothing operations)
+//! [`MetaBlocks::begin`] starts recording: the first time a block is changed, forgotten or
+//! installed afterwards, its previous state (bytes or absence, dirty or not) is saved once.
+//! [`MetaBlocks::rollback`] puts every saved state back, so the map is exactly as at `begin`
+//! (blocks merely *read* since then stay cached: they are what the disk holds);
+//! [`MetaBlocks::commit`] drops the record. Recording costs one copy per block touched.
+//!
 //! # Ownership
 //! One mutator at a time: the map is owned by the [`super::Mutator`], which callers share behind
 //! a `Mutex` (no internal locking, no per-block locks yet).
@@ -40,7 +47,12 @@ pub struct MetaBlocks {
     blocks: HashMap<u64, Box<[u8]>>,
     dirty: BTreeSet<u64>,
     blocks_count: u64,
+    /// While recording: block -> (bytes before, was dirty), saved at the first change.
+    undo: Option<HashMap<u64, Saved>>,
 }
+
+/// A block's state before the running operation first changed it.
+type Saved = (Option<Box<[u8]>>, bool);
 
 impl MetaBlocks {
     /// An empty map for a file system of `blocks_count` blocks.
@@ -49,6 +61,53 @@ impl MetaBlocks {
             blocks: HashMap::new(),
             dirty: BTreeSet::new(),
             blocks_count,
+            undo: None,
+        }
+    }
+
+    /// Starts recording undo state (see the module doc); a running record is kept.
+    pub fn begin(&mut self) {
+        self.undo.get_or_insert_with(HashMap::new);
+    }
+
+    /// Whether an undo record is running.
+    pub fn recording(&self) -> bool {
+        self.undo.is_some()
+    }
+
+    /// Keeps every change since [`MetaBlocks::begin`] and stops recording.
+    pub fn commit(&mut self) {
+        self.undo = None;
+    }
+
+    /// Restores every block changed since [`MetaBlocks::begin`] and stops recording.
+    pub fn rollback(&mut self) {
+        for (block, (bytes, was_dirty)) in self.undo.take().unwrap_or_default() {
+            match bytes {
+                Some(b) => {
+                    self.blocks.insert(block, b);
+                }
+                None => {
+                    self.blocks.remove(&block);
+                }
+            }
+            if was_dirty {
+                self.dirty.insert(block);
+            } else {
+                self.dirty.remove(&block);
+            }
+        }
+    }
+
+    /// Saves `block`'s state before its first change under a running record.
+    fn save(&mut self, block: u64) {
+        if let Some(undo) = &mut self.undo {
+            if let std::collections::hash_map::Entry::Vacant(slot) = undo.entry(block) {
+                slot.insert((
+                    self.blocks.get(&block).cloned(),
+                    self.dirty.contains(&block),
+                ));
+            }
         }
     }
 
@@ -97,6 +156,7 @@ impl MetaBlocks {
         at: Location,
     ) -> Result<&mut [u8], FsError> {
         self.load(r, block, at)?;
+        self.save(block);
         self.dirty.insert(block);
         self.blocks
             .get_mut(&block)
@@ -115,6 +175,7 @@ impl MetaBlocks {
                 what: "new metadata block outside the file system",
             });
         }
+        self.save(block);
         self.dirty.insert(block);
         let slot = self
             .blocks
@@ -141,6 +202,7 @@ impl MetaBlocks {
     /// Drop a freed block from the cache and the dirty set (its contents no longer matter; it
     /// may come back as data).
     pub fn forget(&mut self, block: u64) {
+        self.save(block);
         self.blocks.remove(&block);
         self.dirty.remove(&block);
     }
@@ -148,6 +210,7 @@ impl MetaBlocks {
     /// Marks `block` clean again (a block installed from computed contents equal to what the
     /// disk means, e.g. an uninitialised bitmap).
     pub fn take_dirty_one(&mut self, block: u64) {
+        self.save(block);
         self.dirty.remove(&block);
     }
 
@@ -195,5 +258,33 @@ mod tests {
         assert_eq!(m.dirty_count(), 0);
         assert!(m.get(&mut r, 10, at).is_err());
         assert!(m.fresh(10, at).is_err());
+    }
+
+    #[test]
+    fn rollback_restores_changed_installed_and_forgotten_blocks() {
+        let mut m = MetaBlocks::new(10);
+        let mut r = Fake(0);
+        let at = Location::Superblock;
+        m.get_mut(&mut r, 1, at).unwrap()[0] = 7;
+        m.get(&mut r, 2, at).unwrap();
+        m.begin();
+        m.get_mut(&mut r, 1, at).unwrap()[0] = 8;
+        m.get_mut(&mut r, 2, at).unwrap()[0] = 8;
+        m.fresh(3, at).unwrap()[0] = 8;
+        m.forget(1);
+        m.get(&mut r, 4, at).unwrap();
+        m.rollback();
+        assert!(!m.recording());
+        assert_eq!(m.get(&mut r, 1, at).unwrap()[0], 7);
+        assert_eq!(m.get(&mut r, 2, at).unwrap()[0], 2);
+        assert_eq!(m.dirty_count(), 1, "only block 1 was dirty before begin");
+        assert_eq!(m.take_dirty()[0].0, 1);
+        let reads = r.0;
+        assert_eq!(
+            m.get(&mut r, 3, at).unwrap()[0],
+            3,
+            "installed block dropped"
+        );
+        assert_eq!(r.0, reads + 1);
     }
 }

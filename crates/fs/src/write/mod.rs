@@ -2,7 +2,7 @@
 //!
 //! # Role
 //! A [`Mutator`] turns file-system operations (create, mkdir, symlink, write, truncate, unlink,
-//! rmdir) into changed metadata blocks and data block writes, without doing any write I/O
+//! rmdir, rename, link, set_attr, fallocate, the orphan list) into changed metadata blocks and data block writes, without doing any write I/O
 //! itself. Metadata is read through a [`BlockRead`] (normally [`FsBlocks`]: the read path's
 //! `IoCtx`), cached and modified in place in [`MetaBlocks`]; [`Mutator::take_changes`] returns
 //! what changed since the last call as [`Changes`]: `(fs block, 4 KiB)` metadata blocks with every
@@ -18,12 +18,19 @@
 //! | `extents` | the extent tree of one inode: insert (merge, split, grow), truncate (shrink) |
 //! | `dir` | directory entries: lookup, add (linear and htree), remove, drop-index |
 //! | `ops` | the operations: create, mkdir, symlink, write, truncate, unlink, rmdir |
+//! | `ns` | rename, link, set_attr, fallocate, the orphan list |
 //!
 //! # Invariants (after every public operation returns, successful or not)
 //! - The cached superblock and group descriptors agree with the bitmaps: free counts, flags,
-//!   `itable_unused`, `used_dirs`. Operations check everything that can fail (names, space)
-//!   before they change anything where practical; an error midway (ENOSPC during a large write)
-//!   leaves a consistent state with the part already done (no transaction rollback yet).
+//!   `itable_unused`, `used_dirs`.
+//! - Every public operation is all-or-nothing: it runs under [`Mutator::atomic`], which records
+//!   the state it changes (a [`MetaBlocks`] undo record, the data-block map's previous values,
+//!   and a copy of the small state: superblock, descriptors, pending-free and dirty sets) and
+//!   puts it all back when the operation returns an error. An operation that fails midway
+//!   (ENOSPC or `FileTooBig` in a large write, a full directory, a corrupt block met late)
+//!   therefore leaves exactly the state before it: nothing half-written reaches
+//!   [`Mutator::take_changes`], so a transaction built from the changes is always a whole
+//!   operation (issue 4, "ENOSPC leaves nothing half-written").
 //! - A freed block is clear in its bitmap at once (the on-disk state must say free), but it is in
 //!   the *pending-free* set and the allocator skips it until [`Mutator::release_pending`]: the
 //!   journal will call that after the freeing transaction commits (docs/write-path.md).
@@ -46,6 +53,7 @@ mod dir;
 mod extents;
 mod inode;
 pub mod meta;
+mod ns;
 mod ops;
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -57,6 +65,7 @@ use aios_ext4::format::superblock::{Superblock, SUPERBLOCK_OFFSET_BYTES, SUPERBL
 use aios_ext4::Location;
 
 pub use meta::{BlockRead, MetaBlocks};
+pub use ns::SetAttr;
 pub use ops::NewNode;
 
 use crate::{Fs, FsError, IoCtx};
@@ -110,6 +119,21 @@ pub struct Mutator {
     /// Data block writes of the running operation(s); later writes of a block replace earlier.
     pub(crate) data: BTreeMap<u64, Vec<u8>>,
     pub(crate) next_generation: u32,
+    /// While an operation runs under [`Mutator::atomic`]: data blocks' values before it.
+    pub(crate) data_undo: Option<BTreeMap<u64, Option<Vec<u8>>>>,
+}
+
+/// The small state [`Mutator::atomic`] copies before an operation.
+struct Snapshot {
+    sb: Superblock,
+    groups: Vec<GroupDesc>,
+    pending_free: BTreeSet<u64>,
+    loaded_bitmaps: BTreeSet<(u8, u32)>,
+    dirty_groups: BTreeSet<u32>,
+    dirty_block_bitmaps: BTreeSet<u32>,
+    dirty_inode_bitmaps: BTreeSet<u32>,
+    sb_dirty: bool,
+    next_generation: u32,
 }
 
 impl Mutator {
@@ -129,6 +153,74 @@ impl Mutator {
             sb_dirty: false,
             data: BTreeMap::new(),
             next_generation: fs.sb.free_inodes_count ^ 0x5A5A_0001,
+            data_undo: None,
+        }
+    }
+
+    /// Runs `f` all-or-nothing (see the module doc): on error every change it made is undone.
+    /// Nested calls join the outer operation.
+    pub(crate) fn atomic<T>(
+        &mut self,
+        r: &mut dyn BlockRead,
+        f: impl FnOnce(&mut Mutator, &mut dyn BlockRead) -> Result<T, FsError>,
+    ) -> Result<T, FsError> {
+        if self.meta.recording() {
+            return f(self, r);
+        }
+        let snap = Snapshot {
+            sb: self.sb.clone(),
+            groups: self.groups.clone(),
+            pending_free: self.pending_free.clone(),
+            loaded_bitmaps: self.loaded_bitmaps.clone(),
+            dirty_groups: self.dirty_groups.clone(),
+            dirty_block_bitmaps: self.dirty_block_bitmaps.clone(),
+            dirty_inode_bitmaps: self.dirty_inode_bitmaps.clone(),
+            sb_dirty: self.sb_dirty,
+            next_generation: self.next_generation,
+        };
+        self.meta.begin();
+        self.data_undo = Some(BTreeMap::new());
+        let out = f(self, r);
+        if out.is_ok() {
+            self.meta.commit();
+            self.data_undo = None;
+            return out;
+        }
+        self.meta.rollback();
+        for (block, old) in self.data_undo.take().unwrap_or_default() {
+            match old {
+                Some(bytes) => self.data.insert(block, bytes),
+                None => self.data.remove(&block),
+            };
+        }
+        self.sb = snap.sb;
+        self.groups = snap.groups;
+        self.pending_free = snap.pending_free;
+        self.loaded_bitmaps = snap.loaded_bitmaps;
+        self.dirty_groups = snap.dirty_groups;
+        self.dirty_block_bitmaps = snap.dirty_block_bitmaps;
+        self.dirty_inode_bitmaps = snap.dirty_inode_bitmaps;
+        self.sb_dirty = snap.sb_dirty;
+        self.next_generation = snap.next_generation;
+        out
+    }
+
+    /// Sets data block `block`'s new contents (recorded for undo).
+    pub(crate) fn put_data(&mut self, block: u64, bytes: Vec<u8>) {
+        self.save_data(block);
+        self.data.insert(block, bytes);
+    }
+
+    /// Drops a pending write of data block `block` (recorded for undo).
+    pub(crate) fn drop_data(&mut self, block: u64) {
+        self.save_data(block);
+        self.data.remove(&block);
+    }
+
+    fn save_data(&mut self, block: u64) {
+        if let Some(undo) = &mut self.data_undo {
+            undo.entry(block)
+                .or_insert_with(|| self.data.get(&block).cloned());
         }
     }
 

@@ -15,8 +15,12 @@
 //!   the end of the write.
 //! - `truncate` frees every block past the new size (pending free), zeroes the tail of a
 //!   partial last block, and sets the size; growing leaves a hole.
-//! - `unlink` of the last link and `rmdir` free the inode and its blocks at once (open files and
-//!   the orphan list are the next layer's), setting `dtime`.
+//! - `unlink` of the last link and `rmdir` free the inode and its blocks at once, setting
+//!   `dtime`; an unlink while the file is open is `unlink_open` (the orphan list, in `ns`).
+//! - Every public operation is all-or-nothing ([`Mutator::atomic`]): a write that runs out of
+//!   space or past the largest file changes nothing.
+//! - `write` over unwritten (fallocated) blocks converts them to written first (splitting the
+//!   extent), treating them as new: the part of a block the write does not cover is zeros.
 
 use aios_device::BLOCK_SIZE;
 use aios_ext4::format::dir::{file_type, NewDirEntry, NAME_LEN_MAX};
@@ -34,7 +38,7 @@ use crate::{FsError, ROOT_INO};
 /// Most links the kernel counts (`EXT4_LINK_MAX`).
 pub const LINK_MAX: u16 = 65000;
 /// Largest file: 2^32 blocks of 4 KiB.
-const FILE_SIZE_MAX_BYTES: u64 = (1 << 32) * BLOCK_SIZE as u64;
+pub(super) const FILE_SIZE_MAX_BYTES: u64 = (1 << 32) * BLOCK_SIZE as u64;
 
 /// What to create in a directory.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -47,7 +51,7 @@ pub enum NewNode<'a> {
     Symlink { target: &'a [u8] },
 }
 
-fn check_name(name: &[u8]) -> Result<(), FsError> {
+pub(super) fn check_name(name: &[u8]) -> Result<(), FsError> {
     if name.len() > NAME_LEN_MAX {
         return Err(FsError::NameTooLong {
             path: display_path(name),
@@ -97,7 +101,11 @@ impl Mutator {
         name: &[u8],
     ) -> Result<Option<u32>, FsError> {
         let dir = self.load_dir(r, dir)?;
-        Ok(self.dir_lookup(r, &dir, name)?.map(|(ino, _)| ino))
+        match name {
+            b"." => Ok(Some(dir.ino)),
+            b".." => self.dir_dotdot(r, &dir).map(Some),
+            _ => Ok(self.dir_lookup(r, &dir, name)?.map(|(ino, _)| ino)),
+        }
     }
 
     /// The inode of absolute `path`, following no symlinks.
@@ -116,7 +124,7 @@ impl Mutator {
         Ok(Some(cur))
     }
 
-    fn load_dir(&mut self, r: &mut dyn BlockRead, ino: u32) -> Result<Inode, FsError> {
+    pub(super) fn load_dir(&mut self, r: &mut dyn BlockRead, ino: u32) -> Result<Inode, FsError> {
         let dir = self.load_inode(r, ino)?;
         if !dir.is_dir() {
             return Err(FsError::NotADirectory {
@@ -128,6 +136,16 @@ impl Mutator {
 
     /// Creates `name` in directory `parent`; returns the new inode number.
     pub fn create(
+        &mut self,
+        r: &mut dyn BlockRead,
+        parent: u32,
+        name: &[u8],
+        node: NewNode<'_>,
+    ) -> Result<u32, FsError> {
+        self.atomic(r, |m, r| m.create_op(r, parent, name, node))
+    }
+
+    fn create_op(
         &mut self,
         r: &mut dyn BlockRead,
         parent: u32,
@@ -242,12 +260,12 @@ impl Mutator {
         if let Some(slot) = bytes.get_mut(..target.len()) {
             slot.copy_from_slice(target);
         }
-        self.data.insert(block, bytes);
+        self.put_data(block, bytes);
         self.map_blocks(r, &mut inode, &mut tree, 0, block, 1)?;
         self.store_inode(r, &inode, true)
     }
 
-    fn check_can_inc_links(&self, dir: &Inode) -> Result<(), FsError> {
+    pub(super) fn check_can_inc_links(&self, dir: &Inode) -> Result<(), FsError> {
         let dir_nlink = self.sb.feature_ro_compat & ro_compat::DIR_NLINK != 0;
         if dir.links_count >= LINK_MAX && !dir_nlink {
             return Err(FsError::TooManyLinks { ino: dir.ino });
@@ -255,7 +273,7 @@ impl Mutator {
         Ok(())
     }
 
-    fn inc_links(&self, dir: &mut Inode) -> Result<(), FsError> {
+    pub(super) fn inc_links(&self, dir: &mut Inode) -> Result<(), FsError> {
         self.check_can_inc_links(dir)?;
         if dir.links_count != 1 {
             dir.links_count += 1;
@@ -268,6 +286,16 @@ impl Mutator {
 
     /// Writes `data` at byte `offset_bytes` of regular file `ino` (see the module doc).
     pub fn write(
+        &mut self,
+        r: &mut dyn BlockRead,
+        ino: u32,
+        offset_bytes: u64,
+        data: &[u8],
+    ) -> Result<(), FsError> {
+        self.atomic(r, |m, r| m.write_op(r, ino, offset_bytes, data))
+    }
+
+    fn write_op(
         &mut self,
         r: &mut dyn BlockRead,
         ino: u32,
@@ -287,46 +315,27 @@ impl Mutator {
         }
         let bs = BLOCK_SIZE as u64;
         let mut tree = Tree::load(self, r, &inode)?;
-        let first = offset_bytes / bs;
-        let last = (end - 1) / bs;
-        let mut logical = first;
+        let first = (offset_bytes / bs) as u32;
+        let last = ((end - 1) / bs) as u32;
+        // Unwritten (fallocated) blocks in range become written; their old bytes are never read.
+        let converted = self.convert_unwritten(r, &mut inode, &mut tree, first, last)?;
         // Logical blocks allocated by this write: their old contents are garbage, never read.
-        let mut fresh_end = first;
-        let result = loop {
-            if logical > last {
-                break Ok(());
-            }
-            let l32 = logical as u32;
-            let (physical, fresh) = match tree.find(l32) {
+        let mut fresh_end = u64::from(first);
+        for logical in first..=last {
+            let (physical, fresh) = match tree.find(logical) {
                 Some(e) => (
-                    e.start_block + u64::from(l32 - e.first_logical_block),
-                    logical < fresh_end,
+                    e.start_block + u64::from(logical - e.first_logical_block),
+                    u64::from(logical) < fresh_end
+                        || converted.iter().any(|c| c.contains(&logical)),
                 ),
                 None => {
-                    // The unmapped run ahead, up to one extent.
-                    let mut run = 1u32;
-                    while u64::from(run) < last - logical + 1
-                        && run < u32::from(EXT_INIT_MAX_LEN_BLOCKS)
-                        && tree.find(l32 + run).is_none()
-                    {
-                        run += 1;
-                    }
-                    let goal = tree.before(l32).map_or_else(
-                        || self.goal_for_inode(ino),
-                        |e| e.start_block + u64::from(l32 - e.first_logical_block),
-                    );
-                    let (start, got) = match self.alloc_blocks(r, goal, run) {
-                        Ok(x) => x,
-                        Err(e) => break Err(e),
-                    };
-                    if let Err(e) = self.map_blocks(r, &mut inode, &mut tree, l32, start, got) {
-                        break Err(e);
-                    }
-                    fresh_end = logical + u64::from(got);
+                    let (start, got) =
+                        self.alloc_for_write(r, &mut inode, &mut tree, logical, last)?;
+                    fresh_end = u64::from(logical) + u64::from(got);
                     (start, true)
                 }
             };
-            let block_start = logical * bs;
+            let block_start = u64::from(logical) * bs;
             let lo = offset_bytes.max(block_start);
             let hi = end.min(block_start + bs);
             let src = data
@@ -339,10 +348,7 @@ impl Mutator {
             } else {
                 match self.data.get(&physical) {
                     Some(b) => b.clone(),
-                    None => match r.read_block(physical, Location::Inode { ino }) {
-                        Ok(b) => b,
-                        Err(e) => break Err(e),
-                    },
+                    None => r.read_block(physical, Location::Inode { ino })?,
                 }
             };
             if bytes.is_empty() {
@@ -352,21 +358,52 @@ impl Mutator {
             {
                 dst.copy_from_slice(src);
             }
-            self.data.insert(physical, bytes);
-            logical += 1;
-        };
-        if result.is_ok() {
-            inode.size_bytes = inode.size_bytes.max(end);
+            self.put_data(physical, bytes);
         }
+        inode.size_bytes = inode.size_bytes.max(end);
         let t = now();
         inode.mtime = t;
         inode.ctime = t;
-        self.store_inode(r, &inode, false)?;
-        result
+        self.store_inode(r, &inode, false)
+    }
+
+    /// Allocates and maps the unmapped run starting at `logical` (up to `last` and one
+    /// extent); returns its first physical block and length.
+    fn alloc_for_write(
+        &mut self,
+        r: &mut dyn BlockRead,
+        inode: &mut Inode,
+        tree: &mut Tree,
+        logical: u32,
+        last: u32,
+    ) -> Result<(u64, u32), FsError> {
+        let mut run = 1u32;
+        while run <= last - logical
+            && run < u32::from(EXT_INIT_MAX_LEN_BLOCKS)
+            && tree.find(logical + run).is_none()
+        {
+            run += 1;
+        }
+        let goal = tree.before(logical).map_or_else(
+            || self.goal_for_inode(inode.ino),
+            |e| e.start_block + u64::from(logical - e.first_logical_block),
+        );
+        let (start, got) = self.alloc_blocks(r, goal, run)?;
+        self.map_blocks(r, inode, tree, logical, start, got)?;
+        Ok((start, got))
     }
 
     /// Sets the size of regular file `ino` (see the module doc).
     pub fn truncate(
+        &mut self,
+        r: &mut dyn BlockRead,
+        ino: u32,
+        size_bytes: u64,
+    ) -> Result<(), FsError> {
+        self.atomic(r, |m, r| m.truncate_op(r, ino, size_bytes))
+    }
+
+    fn truncate_op(
         &mut self,
         r: &mut dyn BlockRead,
         ino: u32,
@@ -387,7 +424,7 @@ impl Mutator {
             let within = (size_bytes % bs) as usize;
             if within != 0 {
                 let logical = (size_bytes / bs) as u32;
-                if let Some(e) = tree.find(logical) {
+                if let Some(e) = tree.find(logical).filter(|e| !e.unwritten) {
                     let physical = e.start_block + u64::from(logical - e.first_logical_block);
                     let mut bytes = match self.data.get(&physical) {
                         Some(b) => b.clone(),
@@ -396,7 +433,7 @@ impl Mutator {
                     if let Some(tail) = bytes.get_mut(within..) {
                         tail.fill(0);
                     }
-                    self.data.insert(physical, bytes);
+                    self.put_data(physical, bytes);
                 }
             }
         }
@@ -408,7 +445,7 @@ impl Mutator {
     }
 
     /// Unmaps and frees every block of `inode` from logical block `keep` on.
-    fn free_tree_from(
+    pub(super) fn free_tree_from(
         &mut self,
         r: &mut dyn BlockRead,
         inode: &mut Inode,
@@ -434,6 +471,30 @@ impl Mutator {
         parent: u32,
         name: &[u8],
     ) -> Result<(), FsError> {
+        self.atomic(r, |m, r| m.unlink_op(r, parent, name))
+    }
+
+    fn unlink_op(
+        &mut self,
+        r: &mut dyn BlockRead,
+        parent: u32,
+        name: &[u8],
+    ) -> Result<(), FsError> {
+        let inode = self.unlink_entry(r, parent, name)?;
+        if inode.links_count > 0 {
+            return self.store_inode(r, &inode, false);
+        }
+        self.release_inode(r, inode, false)
+    }
+
+    /// Removes the non-directory entry `name` of `parent` (times updated, directory stored);
+    /// returns its inode with one link less and ctime now, not yet stored.
+    pub(super) fn unlink_entry(
+        &mut self,
+        r: &mut dyn BlockRead,
+        parent: u32,
+        name: &[u8],
+    ) -> Result<Inode, FsError> {
         check_name(name)?;
         let mut dir = self.load_dir(r, parent)?;
         let (ino, _) = self
@@ -452,10 +513,7 @@ impl Mutator {
         self.store_inode(r, &dir, false)?;
         inode.links_count = inode.links_count.saturating_sub(1);
         inode.ctime = t;
-        if inode.links_count > 0 {
-            return self.store_inode(r, &inode, false);
-        }
-        self.release_inode(r, inode, false)
+        Ok(inode)
     }
 
     /// Removes the empty directory `name` from `parent`.
@@ -465,6 +523,10 @@ impl Mutator {
         parent: u32,
         name: &[u8],
     ) -> Result<(), FsError> {
+        self.atomic(r, |m, r| m.rmdir_op(r, parent, name))
+    }
+
+    fn rmdir_op(&mut self, r: &mut dyn BlockRead, parent: u32, name: &[u8]) -> Result<(), FsError> {
         check_name(name)?;
         let mut dir = self.load_dir(r, parent)?;
         let (ino, _) = self
@@ -488,7 +550,7 @@ impl Mutator {
     }
 
     /// Frees every block of `inode`, marks it deleted and frees its number.
-    fn release_inode(
+    pub(super) fn release_inode(
         &mut self,
         r: &mut dyn BlockRead,
         mut inode: Inode,
