@@ -148,6 +148,14 @@ pub fn rmdir(image: &Path, paths: &[String], order: CommitOrder) -> Result<()> {
     })
 }
 
+/// `aios mv IMAGE FROM TO`: renames atomically, like `rename(2)`.
+pub fn mv(image: &Path, from: &str, to: &str, order: CommitOrder) -> Result<()> {
+    with_rw(image, order, |fs| {
+        fs.rename(from, to)
+            .with_context(|| format!("{}:{from} -> {to}", image.display()))
+    })
+}
+
 /// `aios fsck IMAGE`: our own check (mount read-only, walk every directory, read every file
 /// and symlink through aios), then `e2fsck -fn`. Fails if either finds a problem.
 pub fn fsck(image: &Path) -> Result<()> {

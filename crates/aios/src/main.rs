@@ -85,6 +85,14 @@ enum Command {
         #[command(flatten)]
         rw: RwArgs,
     },
+    /// Rename FROM to TO inside an image (atomically; replaces a file or an empty directory).
+    Mv {
+        image: PathBuf,
+        from: String,
+        to: String,
+        #[command(flatten)]
+        rw: RwArgs,
+    },
     /// Check an image: read everything back through aios, then e2fsck -fn.
     Fsck { image: PathBuf },
     /// Measure aios next to the kernel's own I/O path (without a subcommand: the device
@@ -167,6 +175,12 @@ fn run(cli: Cli) -> Result<()> {
         Command::Rm { image, paths, rw } => fscmd::rm(&image, &paths, rw.order),
         Command::Mkdir { image, paths, rw } => fscmd::mkdir(&image, &paths, rw.order),
         Command::Rmdir { image, paths, rw } => fscmd::rmdir(&image, &paths, rw.order),
+        Command::Mv {
+            image,
+            from,
+            to,
+            rw,
+        } => fscmd::mv(&image, &from, &to, rw.order),
         Command::Fsck { image } => fscmd::fsck(&image),
         Command::Bench { what, device } => match what {
             // The main job: the device benchmark (with the given options), then the file-read

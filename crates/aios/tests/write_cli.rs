@@ -91,6 +91,40 @@ impl Session {
         self.run(&["rmdir", path]);
         self.model.dirs.remove(path);
     }
+
+    /// Renames a file (replacing a file at `to`) or a directory with everything under it.
+    fn mv(&mut self, from: &str, to: &str) {
+        self.run(&["mv", from, to]);
+        if let Some(bytes) = self.model.files.remove(from) {
+            self.model.files.insert(to.to_string(), bytes);
+            return;
+        }
+        let moved = |p: &str| p == from || p.starts_with(&format!("{from}/"));
+        let dirs: Vec<String> = self
+            .model
+            .dirs
+            .iter()
+            .filter(|p| moved(p))
+            .cloned()
+            .collect();
+        for d in dirs {
+            self.model.dirs.remove(&d);
+            self.model.dirs.insert(format!("{to}{}", &d[from.len()..]));
+        }
+        let files: Vec<String> = self
+            .model
+            .files
+            .keys()
+            .filter(|p| moved(p))
+            .cloned()
+            .collect();
+        for f in files {
+            let bytes = self.model.files.remove(&f).unwrap();
+            self.model
+                .files
+                .insert(format!("{to}{}", &f[from.len()..]), bytes);
+        }
+    }
 }
 
 #[test]
@@ -133,7 +167,10 @@ fn put_mkdir_rm_then_e2fsck_debugfs_our_mount_and_the_kernel_agree() {
     s.rm("/top");
     s.rmdir("/gone");
     s.put("/after_rm", 50_000); // may reuse the freed blocks (released after their commit)
-                                // Errors name the path and the cause, and change nothing.
+    s.mv("/a/f0", "/a/b/moved"); // a file across directories
+    s.mv("/a/f3", "/a/f4"); // replacing a file
+    s.mv("/a/b", "/b_moved"); // a directory with its files, to the root
+                              // Errors name the path and the cause, and change nothing.
     let out = aios()
         .arg("rm")
         .arg(&s.image)

@@ -1159,10 +1159,27 @@ fn links_and_the_orphan_list() {
     // A crash now: the next mount's mutator finds the list on disk and frees it.
     drop(s);
     kernel_orphan_list_as_e2fsck_sees_it(&path, &inos, 2);
+    let rw_copy = path.with_extension("rw-copy");
+    std::fs::copy(&path, &rw_copy).unwrap();
     let mut s = Session::open(&path);
     assert_eq!(s.with(|m, r| m.process_orphans(r)).unwrap(), 2);
     assert_eq!(s.m.superblock().last_orphan, 0);
     s.check(&path, &model, "orphans processed at mount", true);
+    drop(s);
+    // The read-write mount does the same as its first transaction.
+    let device = PsyncDevice::open(&rw_copy, aios_device_psync::PsyncConfig::default()).unwrap();
+    let rw = aios_fs::RwFs::mount(device, aios_fs::RwOptions::default()).unwrap();
+    assert_eq!(
+        rw.stats().commits,
+        1,
+        "the orphan cleanup commits once"
+    );
+    let (_, unmounted) = rw.unmount();
+    unmounted.unwrap();
+    fsck_clean(&rw_copy, "orphans processed by the read-write mount");
+    assert_eq!(mount(&rw_copy).superblock().last_orphan, 0);
+    read_path_matches(&rw_copy, &model);
+    std::fs::remove_file(&rw_copy).unwrap();
 }
 
 /// A list of `count` orphans (among `inos`) left on disk is the kernel's orphan list to

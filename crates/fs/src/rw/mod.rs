@@ -25,7 +25,9 @@
 //! - Buffered writes, fsync and group commit: each operation commits at once; `put` commits
 //!   every chunk of [`PUT_CHUNK_BYTES`] as its own transaction (like `cp`, not atomic as a whole:
 //!   a crash keeps a prefix of the chunks).
-//! - rename, hard links, orphan list (unlink frees at once), `data=journal`.
+//! - Open files: `unlink` frees at its last link at once (the orphan list exists in the mutator,
+//!   and mount processes a list left on disk, but no operation here keeps a file open);
+//!   `data=journal`.
 //! - One thread: `&mut self` everywhere.
 
 mod error;
@@ -197,6 +199,17 @@ impl<D: Device> RwFs<D> {
         self.apply("unlink", path, |m, r| {
             let (parent, name) = Self::parent(m, r, path)?;
             m.unlink(r, parent, &name)
+        })
+    }
+
+    /// Renames `from` to `to` atomically (one transaction), replacing a file or an empty
+    /// directory at `to` as `rename(2)` does.
+    pub fn rename(&mut self, from: impl AsRef<[u8]>, to: impl AsRef<[u8]>) -> Result<(), RwError> {
+        let (from, to) = (from.as_ref(), to.as_ref());
+        self.apply("rename", from, |m, r| {
+            let (old_parent, old_name) = Self::parent(m, r, from)?;
+            let (new_parent, new_name) = Self::parent(m, r, to)?;
+            m.rename(r, old_parent, &old_name, new_parent, &new_name)
         })
     }
 

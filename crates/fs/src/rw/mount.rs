@@ -117,7 +117,8 @@ impl<D: Device> RwFs<D> {
         write_block0(&mut q, fs.device.arena(), &block0, "set needs_recovery")?;
         fs.sb = sb;
         let mutator = Mutator::new(&fs);
-        Ok(RwFs {
+        let has_orphans = fs.sb.last_orphan != 0;
+        let mut rw = RwFs {
             fs,
             io,
             q,
@@ -126,7 +127,15 @@ impl<D: Device> RwFs<D> {
             failed: None,
             stats: RwStats::default(),
             replayed,
-        })
+        };
+        // 5. Inodes unlinked while open when the last session ended (crash or not): freed now,
+        //    as the kernel's orphan cleanup does at mount, in one transaction.
+        if has_orphans {
+            rw.apply("orphan cleanup", b"/", |m, r| {
+                m.process_orphans(r).map(drop)
+            })?;
+        }
+        Ok(rw)
     }
 
     /// Checkpoints, marks the journal clean, clears `needs_recovery` and returns the device.
