@@ -1169,11 +1169,7 @@ fn links_and_the_orphan_list() {
     // The read-write mount does the same as its first transaction.
     let device = PsyncDevice::open(&rw_copy, aios_device_psync::PsyncConfig::default()).unwrap();
     let rw = aios_fs::RwFs::mount(device, aios_fs::RwOptions::default()).unwrap();
-    assert_eq!(
-        rw.stats().commits,
-        1,
-        "the orphan cleanup commits once"
-    );
+    assert_eq!(rw.stats().commits, 1, "the orphan cleanup commits once");
     let (_, unmounted) = rw.unmount();
     unmounted.unwrap();
     fsck_clean(&rw_copy, "orphans processed by the read-write mount");
