@@ -132,6 +132,9 @@ enum BenchCommand {
     /// Random file reads: aios sync/async/async+poll on an ext4 image next to the kernel's
     /// buffered and O_DIRECT pread of the same bytes; cold and hot cache.
     Read(bench::read::ReadArgs),
+    /// Durable writes (write + fsync), one thread: aios sync/async commit order through its
+    /// read-write mount next to the kernel's pwrite + fsync/fdatasync; append and overwrite.
+    Fsync(bench::fsync::FsyncArgs),
 }
 
 fn main() -> std::process::ExitCode {
@@ -193,6 +196,7 @@ fn run(cli: Cli) -> Result<()> {
             Some(BenchCommand::Device(args)) => bench::device::run(args).map(drop),
             Some(BenchCommand::Lbio(args)) => bench::lbio::run(&args),
             Some(BenchCommand::Read(args)) => bench::read::run(args).map(drop),
+            Some(BenchCommand::Fsync(args)) => bench::fsync::run(args).map(drop),
         },
     }
 }

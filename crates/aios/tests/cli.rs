@@ -300,3 +300,61 @@ fn bench_read_writes_one_record_per_stack_mode_and_cache_and_a_breakdown_svg() {
         assert!(breakdown.contains(bar), "breakdown.svg lacks {bar}");
     }
 }
+
+#[test]
+fn bench_fsync_writes_one_record_per_stack_mode_and_workload() {
+    if !have_mke2fs() {
+        eprintln!("SKIPPED bench_fsync test: mke2fs is missing (apt-get install e2fsprogs)");
+        return;
+    }
+    let dir = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
+    let json = dir.path().join("fsync.json");
+    let out = aios()
+        .current_dir(dir.path())
+        .args([
+            "bench",
+            "fsync",
+            "--target",
+            "emu:ull",
+            "--seconds",
+            "0.05",
+            "--reps",
+            "1",
+            "--json",
+        ])
+        .arg(&json)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let records: Vec<serde_json::Value> =
+        serde_json::from_slice(&std::fs::read(&json).unwrap()).unwrap();
+    // The emulated device: aios only (no kernel there), both commit orders, both workloads.
+    let mut expected = Vec::new();
+    for workload in ["append", "overwrite"] {
+        for mode in ["sync", "async"] {
+            expected.push((mode, workload));
+        }
+    }
+    assert_eq!(records.len(), expected.len(), "{records:?}");
+    for (mode, workload) in expected {
+        let found: Vec<_> = records
+            .iter()
+            .filter(|r| r["stack"] == "aios" && r["mode"] == mode && r["workload"] == workload)
+            .collect();
+        assert_eq!(found.len(), 1, "aios {mode} {workload}: {records:?}");
+        let r = found[0];
+        assert_eq!(r["device"], "emu:ull", "{r}");
+        assert_eq!(
+            (r["bs"].as_u64(), r["threads"].as_u64()),
+            (Some(4096), Some(1))
+        );
+        assert!(r["iops"].as_f64().unwrap() > 0.0, "{r}");
+        assert!(r["vs_kernel"].is_null(), "{r}");
+    }
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains("journal blocks/commit"), "{stdout}");
+}

@@ -6,6 +6,7 @@
 
 pub mod case;
 pub mod device;
+pub mod fsync;
 pub mod lbio;
 pub mod read;
 pub mod report;
