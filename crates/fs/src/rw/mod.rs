@@ -67,6 +67,28 @@ pub struct RwStats {
     pub checkpoints: u64,
     /// Journal blocks written by commits.
     pub journal_blocks: u64,
+    /// Per-stage nanoseconds summed over every commit (the fsync breakdown).
+    pub commit_times: aios_journal::runtime::CommitTimes,
+}
+
+impl RwStats {
+    /// What happened between `before` and `self` (counters and times are monotonic).
+    pub fn since(&self, before: &RwStats) -> RwStats {
+        let (a, b) = (&self.commit_times, &before.commit_times);
+        RwStats {
+            commits: self.commits - before.commits,
+            checkpoints: self.checkpoints - before.checkpoints,
+            journal_blocks: self.journal_blocks - before.journal_blocks,
+            commit_times: aios_journal::runtime::CommitTimes {
+                checkpoint_ns: a.checkpoint_ns - b.checkpoint_ns,
+                build_journal_ns: a.build_journal_ns - b.build_journal_ns,
+                submit_ns: a.submit_ns - b.submit_ns,
+                wait_ns: a.wait_ns - b.wait_ns,
+                flush_ns: a.flush_ns - b.flush_ns,
+                commit_ns: a.commit_ns - b.commit_ns,
+            },
+        }
+    }
 }
 
 /// A file system mounted read-write. See the module documentation.

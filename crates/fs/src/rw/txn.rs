@@ -147,6 +147,13 @@ impl<D: Device> RwFs<D> {
                 self.stats.commits += 1;
                 self.stats.checkpoints += u64::from(c.checkpointed);
                 self.stats.journal_blocks += c.journal_blocks;
+                let (sum, t) = (&mut self.stats.commit_times, &c.times);
+                sum.checkpoint_ns += t.checkpoint_ns;
+                sum.build_journal_ns += t.build_journal_ns;
+                sum.submit_ns += t.submit_ns;
+                sum.wait_ns += t.wait_ns;
+                sum.flush_ns += t.flush_ns;
+                sum.commit_ns += t.commit_ns;
                 Ok(())
             }
             Err(cause) => {

@@ -24,8 +24,7 @@
 //! Cases are interleaved and rotated across repetitions like the other benchmarks; the table,
 //! `--json` records and `vs kern` (against the kernel on the same target and shape) are theirs.
 //! After the table, per aios order: the mean operation time and what each commit wrote
-//! ([`aios_fs::RwStats`]). The per-stage [`aios_journal::runtime::CommitTimes`] are not shown:
-//! `RwFs` does not hand them out yet.
+//! ([`aios_fs::RwStats`]), and the per-stage [`aios_journal::runtime::CommitTimes`] per commit.
 
 mod runs;
 mod target;
@@ -173,7 +172,19 @@ struct CommitSums {
     commits: u64,
     checkpoints: u64,
     journal_blocks: u64,
+    /// Per-stage commit nanoseconds: checkpoint, build journal, submit, wait, flush, commit.
+    stage_ns: [u64; 6],
 }
+
+/// The commit stages, in the order of `CommitSums::stage_ns`.
+const COMMIT_STAGES: [&str; 6] = [
+    "checkpoint",
+    "build_journal",
+    "submit",
+    "wait",
+    "flush",
+    "commit",
+];
 
 impl CommitSums {
     fn add(&mut self, writes: u64, s: RwStats) {
@@ -181,6 +192,18 @@ impl CommitSums {
         self.commits += s.commits;
         self.checkpoints += s.checkpoints;
         self.journal_blocks += s.journal_blocks;
+        let t = s.commit_times;
+        let stages = [
+            t.checkpoint_ns,
+            t.build_journal_ns,
+            t.submit_ns,
+            t.wait_ns,
+            t.flush_ns,
+            t.commit_ns,
+        ];
+        for (sum, ns) in self.stage_ns.iter_mut().zip(stages) {
+            *sum += ns;
+        }
     }
 }
 
@@ -242,8 +265,9 @@ pub fn run(args: FsyncArgs) -> Result<Vec<Record>> {
 /// Per aios case: the mean operation time and what its commits wrote.
 fn print_commits(records: &[Record], cases: &[FsyncCase], sums: &[CommitSums]) {
     println!(
-        "aios per durable write (all writes of the runs, warm-up included; per-stage commit \
-         times not available from RwFs yet):"
+        "aios per durable write (all writes of the runs, warm-up included); commit stages in us \
+         per commit ({}), the rest of the write is the in-memory operation:",
+        COMMIT_STAGES.join(", ")
     );
     for ((r, case), s) in records.iter().zip(cases).zip(sums) {
         if !matches!(case.stack, FsyncStack::Aios(_)) || s.writes == 0 {
@@ -261,6 +285,12 @@ fn print_commits(records: &[Record], cases: &[FsyncCase], sums: &[CommitSums]) {
             s.journal_blocks as f64 / s.commits.max(1) as f64,
             s.checkpoints
         );
+        let per_commit: Vec<String> = s
+            .stage_ns
+            .iter()
+            .map(|&ns| format!("{:.2}", ns as f64 / 1e3 / s.commits.max(1) as f64))
+            .collect();
+        println!("      stages: {}", per_commit.join(" / "));
     }
 }
 

@@ -167,11 +167,7 @@ fn run_aios<D: Device>(
             || Ok(fs.borrow_mut().truncate(&path, 0)?),
         )?;
         let after = fs.borrow().stats();
-        let stats = RwStats {
-            commits: after.commits - before.commits,
-            checkpoints: after.checkpoints - before.checkpoints,
-            journal_blocks: after.journal_blocks - before.journal_blocks,
-        };
+        let stats = after.since(&before);
         Ok(RunOut {
             sample,
             stats: Some(stats),
