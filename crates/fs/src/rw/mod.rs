@@ -229,8 +229,12 @@ impl<D: Device> RwFs<D> {
     pub fn rename(&mut self, from: impl AsRef<[u8]>, to: impl AsRef<[u8]>) -> Result<(), RwError> {
         let (from, to) = (from.as_ref(), to.as_ref());
         self.apply("rename", from, |m, r| {
+            // rename(2)'s order: each parent is resolved and must be a directory (`from`'s
+            // first), then the source must exist.
             let (old_parent, old_name) = Self::parent(m, r, from)?;
+            m.lookup(r, old_parent, b".")?;
             let (new_parent, new_name) = Self::parent(m, r, to)?;
+            m.lookup(r, new_parent, b".")?;
             m.rename(r, old_parent, &old_name, new_parent, &new_name)
         })
     }
