@@ -445,3 +445,77 @@ fn a_journal_the_kernel_left_is_replayed_by_our_read_write_mount() {
     fsck_clean(&path, "kernel journal replayed by aios");
     assert_eq!(read_tree(&path), want, "files as the kernel wrote them");
 }
+
+/// Hard links, chmod/chown/utimes and fallocate through the read-write mount: each one
+/// transaction, e2fsck clean afterwards, and a read-only mount sees exactly what was set.
+#[test]
+fn links_attributes_and_fallocate_through_the_rw_mount() {
+    let name = "links_attributes_and_fallocate_through_the_rw_mount";
+    if !have_mke2fs(name) {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let image = mkfs(dir.path());
+    let device = aios_device_psync::PsyncDevice::open(&image, Default::default()).unwrap();
+    let mut fs = RwFs::mount(device, RwOptions::default()).unwrap();
+    fs.mkdir("/d", 0o755).unwrap();
+    fs.create("/f", 0o644).unwrap();
+    fs.write("/f", 0, &pattern(9, 10_000)).unwrap();
+    fs.link("/f", "/d/f2").unwrap();
+    assert!(matches!(
+        fs.link("/d", "/dlink"),
+        Err(RwError::Op {
+            cause: aios_fs::FsError::NotPermitted { .. },
+            ..
+        })
+    ));
+    let mtime = aios_fs::Timestamp {
+        secs: 1_700_000_000,
+        nanos: 123_456_789,
+    };
+    let attr = aios_fs::SetAttr {
+        mode: Some(0o600),
+        uid: Some(4242),
+        gid: Some(77),
+        mtime: Some(mtime),
+        ..Default::default()
+    };
+    fs.set_attr("/d/f2", &attr).unwrap();
+    fs.create("/pre", 0o644).unwrap();
+    fs.fallocate("/pre", 0, 1 << 20, false).unwrap();
+    fs.fallocate("/pre", 1 << 20, 1 << 20, true).unwrap();
+    let commits = fs.stats().commits;
+    assert!(commits >= 8, "one transaction per operation: {commits}");
+    let (_, unmounted) = fs.unmount();
+    unmounted.unwrap();
+    fsck_clean(&image, name);
+
+    let ro = aios_device_psync::PsyncDevice::open(&image, Default::default()).unwrap();
+    let ro = Fs::mount(ro, MountOptions::default()).unwrap();
+    let mut io = ro.io().unwrap();
+    let f = ro.lookup(&mut io, "/f").unwrap();
+    assert_eq!(
+        ro.lookup(&mut io, "/d/f2").unwrap(),
+        f,
+        "a hard link names the same inode"
+    );
+    let st = ro.stat(&mut io, f).unwrap();
+    assert_eq!(st.nlink, 2);
+    assert_eq!(st.mode, 0o100_600);
+    assert_eq!((st.uid, st.gid), (4242, 77));
+    assert_eq!(st.mtime, mtime);
+    let pre = ro.lookup(&mut io, "/pre").unwrap();
+    let st = ro.stat(&mut io, pre).unwrap();
+    assert_eq!(st.size_bytes, 1 << 20, "keep_size leaves the size");
+    assert!(
+        st.blocks_512 >= (2 << 20) / 512,
+        "both ranges are allocated"
+    );
+    let file = ro.open(&mut io, pre).unwrap();
+    let mut buf = vec![0xA5u8; 1 << 20];
+    assert_eq!(ro.read(&mut io, &file, 0, &mut buf).unwrap(), 1 << 20);
+    assert!(
+        buf.iter().all(|&b| b == 0),
+        "unwritten extents read as zeros"
+    );
+}

@@ -2,8 +2,8 @@
 //!
 //! # Role
 //! [`RwFs`] joins the in-memory mutation layer ([`Mutator`]) and the journal runtime
-//! ([`Journal`]): an operation (create, mkdir, symlink, write, truncate, unlink, rmdir, and
-//! [`RwFs::put`] built from them) is applied to the mutator, its changes taken and committed as
+//! ([`Journal`]): an operation (see the list below, and [`RwFs::put`] built from them) is
+//! applied to the mutator, its changes taken and committed as
 //! one ordered-mode transaction in the mount's [`CommitOrder`], and only then does it return.
 //! Mount recovers a journal left by a crash (ours or the kernel's) and sets `needs_recovery`
 //! while mounted; clean unmount checkpoints and clears it (`mount`).
@@ -16,6 +16,9 @@
 //!   read-only: every later operation fails with [`RwError::ReadOnly`] naming the first failure,
 //!   and unmount leaves `needs_recovery` set for the next mount.
 //! - Paths are absolute (`/a/b`); no symlink is followed by these operations.
+//!
+//! Operations: create, mkdir, symlink, write, truncate, fallocate, link, set_attr, rename,
+//! unlink, rmdir, put; each one transaction.
 //!
 //! # Not here yet (this slice)
 //! - Reading back through this mount: the read path's page cache and metadata reads go to home
@@ -44,7 +47,7 @@ use aios_journal::runtime::{CommitOrder, Journal, Replayed};
 pub use error::RwError;
 
 use crate::error::display_path;
-use crate::{Fs, FsError, Inode, IoCtx, MountOptions, Mutator, NewNode};
+use crate::{Fs, FsError, Inode, IoCtx, MountOptions, Mutator, NewNode, SetAttr};
 
 /// Bytes of one write transaction of [`RwFs::put`].
 pub const PUT_CHUNK_BYTES: usize = 1 << 20;
@@ -236,6 +239,46 @@ impl<D: Device> RwFs<D> {
             let (new_parent, new_name) = Self::parent(m, r, to)?;
             m.lookup(r, new_parent, b".")?;
             m.rename(r, old_parent, &old_name, new_parent, &new_name)
+        })
+    }
+
+    /// Adds the name `new_path` for the existing non-directory `existing` (a hard link).
+    pub fn link(
+        &mut self,
+        existing: impl AsRef<[u8]>,
+        new_path: impl AsRef<[u8]>,
+    ) -> Result<(), RwError> {
+        let (existing, new_path) = (existing.as_ref(), new_path.as_ref());
+        self.apply("link", new_path, |m, r| {
+            let ino = resolve(m, r, existing)?;
+            let (parent, name) = Self::parent(m, r, new_path)?;
+            m.link(r, ino, parent, &name)
+        })
+    }
+
+    /// Changes mode bits, owner, group or times of `path` (chmod, chown, utimes); ctime
+    /// becomes now, as in Linux.
+    pub fn set_attr(&mut self, path: impl AsRef<[u8]>, attr: &SetAttr) -> Result<(), RwError> {
+        let path = path.as_ref();
+        self.apply("set_attr", path, |m, r| {
+            let ino = resolve(m, r, path)?;
+            m.set_attr(r, ino, attr)
+        })
+    }
+
+    /// Allocates `[offset_bytes, offset_bytes + len_bytes)` of the regular file `path` as
+    /// unwritten extents (reads return zeros); grows the size unless `keep_size`.
+    pub fn fallocate(
+        &mut self,
+        path: impl AsRef<[u8]>,
+        offset_bytes: u64,
+        len_bytes: u64,
+        keep_size: bool,
+    ) -> Result<(), RwError> {
+        let path = path.as_ref();
+        self.apply("fallocate", path, |m, r| {
+            let ino = resolve(m, r, path)?;
+            m.fallocate(r, ino, offset_bytes, len_bytes, keep_size)
         })
     }
 
