@@ -5,25 +5,34 @@
 //! mkdir, symlink (fast and slow targets), write (at 0, appending, inside, past the end leaving
 //! a hole, far out: sparse and extending; small and multi-extent lengths), truncate (to 0,
 //! shrinking, extending), unlink, rmdir, rename (files and directories, over files and empty or
-//! non-empty directories, into its own subtree), and REMOUNT: a clean [`RwFs::unmount`] and a
-//! fresh [`RwFs::mount`] of the same image file. There is no separate fsync operation: every
+//! non-empty directories, into its own subtree, onto another name of the same inode), hard
+//! link (to files and symlinks; to a directory fails with `NotPermitted`), `set_attr` (mode,
+//! uid and gid both sides of 65535, mtime before 1970 and past 2038; a chown clears
+//! set-user-ID), `fallocate` (unwritten extents, growing the size or `keep_size`), and
+//! REMOUNT: a clean [`RwFs::unmount`] and a fresh [`RwFs::mount`] of the same image file. There is no separate fsync operation: every
 //! `RwFs` operation is one ordered-mode transaction committed (flush, commit block with FUA)
 //! before it returns, so each one is already durable ("fsync" is implicit after every
 //! operation); the remount checks that what was acknowledged is what the image holds.
+//!
+//! The model is of inodes: several names may share one inode (contents, size, attributes),
+//! whose link count is its number of names; a write through one name shows through all.
 //!
 //! Paths are drawn from a small universe (names `a`..`d`, depth <= 3) or from the model's
 //! current entries, so operations often collide: many must fail. The model says which, and
 //! with which error kind (`rename(2)`'s order of checks: parents first, then
 //! the entry, then types); a failed operation must leave the mount writable and commit no
 //! transaction (the mutator is all-or-nothing). After every successful operation the mount's
-//! own lookup agrees with the model (type, size).
+//! own lookup agrees with the model (type, size, link count, attributes).
 //!
 //! After each remount and at the end of each case (image unmounted cleanly):
 //! - `e2fsck -fn` exits 0 and reports nothing;
 //! - a fresh read-only [`Fs::mount`] walk equals the model: names, types, sizes, contents,
-//!   symlink targets, link counts (directories: 2 + subdirectories);
+//!   symlink targets, link counts (directories: 2 + subdirectories), which names share an
+//!   inode, mode, uid, gid, and mtime where the model knows it (set by `set_attr` and not
+//!   since changed to "now");
 //! - as root, the Linux kernel loop-mounts the image read-only and its walk equals the model
-//!   the same way (skipped loudly when not root or when the loop mount fails).
+//!   the same way, attributes included (skipped loudly when not root or when the loop mount
+//!   fails).
 //!
 //! Seeded and deterministic (`AIOS_RWPROP_SEED`, `AIOS_RWPROP_CASES` override the seed and the
 //! number of cases). Skips loudly without e2fsprogs.
@@ -38,7 +47,7 @@ use std::process::Command;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use aios_device_psync::{PsyncConfig, PsyncDevice};
-use aios_fs::{Fs, FsError, MountOptions, RwError, RwFs, RwOptions, ROOT_INO};
+use aios_fs::{Fs, FsError, MountOptions, RwError, RwFs, RwOptions, SetAttr, Timestamp, ROOT_INO};
 use aios_journal::runtime::CommitOrder;
 use common::{have_mke2fs, pattern};
 use proptest::prelude::*;
@@ -54,8 +63,106 @@ enum Node {
     Link(Vec<u8>),
 }
 
-/// Absolute path (`/a/b`) -> node; the root and `lost+found` are implicit.
-type Model = BTreeMap<String, Node>;
+/// Attributes `set_attr` changes, as compared: `None` in the model means "not known" (the
+/// root's, or an mtime since changed to "now" by some operation).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+struct Attrs {
+    mode: Option<u16>,
+    uid: Option<u32>,
+    gid: Option<u32>,
+    mtime: Option<(i64, u32)>,
+}
+
+/// One inode of the model: its node (contents) and attributes; its link count is the number
+/// of names naming it (directories: 2 + subdirectories).
+#[derive(Debug, Clone)]
+struct MInode {
+    node: Node,
+    attrs: Attrs,
+}
+
+/// Absolute path (`/a/b`) -> inode id -> inode; the root and `lost+found` are implicit. Hard
+/// links are several names with one id.
+#[derive(Debug, Clone, Default)]
+struct Model {
+    ns: BTreeMap<String, u32>,
+    inodes: BTreeMap<u32, MInode>,
+    next: u32,
+}
+
+impl Model {
+    fn new() -> Model {
+        Model::default()
+    }
+
+    fn get(&self, p: &str) -> Option<&Node> {
+        self.ns.get(p).map(|id| &self.inodes[id].node)
+    }
+
+    fn get_mut(&mut self, p: &str) -> Option<&mut Node> {
+        let id = *self.ns.get(p)?;
+        Some(&mut self.inodes.get_mut(&id).unwrap().node)
+    }
+
+    fn inode_mut(&mut self, p: &str) -> Option<&mut MInode> {
+        let id = *self.ns.get(p)?;
+        self.inodes.get_mut(&id)
+    }
+
+    fn contains_key(&self, p: &str) -> bool {
+        self.ns.contains_key(p)
+    }
+
+    fn is_empty(&self) -> bool {
+        self.ns.is_empty()
+    }
+
+    fn keys(&self) -> impl Iterator<Item = &String> {
+        self.ns.keys()
+    }
+
+    fn iter(&self) -> impl Iterator<Item = (&String, &Node)> {
+        self.ns.iter().map(|(k, id)| (k, &self.inodes[id].node))
+    }
+
+    /// A new inode named `p`, with the attributes `RwFs` gives new inodes.
+    fn insert(&mut self, p: String, node: Node) {
+        let mode = match node {
+            Node::File(_) => 0o644,
+            Node::Dir => 0o755,
+            Node::Link(_) => 0o777,
+        };
+        let attrs = Attrs {
+            mode: Some(mode),
+            uid: Some(0),
+            gid: Some(0),
+            mtime: None,
+        };
+        self.next += 1;
+        self.inodes.insert(self.next, MInode { node, attrs });
+        self.ns.insert(p, self.next);
+    }
+
+    /// Removes the name `p`; the inode goes with its last name.
+    fn remove(&mut self, p: &str) {
+        if let Some(id) = self.ns.remove(p) {
+            if !self.ns.values().any(|&i| i == id) {
+                self.inodes.remove(&id);
+            }
+        }
+    }
+
+    fn links(&self, id: u32) -> u64 {
+        self.ns.values().filter(|&&i| i == id).count() as u64
+    }
+
+    /// The mtime of `p` (the root: unknown anyway) became "now".
+    fn touch(&mut self, p: &str) {
+        if let Some(i) = self.inode_mut(p) {
+            i.attrs.mtime = None;
+        }
+    }
+}
 
 /// How an operation picks a path: `sel` 0..10 chooses the source (the model's entries of the
 /// preferred kind, any entry, a new name in an existing directory, or the fixed universe),
@@ -86,8 +193,38 @@ enum Op {
     Unlink(Pick),
     Rmdir(Pick),
     Rename(Pick, Pick),
+    Link(Pick, Pick),
+    /// `fields`: a bit per attribute given (mode, uid, gid, mtime); `ids` pick uid, gid, mtime.
+    SetAttr {
+        at: Pick,
+        fields: u8,
+        mode: u16,
+        ids: [u8; 3],
+        nanos: u32,
+    },
+    Fallocate {
+        at: Pick,
+        how: u8,
+        raw: u32,
+        len: u32,
+        keep_size: bool,
+    },
     Remount,
 }
+
+/// Owners `set_attr` gives: both 16-bit halves of ext4's split uid/gid fields.
+const IDS: [u32; 7] = [0, 1, 1000, 65534, 65535, 65536, 0x1234_5678];
+/// mtimes `set_attr` gives: before 1970, 2038 and past it (ext4's epoch bits), 2446.
+const SECS: [i64; 8] = [
+    0,
+    -1,
+    1_000_000_000,
+    (1 << 31) - 1,
+    1 << 31,
+    (1 << 32) + 5,
+    -(1 << 31),
+    (1 << 34) - (1 << 31) - 1,
+];
 
 fn pick() -> impl Strategy<Value = Pick> {
     (0u8..10, any::<u32>(), any::<u8>()).prop_map(|(sel, idx, name)| Pick { sel, idx, name })
@@ -104,6 +241,11 @@ fn op() -> impl Strategy<Value = Op> {
         2 => pick().prop_map(Op::Unlink),
         2 => pick().prop_map(Op::Rmdir),
         3 => (pick(), pick()).prop_map(|(a, b)| Op::Rename(a, b)),
+        3 => (pick(), pick()).prop_map(|(a, b)| Op::Link(a, b)),
+        2 => (pick(), 1u8..16, 0u16..0o10000, any::<[u8; 3]>(), 0u32..1_000_000_000)
+            .prop_map(|(at, fields, mode, ids, nanos)| Op::SetAttr { at, fields, mode, ids, nanos }),
+        2 => (pick(), 0u8..5, any::<u32>(), prop_oneof![1 => Just(0u32), 20 => 1u32..300_000], any::<bool>())
+            .prop_map(|(at, how, raw, len, keep_size)| Op::Fallocate { at, how, raw, len, keep_size }),
         1 => Just(Op::Remount),
     ]
 }
@@ -197,6 +339,7 @@ enum Kind {
     NotEmpty,
     Exists,
     InvalidArgument,
+    NotPermitted,
 }
 
 fn kind_of(e: &RwError) -> Kind {
@@ -215,6 +358,7 @@ fn kind_of(e: &RwError) -> Kind {
         FsError::NotEmpty { .. } => Kind::NotEmpty,
         FsError::Exists { .. } => Kind::Exists,
         FsError::InvalidArgument { .. } => Kind::InvalidArgument,
+        FsError::NotPermitted { .. } => Kind::NotPermitted,
         other => panic!("unexpected error kind: {e} ({other:?})"),
     }
 }
@@ -257,6 +401,7 @@ fn walk_parent(model: &Model, path: &str) -> Result<(), Kind> {
 fn has_children(model: &Model, p: &str) -> bool {
     let prefix = format!("{p}/");
     model
+        .ns
         .range(prefix.clone()..)
         .next()
         .is_some_and(|(k, _)| k.starts_with(&prefix))
@@ -273,6 +418,9 @@ enum Step {
     Unlink(String),
     Rmdir(String),
     Rename(String, String),
+    Link(String, String),
+    SetAttr(String, SetAttr),
+    Fallocate(String, u64, u64, bool),
     Remount,
 }
 
@@ -287,6 +435,11 @@ impl std::fmt::Display for Step {
             Step::Unlink(p) => write!(f, "unlink {p}"),
             Step::Rmdir(p) => write!(f, "rmdir {p}"),
             Step::Rename(a, b) => write!(f, "rename {a} -> {b}"),
+            Step::Link(a, b) => write!(f, "link {a} -> {b}"),
+            Step::SetAttr(p, a) => write!(f, "set_attr {p} {a:?}"),
+            Step::Fallocate(p, o, l, k) => {
+                write!(f, "fallocate {p} at {o}, {l} bytes, keep_size {k}")
+            }
             Step::Remount => write!(f, "remount"),
         }
     }
@@ -339,6 +492,48 @@ fn resolve(model: &Model, uni: &[String], op: &Op, seq: u64) -> Step {
             pick_existing(model, uni, a, Want::Any),
             pick_new(model, uni, b),
         ),
+        Op::Link(a, b) => Step::Link(
+            pick_existing(model, uni, a, Want::Files),
+            pick_new(model, uni, b),
+        ),
+        Op::SetAttr {
+            at,
+            fields,
+            mode,
+            ids,
+            nanos,
+        } => {
+            let has = |bit: u8| fields & (1 << bit) != 0;
+            let attr = SetAttr {
+                mode: has(0).then_some(mode),
+                uid: has(1).then(|| IDS[usize::from(ids[0]) % IDS.len()]),
+                gid: has(2).then(|| IDS[usize::from(ids[1]) % IDS.len()]),
+                mtime: has(3).then(|| Timestamp {
+                    secs: SECS[usize::from(ids[2]) % SECS.len()],
+                    nanos,
+                }),
+                ..SetAttr::default()
+            };
+            Step::SetAttr(pick_existing(model, uni, at, Want::Any), attr)
+        }
+        Op::Fallocate {
+            at,
+            how,
+            raw,
+            len,
+            keep_size,
+        } => {
+            let path = pick_existing(model, uni, at, Want::Files);
+            let size = file_len(model, &path);
+            let offset = match how {
+                0 => 0,
+                1 => size,
+                2 => u64::from(raw) % (size + 1),
+                3 => size + u64::from(raw % 100_000),
+                _ => u64::from(raw % (2 << 20)),
+            };
+            Step::Fallocate(path, offset, u64::from(len), keep_size)
+        }
         Op::Remount => Step::Remount,
     }
 }
@@ -358,6 +553,7 @@ fn expect(model: &mut Model, step: &Step) -> Result<(), Kind> {
                 _ => unreachable!(),
             };
             model.insert(p.clone(), node);
+            model.touch(parent_of(p));
         }
         Step::Write(p, off, data) => {
             walk(model, p)?;
@@ -369,6 +565,7 @@ fn expect(model: &mut Model, step: &Step) -> Result<(), Kind> {
                 d.resize(end, 0);
             }
             d[off..end].copy_from_slice(data);
+            model.touch(p);
         }
         Step::Truncate(p, size) => {
             walk(model, p)?;
@@ -376,6 +573,7 @@ fn expect(model: &mut Model, step: &Step) -> Result<(), Kind> {
                 return Err(Kind::NotARegularFile);
             };
             d.resize(*size as usize, 0);
+            model.touch(p);
         }
         Step::Unlink(p) => {
             walk_parent(model, p)?;
@@ -384,6 +582,7 @@ fn expect(model: &mut Model, step: &Step) -> Result<(), Kind> {
                 Some(Node::Dir) => return Err(Kind::IsADirectory),
                 Some(_) => {
                     model.remove(p);
+                    model.touch(parent_of(p));
                 }
             }
         }
@@ -394,6 +593,7 @@ fn expect(model: &mut Model, step: &Step) -> Result<(), Kind> {
                 Some(Node::Dir) if has_children(model, p) => return Err(Kind::NotEmpty),
                 Some(Node::Dir) => {
                     model.remove(p);
+                    model.touch(parent_of(p));
                 }
                 Some(_) => return Err(Kind::NotADirectory),
             }
@@ -407,7 +607,8 @@ fn expect(model: &mut Model, step: &Step) -> Result<(), Kind> {
             let Some(src) = model.get(from).cloned() else {
                 return Err(Kind::NotFound);
             };
-            if from == to {
+            if from == to || model.ns.get(from) == model.ns.get(to) {
+                // rename(2): two names of one inode, nothing happens.
                 return Ok(());
             }
             if src == Node::Dir && fp != tp && (tp == from || tp.starts_with(&format!("{from}/"))) {
@@ -427,9 +628,70 @@ fn expect(model: &mut Model, step: &Step) -> Result<(), Kind> {
                 .cloned()
                 .collect();
             for k in moved {
-                let node = model.remove(&k).unwrap();
-                model.insert(format!("{to}{}", &k[from.len()..]), node);
+                let id = model.ns.remove(&k).unwrap();
+                model.ns.insert(format!("{to}{}", &k[from.len()..]), id);
             }
+            model.touch(to);
+            model.touch(fp);
+            model.touch(tp);
+        }
+        Step::Link(existing, new) => {
+            // `RwFs::link`: `existing` resolved, then `new`'s parent, then the type, then the
+            // parent's type and the name.
+            walk(model, existing)?;
+            let np = parent_of(new);
+            walk(model, np)?;
+            if model.get(existing) == Some(&Node::Dir) {
+                return Err(Kind::NotPermitted);
+            }
+            if !is_dir(model, np) {
+                return Err(Kind::NotADirectory);
+            }
+            if model.contains_key(new) {
+                return Err(Kind::Exists);
+            }
+            let id = model.ns[existing];
+            model.ns.insert(new.clone(), id);
+            model.touch(np);
+        }
+        Step::SetAttr(p, attr) => {
+            walk(model, p)?;
+            if *attr == SetAttr::default() {
+                return Ok(());
+            }
+            let i = model.inode_mut(p).unwrap();
+            let is_dir = i.node == Node::Dir;
+            let a = &mut i.attrs;
+            let mut mode = a.mode.unwrap();
+            if let Some(m) = attr.mode {
+                mode = m;
+            } else if (attr.uid.is_some() || attr.gid.is_some()) && !is_dir {
+                mode &= !0o4000;
+                if mode & 0o010 != 0 {
+                    mode &= !0o2000;
+                }
+            }
+            a.mode = Some(mode);
+            a.uid = attr.uid.or(a.uid);
+            a.gid = attr.gid.or(a.gid);
+            a.mtime = attr.mtime.map(|t| (t.secs, t.nanos)).or(a.mtime);
+        }
+        Step::Fallocate(p, off, len, keep_size) => {
+            walk(model, p)?;
+            match model.get_mut(p) {
+                Some(Node::Dir) => return Err(Kind::IsADirectory),
+                Some(Node::File(d)) => {
+                    if *len == 0 {
+                        return Err(Kind::InvalidArgument);
+                    }
+                    let end = (off + len) as usize;
+                    if !keep_size && d.len() < end {
+                        d.resize(end, 0);
+                    }
+                }
+                _ => return Err(Kind::NotARegularFile),
+            }
+            model.touch(p);
         }
         Step::Remount => {}
     }
@@ -446,6 +708,9 @@ fn run(fs: &mut RwFs<PsyncDevice>, step: &Step) -> Result<(), RwError> {
         Step::Unlink(p) => fs.unlink(p),
         Step::Rmdir(p) => fs.rmdir(p),
         Step::Rename(a, b) => fs.rename(a, b),
+        Step::Link(a, b) => fs.link(a, b),
+        Step::SetAttr(p, a) => fs.set_attr(p, a),
+        Step::Fallocate(p, o, l, k) => fs.fallocate(p, *o, *l, *k),
         Step::Remount => Ok(()),
     }
 }
@@ -473,15 +738,70 @@ fn lookup_agrees(fs: &mut RwFs<PsyncDevice>, model: &Model, p: &str, what: &str)
                 Node::File(d) => {
                     assert!(inode.is_regular(), "{what}: {p} is not a file");
                     assert_eq!(inode.size_bytes, d.len() as u64, "{what}: {p}: size");
+                    let links = model.links(model.ns[p]);
+                    assert_eq!(u64::from(inode.links_count), links, "{what}: {p}: links");
                 }
             }
+            let got = Attrs {
+                mode: Some(inode.mode & 0o7777),
+                uid: Some(inode.uid),
+                gid: Some(inode.gid),
+                mtime: Some((inode.mtime.secs, inode.mtime.nanos)),
+            };
+            let want = model.inodes[&model.ns[p]].attrs;
+            assert_eq!(masked(got, want), want, "{what}: {p}: attributes");
         }
         (want, got) => panic!("{what}: lookup {p}: model {want:?}, mount {got:?}"),
     }
 }
 
-/// Model -> (node, link count) per path, the root (`/`, with `lost+found`) included.
-fn expected(model: &Model) -> BTreeMap<String, (Node, u64)> {
+/// One walked entry: node, link count, attributes, and the first path (in order) naming the
+/// same inode (so hard links must name one inode).
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Entry {
+    node: Node,
+    links: u64,
+    attrs: Attrs,
+    first: String,
+}
+
+type Tree = BTreeMap<String, Entry>;
+
+/// `got` with the fields the model does not know (`None` in `want`) dropped.
+fn masked(got: Attrs, want: Attrs) -> Attrs {
+    Attrs {
+        mode: want.mode.and(got.mode),
+        uid: want.uid.and(got.uid),
+        gid: want.gid.and(got.gid),
+        mtime: want.mtime.and(got.mtime),
+    }
+}
+
+/// A walk's (node, links, attributes, inode number) per path -> [`Tree`].
+fn tree(walked: BTreeMap<String, (Node, u64, Attrs, u64)>) -> Tree {
+    let mut first: BTreeMap<u64, String> = BTreeMap::new();
+    for (k, (_, _, _, ino)) in &walked {
+        first.entry(*ino).or_insert_with(|| k.clone());
+    }
+    walked
+        .into_iter()
+        .map(|(k, (node, links, attrs, ino))| {
+            let first = first[&ino].clone();
+            (
+                k,
+                Entry {
+                    node,
+                    links,
+                    attrs,
+                    first,
+                },
+            )
+        })
+        .collect()
+}
+
+/// Model -> entry per path, the root (`/`, with `lost+found`) included.
+fn expected(model: &Model) -> Tree {
     let mut out = BTreeMap::new();
     let subdirs = |p: &str| {
         model
@@ -489,32 +809,50 @@ fn expected(model: &Model) -> BTreeMap<String, (Node, u64)> {
             .filter(|(k, n)| **n == Node::Dir && parent_of(k) == p)
             .count() as u64
     };
-    out.insert("/".to_string(), (Node::Dir, 3 + subdirs("")));
-    for (k, n) in model {
-        let links = if *n == Node::Dir { 2 + subdirs(k) } else { 1 };
-        out.insert(k.clone(), (n.clone(), links));
+    out.insert(
+        "/".to_string(),
+        (Node::Dir, 3 + subdirs(""), Attrs::default(), 0),
+    );
+    for (k, id) in &model.ns {
+        let i = &model.inodes[id];
+        let links = if i.node == Node::Dir {
+            2 + subdirs(k)
+        } else {
+            model.links(*id)
+        };
+        out.insert(k.clone(), (i.node.clone(), links, i.attrs, u64::from(*id)));
     }
-    out
+    tree(out)
 }
 
-fn compare(model: &Model, got: &BTreeMap<String, (Node, u64)>, who: &str, what: &str) {
+fn compare(model: &Model, got: &Tree, who: &str, what: &str) {
     let want = expected(model);
-    if want == *got {
+    let got: Tree = got
+        .iter()
+        .map(|(k, e)| {
+            let mut e = e.clone();
+            if let Some(w) = want.get(k) {
+                e.attrs = masked(e.attrs, w.attrs);
+            }
+            (k.clone(), e)
+        })
+        .collect();
+    if want == got {
         return;
     }
     let missing: Vec<_> = want.keys().filter(|k| !got.contains_key(*k)).collect();
     let extra: Vec<_> = got.keys().filter(|k| !want.contains_key(*k)).collect();
     let differ: Vec<String> = want
         .iter()
-        .filter_map(|(k, (n, l))| {
-            let (gn, gl) = got.get(k)?;
+        .filter_map(|(k, w)| {
+            let g = got.get(k)?;
             let size = |n: &Node| match n {
                 Node::File(d) => format!("file {} bytes", d.len()),
                 Node::Link(t) => format!("link {}", String::from_utf8_lossy(t)),
                 Node::Dir => "dir".into(),
             };
-            (gn != n || gl != l).then(|| {
-                let at = match (n, gn) {
+            (g != w).then(|| {
+                let at = match (&w.node, &g.node) {
                     (Node::File(a), Node::File(b)) => a
                         .iter()
                         .zip(b)
@@ -524,9 +862,15 @@ fn compare(model: &Model, got: &BTreeMap<String, (Node, u64)>, who: &str, what: 
                     _ => String::new(),
                 };
                 format!(
-                    "{k}: want {} links {l}, got {} links {gl}{at}",
-                    size(n),
-                    size(gn)
+                    "{k}: want {} links {} {:?} inode of {}, got {} links {} {:?} inode of {}{at}",
+                    size(&w.node),
+                    w.links,
+                    w.attrs,
+                    w.first,
+                    size(&g.node),
+                    g.links,
+                    g.attrs,
+                    g.first
                 )
             })
         })
@@ -535,13 +879,27 @@ fn compare(model: &Model, got: &BTreeMap<String, (Node, u64)>, who: &str, what: 
 }
 
 /// A fresh read-only mount's walk.
-fn read_ours(image: &Path) -> BTreeMap<String, (Node, u64)> {
+fn read_ours(image: &Path) -> Tree {
     let device = PsyncDevice::open(image, PsyncConfig::default()).unwrap();
     let fs = Fs::mount(device, MountOptions::default()).unwrap();
     let mut io = fs.io().unwrap();
     let mut out = BTreeMap::new();
     let root = fs.stat(&mut io, ROOT_INO).unwrap();
-    out.insert("/".to_string(), (Node::Dir, u64::from(root.nlink)));
+    let attrs = |st: &aios_fs::Stat| Attrs {
+        mode: Some(st.mode & 0o7777),
+        uid: Some(st.uid),
+        gid: Some(st.gid),
+        mtime: Some((st.mtime.secs, st.mtime.nanos)),
+    };
+    out.insert(
+        "/".to_string(),
+        (
+            Node::Dir,
+            u64::from(root.nlink),
+            attrs(&root),
+            u64::from(ROOT_INO),
+        ),
+    );
     let mut stack = vec![(String::new(), ROOT_INO)];
     while let Some((path, ino)) = stack.pop() {
         for e in fs.read_dir(&mut io, ino).unwrap() {
@@ -566,10 +924,13 @@ fn read_ours(image: &Path) -> BTreeMap<String, (Node, u64)> {
                 }
                 m => panic!("{child}: unexpected mode {m:o}"),
             };
-            out.insert(child, (node, u64::from(st.nlink)));
+            out.insert(
+                child,
+                (node, u64::from(st.nlink), attrs(&st), u64::from(e.ino)),
+            );
         }
     }
-    out
+    tree(out)
 }
 
 /// `e2fsck -fn` must exit 0 and print no problem.
@@ -599,7 +960,7 @@ static KERNEL_CHECKS: AtomicUsize = AtomicUsize::new(0);
 static KERNEL_SKIPS: AtomicUsize = AtomicUsize::new(0);
 
 /// The kernel's walk of a read-only loop mount, or `None` (said loudly) when it cannot mount.
-fn read_kernel(image: &Path) -> Option<BTreeMap<String, (Node, u64)>> {
+fn read_kernel(image: &Path) -> Option<Tree> {
     // SAFETY: geteuid has no preconditions.
     if unsafe { libc::geteuid() } != 0 {
         if KERNEL_SKIPS.fetch_add(1, Ordering::Relaxed) == 0 {
@@ -625,8 +986,17 @@ fn read_kernel(image: &Path) -> Option<BTreeMap<String, (Node, u64)>> {
     let root = mnt.path().to_path_buf();
     let walked = std::panic::catch_unwind(|| {
         let mut out = BTreeMap::new();
+        let attrs = |m: &std::fs::Metadata| Attrs {
+            mode: Some((m.mode() & 0o7777) as u16),
+            uid: Some(m.uid()),
+            gid: Some(m.gid()),
+            mtime: Some((m.mtime(), m.mtime_nsec() as u32)),
+        };
         let meta = std::fs::symlink_metadata(&root).unwrap();
-        out.insert("/".to_string(), (Node::Dir, meta.nlink()));
+        out.insert(
+            "/".to_string(),
+            (Node::Dir, meta.nlink(), attrs(&meta), meta.ino()),
+        );
         let mut stack = vec![root.clone()];
         while let Some(d) = stack.pop() {
             for e in std::fs::read_dir(&d).unwrap() {
@@ -649,10 +1019,10 @@ fn read_kernel(image: &Path) -> Option<BTreeMap<String, (Node, u64)>> {
                     assert_eq!(meta.len(), bytes.len() as u64, "{rel}: size vs read");
                     Node::File(bytes)
                 };
-                out.insert(rel, (node, meta.nlink()));
+                out.insert(rel, (node, meta.nlink(), attrs(&meta), meta.ino()));
             }
         }
-        out
+        tree(out)
     });
     let umount = Command::new("umount").arg(mnt.path()).output().unwrap();
     assert!(umount.status.success(), "umount: {umount:?}");
@@ -768,7 +1138,13 @@ fn run_case(ops: &[Op], order: CommitOrder, tally: &mut Tally) {
             | Step::Write(p, _, _)
             | Step::Truncate(p, _)
             | Step::Unlink(p)
-            | Step::Rmdir(p) => lookup_agrees(&mut fs, &model, p, &what()),
+            | Step::Rmdir(p)
+            | Step::SetAttr(p, _)
+            | Step::Fallocate(p, _, _, _) => lookup_agrees(&mut fs, &model, p, &what()),
+            Step::Link(a, b) => {
+                lookup_agrees(&mut fs, &model, a, &what());
+                lookup_agrees(&mut fs, &model, b, &what());
+            }
             Step::Remount => {}
         }
     }
