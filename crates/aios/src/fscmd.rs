@@ -82,7 +82,7 @@ fn mount_rw(image: &Path, order: CommitOrder) -> Result<RwMounted> {
 }
 
 /// Runs `ops` on a read-write mount, then unmounts cleanly; the first error wins.
-fn with_rw(
+pub(crate) fn with_rw(
     image: &Path,
     order: CommitOrder,
     ops: impl FnOnce(&mut RwMounted) -> Result<()>,

@@ -10,13 +10,11 @@
 //! the file) and kept across runs; every run mounts read-write afresh.
 
 use super::*;
-use crate::fscmd::make_ext4;
+use crate::fscmd::{make_ext4, with_rw};
 
-use aios_device::{CompletionMode, TargetOptions};
+use aios_device::CompletionMode;
 use aios_device_emu::{DiskImage, EmuConfig, EmuDevice};
-use aios_device_psync::{PsyncConfig, PsyncDevice};
 use aios_device_uring::{UringConfig, UringDevice};
-use aios_fs::{MountOptions, RwFs, RwOptions};
 use std::path::Path;
 use std::sync::Mutex;
 
@@ -148,24 +146,10 @@ pub(super) fn prepare(args: &FsyncArgs) -> Result<Setup> {
     })
 }
 
-/// `/append` (empty) and `/overwrite` (`file_size` bytes of a pattern) in the fresh image.
+/// `/append` (empty) and `/overwrite` (`file_size` bytes of a pattern) in the fresh image,
+/// through the same read-write mount as `aios put`.
 fn populate_image(image: &Path, file_size: u64) -> Result<()> {
-    let config = PsyncConfig {
-        arena_bytes: ARENA_BYTES,
-        target: TargetOptions {
-            read_only: false,
-            exclusive: true,
-        },
-    };
-    let device = PsyncDevice::open(image, config)
-        .with_context(|| format!("open {} read-write", image.display()))?;
-    let options = RwOptions {
-        mount: MountOptions::default(),
-        order: CommitOrder::Sync,
-    };
-    let mut fs = RwFs::mount(device, options)
-        .with_context(|| format!("mount {} read-write", image.display()))?;
-    let result = (|| -> Result<()> {
+    with_rw(image, CommitOrder::Sync, |fs| {
         fs.create(format!("/{APPEND_NAME}"), 0o644)?;
         let path = format!("/{OVERWRITE_NAME}");
         fs.create(&path, 0o644)?;
@@ -177,10 +161,8 @@ fn populate_image(image: &Path, file_size: u64) -> Result<()> {
             offset += n as u64;
         }
         Ok(())
-    })();
-    let (_device, unmounted) = fs.unmount();
-    result.with_context(|| format!("populate {}", image.display()))?;
-    unmounted.with_context(|| format!("unmount {}", image.display()))
+    })
+    .with_context(|| format!("populate {}", image.display()))
 }
 
 /// The kernel's twin files: `append` (empty) and `overwrite`, both made durable.
