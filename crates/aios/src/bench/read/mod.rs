@@ -32,7 +32,7 @@ mod target;
 
 use crate::bench::device::progress_bar;
 use crate::bench::report::{self, Record, Shape};
-use crate::bench::runner::{new_histogram, run_threads, Run, Sample};
+use crate::bench::runner::{new_histogram, run_threads, Ready, Run, Sample};
 use crate::bench::scratch;
 use crate::fscmd::make_ext4;
 use crate::units::{parse_size, show_size};

@@ -157,6 +157,55 @@ fn gcd(mut a: u64, mut b: u64) -> u64 {
     a
 }
 
+/// What the measuring loop asks of a stack.
+enum Step {
+    /// Read `bs` bytes at this offset.
+    Read(u64),
+    /// The batch just timed is counted (it ended inside the window): sent before it is
+    /// recorded, so a stack can start its own counters with the window.
+    Measured,
+}
+
+/// The measuring loop of one thread, the same for every stack: reads at the thread's offsets,
+/// timed in batches (see [`HOT_TIMING_BATCH`]), counted from the window's start until its
+/// deadline or the end of the thread's cold share. Returns the latencies, the reads counted
+/// and when it stopped.
+fn timed_reads(
+    case: &ReadCase,
+    region: u64,
+    run: Run,
+    thread: usize,
+    ready: &mut Ready,
+    mut stack: impl FnMut(Step) -> Result<()>,
+) -> Result<(Histogram<u64>, u64, Instant)> {
+    let seed = offset_seed(case.cache, run, thread);
+    let mut offsets = Offsets::new(case.cache, region, case.bs, seed, thread, case.threads);
+    let mut hist = new_histogram();
+    let mut ops = 0u64;
+    let batch = timing_batch(case.cache);
+    let (start, deadline) = ready.go();
+    let mut now = Instant::now();
+    'run: loop {
+        let t0 = Instant::now();
+        for _ in 0..batch {
+            let Some(offset) = offsets.next() else {
+                break 'run;
+            };
+            stack(Step::Read(offset))?;
+        }
+        now = Instant::now();
+        if now >= start {
+            stack(Step::Measured)?;
+            record_batch(&mut hist, now - t0, batch);
+            ops += batch;
+        }
+        if now >= deadline {
+            break;
+        }
+    }
+    Ok((hist, ops, now))
+}
+
 /// One aios run, generic over the target's device.
 struct AiosCase<'a> {
     setup: &'a Setup,
@@ -201,50 +250,30 @@ impl AiosRun<RunOut> for AiosCase<'_> {
             // Random reads, advised as such like the kernel's descriptors (see `run_kernel`).
             file.advise(aios_fs::Access::Random);
             let mut buf = vec![0u8; case.bs as usize];
-            let mut offsets = Offsets::new(
-                case.cache,
-                region,
-                case.bs,
-                offset_seed(case.cache, run, t),
-                t,
-                case.threads,
-            );
-            let mut hist = new_histogram();
-            let mut ops = 0u64;
             let mut measuring = false;
-            let batch = timing_batch(case.cache);
-            let (start, deadline) = ready.go();
-            let mut now = Instant::now();
-            'run: loop {
-                let t0 = Instant::now();
-                for _ in 0..batch {
-                    let Some(offset) = offsets.next() else {
-                        break 'run;
-                    };
-                    let n = fs.read(&mut io, &file, offset, &mut buf)?;
-                    if n != buf.len() {
-                        bail!("short read at {offset}: {n} bytes");
+            let out = timed_reads(case, region, run, t, ready, |step| {
+                match step {
+                    Step::Read(offset) => {
+                        let n = fs.read(&mut io, &file, offset, &mut buf)?;
+                        if n != buf.len() {
+                            bail!("short read at {offset}: {n} bytes");
+                        }
                     }
-                }
-                now = Instant::now();
-                if now >= start {
-                    if !measuring {
+                    // The breakdown counts the measured window only.
+                    Step::Measured if !measuring => {
                         measuring = true;
                         io.reset_breakdown();
                     }
-                    record_batch(&mut hist, now - t0, batch);
-                    ops += batch;
+                    Step::Measured => {}
                 }
-                if now >= deadline {
-                    break;
-                }
-            }
+                Ok(())
+            })?;
             if let (Some(sums), Some(b)) = (breakdown, io.breakdown()) {
                 if let Ok(mut sums) = sums.lock() {
                     sums.add(b);
                 }
             }
-            Ok((hist, ops, now))
+            Ok(out)
         })?;
         let after = fs.cache().stats();
         let out = RunOut {
@@ -320,42 +349,24 @@ pub(super) fn run_kernel(data: &Path, setup: &Setup, case: &ReadCase, run: Run) 
         let arena = Arena::new(case.bs as usize).context("kernel path buffer")?;
         let mut buf = arena.alloc_bytes(case.bs as usize)?;
         let bytes = arena.bytes_mut(&mut buf);
-        let mut offsets = Offsets::new(
-            case.cache,
-            region,
-            case.bs,
-            offset_seed(case.cache, run, t),
-            t,
-            case.threads,
-        );
-        let mut hist = new_histogram();
-        let mut ops = 0u64;
-        let batch = timing_batch(case.cache);
-        let (start, deadline) = ready.go();
-        let mut now = Instant::now();
-        'run: loop {
-            let t0 = Instant::now();
-            for _ in 0..batch {
-                let Some(offset) = offsets.next() else {
-                    break 'run;
-                };
-                let offset = offset as libc::off_t;
-                // SAFETY: `bytes` is a live, exclusively borrowed slice of `len` bytes.
-                let rc = unsafe { libc::pread(fd, bytes.as_mut_ptr().cast(), bytes.len(), offset) };
-                if rc != bytes.len() as isize {
-                    bail!("pread at {offset}: {}", std::io::Error::last_os_error());
-                }
+        timed_reads(case, region, run, t, ready, |step| {
+            let Step::Read(offset) = step else {
+                return Ok(());
+            };
+            // SAFETY: `bytes` is a live, exclusively borrowed slice of `len` bytes.
+            let rc = unsafe {
+                libc::pread(
+                    fd,
+                    bytes.as_mut_ptr().cast(),
+                    bytes.len(),
+                    offset as libc::off_t,
+                )
+            };
+            if rc != bytes.len() as isize {
+                bail!("pread at {offset}: {}", std::io::Error::last_os_error());
             }
-            now = Instant::now();
-            if now >= start {
-                record_batch(&mut hist, now - t0, batch);
-                ops += batch;
-            }
-            if now >= deadline {
-                break;
-            }
-        }
-        Ok((hist, ops, now))
+            Ok(())
+        })
     })?;
     let resident_end = if direct {
         None
