@@ -91,6 +91,7 @@ pub(super) fn prepare(args: &FsyncArgs) -> Result<Setup> {
     }
     make_ext4(&args.image, image_size, None)?;
     populate_image(&args.image, args.file_size)?;
+    write_every_block(&args.image)?;
     let needs_kernel = args.target.contains(&TargetSpec::Host);
     if needs_kernel {
         populate_dir(&args.dir, args.file_size)?;
@@ -163,6 +164,34 @@ fn populate_image(image: &Path, file_size: u64) -> Result<()> {
         Ok(())
     })
     .with_context(|| format!("populate {}", image.display()))
+}
+
+/// Rewrites every byte of the image file in place and makes it durable, so that no block of it
+/// is a hole or an unwritten extent of the host's file system. mke2fs leaves both (sparse
+/// writes, `FALLOC_FL_ZERO_RANGE` for the inode tables and the journal); an O_DIRECT write into
+/// one makes the host file system allocate or convert the extent, and the next flush then
+/// commits the host's journal: the benchmark would time the host file system's metadata, not
+/// the device (a VM image with full preallocation avoids the same cost).
+fn write_every_block(image: &Path) -> Result<()> {
+    use std::os::unix::fs::FileExt;
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(image)
+        .with_context(|| format!("open {}", image.display()))?;
+    let len = file.metadata()?.len();
+    let mut chunk = vec![0u8; FILL_BYTES];
+    let mut offset = 0u64;
+    while offset < len {
+        let n = (len - offset).min(FILL_BYTES as u64) as usize;
+        let part = chunk.get_mut(..n).unwrap_or_default();
+        file.read_exact_at(part, offset)
+            .and_then(|()| file.write_all_at(part, offset))
+            .with_context(|| format!("rewrite {} at {offset}", image.display()))?;
+        offset += n as u64;
+    }
+    file.sync_all()
+        .with_context(|| format!("fsync {}", image.display()))
 }
 
 /// The kernel's twin files: `append` (empty) and `overwrite`, both made durable.
