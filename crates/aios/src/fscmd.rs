@@ -67,6 +67,7 @@ fn mount_rw(image: &Path, order: CommitOrder) -> Result<RwMounted> {
     let options = RwOptions {
         mount: MountOptions::default(),
         order,
+        ..RwOptions::default()
     };
     let fs = RwFs::mount(device, options)
         .with_context(|| format!("mount {} read-write", image.display()))?;

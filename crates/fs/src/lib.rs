@@ -92,7 +92,7 @@ pub use io::IoCtx;
 pub use mount::{Fs, MountOptions, ReadMode};
 pub use readahead::ReadaheadStats;
 pub use rw::{RwError, RwFs, RwOptions, RwStats};
-pub use write::{BlockRead, Changes, FsBlocks, MetaBlocks, Mutator, NewNode, SetAttr};
+pub use write::{BlockRead, Changes, FsBlocks, MetaBlocks, Mutator, NewNode, SetAttr, WriteReport};
 
 pub use aios_ext4::format::inode::{Inode, Timestamp};
 

@@ -238,8 +238,10 @@ fn run_with_fault(
     fault: Option<FaultPlan>,
 ) -> (EmuDevice, RwFs<EmuDevice>, usize, Option<usize>) {
     let dev = emu(base.try_clone().unwrap());
+    // `-o sync`: every operation is durable when it returns, so "acknowledged" is exact.
     let options = RwOptions {
         order,
+        sync: true,
         ..RwOptions::default()
     };
     let mut fs = RwFs::mount(dev.clone(), options).unwrap();
@@ -457,7 +459,11 @@ fn links_attributes_and_fallocate_through_the_rw_mount() {
     let dir = tempfile::tempdir().unwrap();
     let image = mkfs(dir.path());
     let device = aios_device_psync::PsyncDevice::open(&image, Default::default()).unwrap();
-    let mut fs = RwFs::mount(device, RwOptions::default()).unwrap();
+    let sync = RwOptions {
+        sync: true,
+        ..RwOptions::default()
+    };
+    let mut fs = RwFs::mount(device, sync).unwrap();
     fs.mkdir("/d", 0o755).unwrap();
     fs.create("/f", 0o644).unwrap();
     fs.write("/f", 0, &pattern(9, 10_000)).unwrap();

@@ -510,7 +510,12 @@ fn e2fsck_replays_our_crashes_to_the_state_our_recovery_produces() {
 
     // The workload, recording; acked[i] = events in the log when operation i returned Ok.
     let dev = EmuDevice::with_image(EmuConfig::parse(EMU_RECORD).unwrap(), base).unwrap();
-    let mut fs = RwFs::mount(dev.clone(), RwOptions::default()).unwrap();
+    // `-o sync`: each operation is one transaction, durable when it returns.
+    let sync = RwOptions {
+        sync: true,
+        ..RwOptions::default()
+    };
+    let mut fs = RwFs::mount(dev.clone(), sync).unwrap();
     let mut acked = Vec::new();
     for (i, op) in ops.iter().enumerate() {
         run_op(&mut fs, op).unwrap_or_else(|e| panic!("op {i} {}: {e}", short(op)));

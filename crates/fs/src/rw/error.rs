@@ -12,15 +12,15 @@ use crate::FsError;
 #[derive(Debug, thiserror::Error)]
 pub enum RwError {
     /// The operation itself failed (no such file, exists, no space, corrupt metadata, ...).
-    /// Whatever it changed before failing was committed (see [`super::RwFs`]).
+    /// It changed nothing (operations are all-or-nothing).
     #[error("{op} {path}: {cause}")]
     Op {
         op: &'static str,
         path: String,
         cause: FsError,
     },
-    /// Committing the operation's transaction failed: the journal is aborted and the mount is
-    /// read-only from now on; the image holds what the last successful commit left.
+    /// Committing a transaction (or a data-only sync) failed: the journal is aborted and the
+    /// mount is read-only from now on; the image holds what the last successful commit left.
     #[error("{op} {path}: journal commit failed, the file system is now read-only: {cause}")]
     Commit {
         op: &'static str,
@@ -70,6 +70,12 @@ pub enum RwError {
     Arena {
         step: &'static str,
         cause: aios_device::ArenaError,
+    },
+    /// A thread of the mount could not be started.
+    #[error("{step}: {cause}")]
+    Thread {
+        step: &'static str,
+        cause: std::io::Error,
     },
     /// A device command of the mount's own superblock writes failed.
     #[error("{step}: device: {cause}")]

@@ -1,64 +1,120 @@
-//! The read-write mount: every operation one journaled transaction (issue 4, first slice).
+//! The read-write mount: buffered operations, jbd2 transactions, fsync and fdatasync with
+//! group commit, the periodic commit, `data=ordered` and `data=journal` (issue 4).
 //!
 //! # Role
-//! [`RwFs`] joins the in-memory mutation layer ([`Mutator`]) and the journal runtime
-//! ([`Journal`]): an operation (see the list below, and [`RwFs::put`] built from them) is
-//! applied to the mutator, its changes taken and committed as
-//! one ordered-mode transaction in the mount's [`CommitOrder`], and only then does it return.
-//! Mount recovers a journal left by a crash (ours or the kernel's) and sets `needs_recovery`
-//! while mounted; clean unmount checkpoints and clears it (`mount`).
+//! [`RwShared`] joins the in-memory mutation layer ([`Mutator`]) and the journal runtime
+//! ([`Journal`]) for any number of threads, each with its own [`RwCtx`] (its read context and
+//! block queue: queues may be `!Send`). An operation is applied to the mutator under the state
+//! lock and joins the *running transaction*; it is durable once that transaction commits:
+//! at an `fsync`/`fdatasync` that needs it, at [`RwShared::sync`], when the transaction grows
+//! past its limits, at the periodic commit (the kernel's `commit=5`), or at unmount. With
+//! [`RwOptions::sync`] (`mount -o sync`) every operation commits before it returns.
+//! [`RwFs`] is the one-thread face of the same mount: it owns a context and the periodic
+//! commit thread, and [`RwFs::shared`] lends the shared part to more threads.
+//!
+//! # Commit (`sync`)
+//! One thread at a time leads: it takes the journal out of the state (others see it absent
+//! and wait on the condition variable), seals the running transaction's changes, starts the
+//! next transaction, and commits with the state unlocked in the mount's [`CommitOrder`];
+//! operations keep running meanwhile. Every thread whose inode changed in the committed
+//! transaction returns when it completes: concurrent fsyncs share one commit (group commit).
+//! `fdatasync` of an inode whose last block-map or size change is committed writes its dirty
+//! blocks in place and flushes, without a commit ([`Journal::sync_data`]), and also takes the
+//! dirty blocks of every other inode waiting for the same.
 //!
 //! # Invariants
-//! - An operation that returned `Ok` is durable: its commit block completed with FUA after a
-//!   flush that covered its data and journal blocks. A crash recovers to the state after some
-//!   prefix of the operations, including every one that returned `Ok` (`txn`).
-//! - Once a commit fails (the journal aborts) or a transaction cannot be built, the mount is
-//!   read-only: every later operation fails with [`RwError::ReadOnly`] naming the first failure,
-//!   and unmount leaves `needs_recovery` set for the next mount.
+//! - An `fsync`/`fdatasync`/`sync` that returns `Ok` made durable every operation on its inode
+//!   (all operations for `sync`) that returned before it was called: a crash recovers to the
+//!   state after some prefix of the transactions, including those.
+//! - Transactions commit in order, one at a time; blocks a transaction freed become
+//!   allocatable only after it committed (`Mutator::release_blocks`), and every one of them
+//!   is revoked in it.
+//! - Once a commit or data sync fails (the journal aborts) or a transaction cannot be built,
+//!   the mount is read-only: every later operation and sync fails with
+//!   [`RwError::ReadOnly`] naming the first failure — no data is reported durable after a
+//!   failed write (fsyncgate) — and unmount leaves `needs_recovery` set for the next mount.
+//!   This is stricter than Linux, which keeps a file system writable after a data write error.
+//! - Operations are all-or-nothing (`Mutator::atomic`): a failed one changes nothing.
 //! - Paths are absolute (`/a/b`); no symlink is followed by these operations.
 //!
-//! Operations: create, mkdir, symlink, write, truncate, fallocate, link, set_attr, rename,
-//! unlink, rmdir, put; each one transaction.
+//! # Modules
+//! | Module | What |
+//! | --- | --- |
+//! | `state` | the shared state, applying an operation, what it touched |
+//! | `sync` | leading a commit or a data sync, fsync/fdatasync/sync, waiting |
+//! | `txn` | a sealed transaction turned into journal input (`data=ordered`/`journal`) |
+//! | `read` | reading file contents through this mount |
+//! | `flusher` | the periodic commit thread |
+//! | `mount` | mount (recovery, orphans) and unmount |
 //!
-//! # Not here yet (this slice)
-//! - Reading back through this mount: the read path's page cache and metadata reads go to home
-//!   locations, which lag the journal until a checkpoint, so this mount offers lookups only
-//!   (through the mutator's own metadata). Read files back with a fresh read-only
-//!   [`crate::Fs::mount`] after [`RwFs::unmount`].
-//! - Buffered writes, fsync and group commit: each operation commits at once; `put` commits
-//!   every chunk of [`PUT_CHUNK_BYTES`] as its own transaction (like `cp`, not atomic as a whole:
-//!   a crash keeps a prefix of the chunks).
-//! - Open files: `unlink` frees at its last link at once (the orphan list exists in the mutator,
-//!   and mount processes a list left on disk, but no operation here keeps a file open);
-//!   `data=journal`.
-//! - One thread: `&mut self` everywhere.
+//! # Not here yet
+//! Open file handles: `unlink` frees at the last link at once (the orphan list exists in the
+//! mutator, and mount processes a list left on disk).
 
 mod error;
+mod flusher;
 mod mount;
+mod ops;
+mod read;
+mod state;
+mod sync;
 mod txn;
 
-use std::io::Read;
-use std::sync::Arc;
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::Duration;
 
 use aios_block::BlockQueue;
 use aios_device::Device;
-use aios_journal::runtime::{CommitOrder, Journal, Replayed};
+use aios_journal::runtime::{CommitOrder, CommitTimes, Committed};
 
 pub use error::RwError;
 
-use crate::error::display_path;
-use crate::{Fs, FsError, Inode, IoCtx, MountOptions, Mutator, NewNode, SetAttr};
+use crate::{Fs, IoCtx, MountOptions};
+use flusher::Flusher;
+use state::State;
 
-/// Bytes of one write transaction of [`RwFs::put`].
+/// Bytes of one write of [`RwFs::put`] (the whole file is made durable at the end).
 pub const PUT_CHUNK_BYTES: usize = 1 << 20;
 
-/// How to mount read-write.
+/// The kernel's default periodic commit interval (`commit=5`).
+pub const COMMIT_INTERVAL_DEFAULT: Duration = Duration::from_secs(5);
+
+/// How file contents reach the disk (the `data=` mount option).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum DataMode {
+    /// `data=ordered`: data written in place before the commit that makes it reachable.
+    #[default]
+    Ordered,
+    /// `data=journal`: data logged in the journal with the metadata, written home at
+    /// checkpoint; `fdatasync` always commits.
+    Journal,
+}
+
+/// How to mount read-write.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RwOptions {
     /// Queue and cache settings (as a read-only mount's).
     pub mount: MountOptions,
     /// The commit order of every transaction (`sync`: vanilla ext4, `async`: AIOS).
     pub order: CommitOrder,
+    /// `data=ordered` or `data=journal`.
+    pub data: DataMode,
+    /// `mount -o sync`: every operation is durable when it returns.
+    pub sync: bool,
+    /// The periodic commit of [`RwFs`] (`None`: only syncs, limits and unmount commit).
+    pub commit_interval: Option<Duration>,
+}
+
+impl Default for RwOptions {
+    fn default() -> Self {
+        RwOptions {
+            mount: MountOptions::default(),
+            order: CommitOrder::default(),
+            data: DataMode::default(),
+            sync: false,
+            commit_interval: Some(COMMIT_INTERVAL_DEFAULT),
+        }
+    }
 }
 
 /// Counters of one read-write mount.
@@ -66,12 +122,18 @@ pub struct RwOptions {
 pub struct RwStats {
     /// Transactions committed.
     pub commits: u64,
+    /// Of those, commits started by the periodic commit.
+    pub periodic_commits: u64,
     /// Commits that checkpointed first because the log was full.
     pub checkpoints: u64,
     /// Journal blocks written by commits.
     pub journal_blocks: u64,
-    /// Per-stage nanoseconds summed over every commit (the fsync breakdown).
-    pub commit_times: aios_journal::runtime::CommitTimes,
+    /// `fsync`/`fdatasync`/`sync` calls that returned `Ok`.
+    pub syncs: u64,
+    /// Data-only syncs (`fdatasync` of overwrites: data in place and a flush, no commit).
+    pub data_syncs: u64,
+    /// Per-stage nanoseconds summed over every commit and data sync (the fsync breakdown).
+    pub commit_times: CommitTimes,
 }
 
 impl RwStats {
@@ -80,9 +142,12 @@ impl RwStats {
         let (a, b) = (&self.commit_times, &before.commit_times);
         RwStats {
             commits: self.commits - before.commits,
+            periodic_commits: self.periodic_commits - before.periodic_commits,
             checkpoints: self.checkpoints - before.checkpoints,
             journal_blocks: self.journal_blocks - before.journal_blocks,
-            commit_times: aios_journal::runtime::CommitTimes {
+            syncs: self.syncs - before.syncs,
+            data_syncs: self.data_syncs - before.data_syncs,
+            commit_times: CommitTimes {
                 checkpoint_ns: a.checkpoint_ns - b.checkpoint_ns,
                 build_journal_ns: a.build_journal_ns - b.build_journal_ns,
                 submit_ns: a.submit_ns - b.submit_ns,
@@ -92,51 +157,66 @@ impl RwStats {
             },
         }
     }
+
+    fn add_times(&mut self, c: &Committed) {
+        let (sum, t) = (&mut self.commit_times, &c.times);
+        sum.checkpoint_ns += t.checkpoint_ns;
+        sum.build_journal_ns += t.build_journal_ns;
+        sum.submit_ns += t.submit_ns;
+        sum.wait_ns += t.wait_ns;
+        sum.flush_ns += t.flush_ns;
+        sum.commit_ns += t.commit_ns;
+    }
 }
 
-/// A file system mounted read-write. See the module documentation.
-pub struct RwFs<D: Device> {
-    fs: Fs<D>,
+/// One thread's context for a [`RwShared`]: its read context and its block queue. Make one
+/// per thread with [`RwShared::ctx`]; it stays on that thread.
+pub struct RwCtx<D: Device> {
     io: IoCtx<D::Queue>,
-    /// The journal's queue (idle between calls, as [`Journal`] requires).
     q: BlockQueue<D::Queue>,
-    journal: Journal,
-    mutator: Mutator,
-    /// The first failure, once the mount is read-only.
-    failed: Option<Arc<str>>,
-    stats: RwStats,
-    replayed: Option<Replayed>,
 }
 
-/// Splits absolute `path` into its parent path and last name.
-fn split(path: &[u8]) -> Result<(&[u8], &[u8]), FsError> {
-    let trimmed = path.strip_suffix(b"/").unwrap_or(path);
-    if !trimmed.starts_with(b"/") {
-        return Err(FsError::InvalidPath {
-            path: display_path(path),
-            reason: "not an absolute path with a last name",
-        });
-    }
-    let cut = trimmed.iter().rposition(|&b| b == b'/').unwrap_or(0);
-    let (parent, name) = trimmed.split_at(cut);
-    let name = name.get(1..).unwrap_or_default();
-    Ok((if parent.is_empty() { b"/" } else { parent }, name))
+/// The shared part of a read-write mount (`Sync`); see the module documentation.
+pub struct RwShared<D: Device> {
+    fs: Fs<D>,
+    options: RwOptions,
+    state: Mutex<State>,
+    /// Signalled whenever a commit or data sync finishes (or fails).
+    changed: Condvar,
+    /// A running transaction with more metadata (plus journaled data) blocks than this commits
+    /// at the end of the operation that grew it (a quarter of the log, as jbd2).
+    txn_blocks_max: usize,
+    /// A running transaction with more dirty data blocks than this commits likewise.
+    dirty_blocks_max: usize,
 }
 
-impl<D: Device> RwFs<D> {
-    /// What mount-time recovery replayed (`None`: the file system was clean).
-    pub fn replayed(&self) -> Option<&Replayed> {
-        self.replayed.as_ref()
+/// A file system mounted read-write, driven from one thread (more through [`RwFs::shared`]).
+pub struct RwFs<D: Device + 'static> {
+    shared: Arc<RwShared<D>>,
+    ctx: Option<RwCtx<D>>,
+    flusher: Option<Flusher>,
+}
+
+impl<D: Device> RwShared<D> {
+    /// A context for the calling thread.
+    pub fn ctx(&self) -> Result<RwCtx<D>, RwError> {
+        let io = self.fs.io().map_err(|cause| RwError::Fs {
+            step: "thread context",
+            cause,
+        })?;
+        let q =
+            BlockQueue::open(&self.fs.device, self.fs.options.queue_config()).map_err(|cause| {
+                RwError::Device {
+                    step: "thread context",
+                    cause,
+                }
+            })?;
+        Ok(RwCtx { io, q })
     }
 
-    /// Counters so far.
-    pub fn stats(&self) -> RwStats {
-        self.stats
-    }
-
-    /// True once a failure made the mount read-only.
-    pub fn is_read_only(&self) -> bool {
-        self.failed.is_some()
+    /// The options this mount was made with.
+    pub fn options(&self) -> &RwOptions {
+        &self.options
     }
 
     /// The device under the file system (e.g. to crash an emulated one).
@@ -144,211 +224,110 @@ impl<D: Device> RwFs<D> {
         &self.fs.device
     }
 
-    /// The inode of absolute `path` (no symlink followed), `None` if it does not exist.
-    pub fn lookup(&mut self, path: impl AsRef<[u8]>) -> Result<Option<u32>, RwError> {
-        let path = path.as_ref();
-        self.read("lookup", path, |m, r| m.lookup_path(r, path))
-    }
-
-    /// Inode `ino` as this mount sees it.
-    pub fn inode(&mut self, ino: u32) -> Result<Inode, RwError> {
-        let path = format!("<inode {ino}>");
-        self.read("stat", path.as_bytes(), |m, r| m.inode(r, ino))
-    }
-
-    fn parent(
-        m: &mut Mutator,
-        r: &mut dyn crate::BlockRead,
-        path: &[u8],
-    ) -> Result<(u32, Vec<u8>), FsError> {
-        let (parent, name) = split(path)?;
-        let ino = m.lookup_path(r, parent)?.ok_or_else(|| FsError::NotFound {
-            path: display_path(parent),
-        })?;
-        Ok((ino, name.to_vec()))
-    }
-
-    fn create_node(
-        &mut self,
-        op: &'static str,
-        path: &[u8],
-        node: NewNode<'_>,
-    ) -> Result<u32, RwError> {
-        self.apply(op, path, |m, r| {
-            let (parent, name) = Self::parent(m, r, path)?;
-            m.create(r, parent, &name, node)
-        })
-    }
-
-    /// Creates the regular file `path` (permission bits `perm`); returns its inode.
-    pub fn create(&mut self, path: impl AsRef<[u8]>, perm: u16) -> Result<u32, RwError> {
-        self.create_node("create", path.as_ref(), NewNode::File { perm })
-    }
-
-    /// Creates the directory `path`; returns its inode.
-    pub fn mkdir(&mut self, path: impl AsRef<[u8]>, perm: u16) -> Result<u32, RwError> {
-        self.create_node("mkdir", path.as_ref(), NewNode::Dir { perm })
-    }
-
-    /// Creates the symbolic link `path` to `target`; returns its inode.
-    pub fn symlink(&mut self, path: impl AsRef<[u8]>, target: &[u8]) -> Result<u32, RwError> {
-        self.create_node("symlink", path.as_ref(), NewNode::Symlink { target })
-    }
-
-    /// Writes `data` at `offset_bytes` of the regular file `path`, as one transaction.
-    pub fn write(
-        &mut self,
-        path: impl AsRef<[u8]>,
-        offset_bytes: u64,
-        data: &[u8],
-    ) -> Result<(), RwError> {
-        let path = path.as_ref();
-        self.apply("write", path, |m, r| {
-            let ino = resolve(m, r, path)?;
-            m.write(r, ino, offset_bytes, data)
-        })
-    }
-
-    /// Sets the size of the regular file `path`.
-    pub fn truncate(&mut self, path: impl AsRef<[u8]>, size_bytes: u64) -> Result<(), RwError> {
-        let path = path.as_ref();
-        self.apply("truncate", path, |m, r| {
-            let ino = resolve(m, r, path)?;
-            m.truncate(r, ino, size_bytes)
-        })
-    }
-
-    /// Removes the non-directory `path` (frees it at its last link).
-    pub fn unlink(&mut self, path: impl AsRef<[u8]>) -> Result<(), RwError> {
-        let path = path.as_ref();
-        self.apply("unlink", path, |m, r| {
-            let (parent, name) = Self::parent(m, r, path)?;
-            m.unlink(r, parent, &name)
-        })
-    }
-
-    /// Renames `from` to `to` atomically (one transaction), replacing a file or an empty
-    /// directory at `to` as `rename(2)` does.
-    pub fn rename(&mut self, from: impl AsRef<[u8]>, to: impl AsRef<[u8]>) -> Result<(), RwError> {
-        let (from, to) = (from.as_ref(), to.as_ref());
-        self.apply("rename", from, |m, r| {
-            // rename(2)'s order: each parent is resolved and must be a directory (`from`'s
-            // first), then the source must exist.
-            let (old_parent, old_name) = Self::parent(m, r, from)?;
-            m.lookup(r, old_parent, b".")?;
-            let (new_parent, new_name) = Self::parent(m, r, to)?;
-            m.lookup(r, new_parent, b".")?;
-            m.rename(r, old_parent, &old_name, new_parent, &new_name)
-        })
-    }
-
-    /// Adds the name `new_path` for the existing non-directory `existing` (a hard link).
-    pub fn link(
-        &mut self,
-        existing: impl AsRef<[u8]>,
-        new_path: impl AsRef<[u8]>,
-    ) -> Result<(), RwError> {
-        let (existing, new_path) = (existing.as_ref(), new_path.as_ref());
-        self.apply("link", new_path, |m, r| {
-            let ino = resolve(m, r, existing)?;
-            let (parent, name) = Self::parent(m, r, new_path)?;
-            m.link(r, ino, parent, &name)
-        })
-    }
-
-    /// Changes mode bits, owner, group or times of `path` (chmod, chown, utimes); ctime
-    /// becomes now, as in Linux.
-    pub fn set_attr(&mut self, path: impl AsRef<[u8]>, attr: &SetAttr) -> Result<(), RwError> {
-        let path = path.as_ref();
-        self.apply("set_attr", path, |m, r| {
-            let ino = resolve(m, r, path)?;
-            m.set_attr(r, ino, attr)
-        })
-    }
-
-    /// Allocates `[offset_bytes, offset_bytes + len_bytes)` of the regular file `path` as
-    /// unwritten extents (reads return zeros); grows the size unless `keep_size`.
-    pub fn fallocate(
-        &mut self,
-        path: impl AsRef<[u8]>,
-        offset_bytes: u64,
-        len_bytes: u64,
-        keep_size: bool,
-    ) -> Result<(), RwError> {
-        let path = path.as_ref();
-        self.apply("fallocate", path, |m, r| {
-            let ino = resolve(m, r, path)?;
-            m.fallocate(r, ino, offset_bytes, len_bytes, keep_size)
-        })
-    }
-
-    /// Removes the empty directory `path`.
-    pub fn rmdir(&mut self, path: impl AsRef<[u8]>) -> Result<(), RwError> {
-        let path = path.as_ref();
-        self.apply("rmdir", path, |m, r| {
-            let (parent, name) = Self::parent(m, r, path)?;
-            m.rmdir(r, parent, &name)
-        })
-    }
-
-    /// Creates `path` (mode 0644) or empties it if it is a regular file, then writes everything
-    /// `src` yields, [`PUT_CHUNK_BYTES`] per transaction. Returns the bytes written.
-    pub fn put(&mut self, path: impl AsRef<[u8]>, src: &mut dyn Read) -> Result<u64, RwError> {
-        let path = path.as_ref();
-        match self.lookup(path)? {
-            Some(_) => self.truncate(path, 0)?,
-            None => {
-                self.create(path, 0o644)?;
-            }
-        }
-        let mut buf = vec![0u8; PUT_CHUNK_BYTES];
-        let mut offset = 0u64;
-        loop {
-            let mut filled = 0;
-            while filled < buf.len() {
-                let rest = buf.get_mut(filled..).unwrap_or_default();
-                match src.read(rest) {
-                    Ok(0) => break,
-                    Ok(n) => filled += n,
-                    Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-                    Err(e) => {
-                        return Err(RwError::Source {
-                            path: display_path(path),
-                            offset_bytes: offset + filled as u64,
-                            cause: e,
-                        })
-                    }
-                }
-            }
-            if filled == 0 {
-                return Ok(offset);
-            }
-            self.write(path, offset, buf.get(..filled).unwrap_or_default())?;
-            offset += filled as u64;
-        }
-    }
-
-    /// Writes every committed metadata block home and empties the log.
-    pub fn checkpoint(&mut self) -> Result<(), RwError> {
-        self.check_writable("checkpoint", b"")?;
-        let arena = self.fs.device.arena().clone();
-        match self.journal.checkpoint(&mut self.q, &arena) {
-            Ok(_) => Ok(()),
-            Err(cause) => {
-                let e = RwError::Journal {
-                    step: "checkpoint",
-                    cause,
-                };
-                self.failed.get_or_insert_with(|| Arc::from(e.to_string()));
-                Err(e)
-            }
+    fn new(fs: Fs<D>, options: RwOptions, state: State, log_blocks: u64) -> Self {
+        let quarter = usize::try_from(log_blocks / 4).unwrap_or(usize::MAX);
+        RwShared {
+            fs,
+            options,
+            state: Mutex::new(state),
+            changed: Condvar::new(),
+            txn_blocks_max: quarter.max(16),
+            dirty_blocks_max: DIRTY_BLOCKS_MAX,
         }
     }
 }
 
-/// The inode of absolute `path`, which must exist.
-fn resolve(m: &mut Mutator, r: &mut dyn crate::BlockRead, path: &[u8]) -> Result<u32, FsError> {
-    m.lookup_path(r, path)?.ok_or_else(|| FsError::NotFound {
-        path: display_path(path),
-    })
+/// Dirty data blocks (64 MiB) after which the writing operation commits (writeback pressure).
+const DIRTY_BLOCKS_MAX: usize = 16 * 1024;
+
+impl<D: Device + 'static> RwFs<D> {
+    /// The part other threads use (each with its own [`RwShared::ctx`]), e.g. in
+    /// `std::thread::scope`.
+    pub fn shared(&self) -> &RwShared<D> {
+        &self.shared
+    }
+
+    fn parts(&mut self) -> (&RwShared<D>, &mut RwCtx<D>) {
+        let ctx = self
+            .ctx
+            .as_mut()
+            .expect("the context lives until unmount consumes the mount");
+        (&self.shared, ctx)
+    }
+
+    /// Counters so far.
+    pub fn stats(&self) -> RwStats {
+        self.shared.stats()
+    }
+
+    /// True once a failure made the mount read-only.
+    pub fn is_read_only(&self) -> bool {
+        self.shared.is_read_only()
+    }
+
+    /// The device under the file system (e.g. to crash an emulated one).
+    pub fn device(&self) -> &D {
+        self.shared.device()
+    }
+
+    /// What mount-time recovery replayed (`None`: the file system was clean).
+    pub fn replayed(&self) -> Option<aios_journal::runtime::Replayed> {
+        self.shared.replayed()
+    }
+}
+
+/// Forwards each listed operation of [`RwShared`] to [`RwFs`] with its own context.
+macro_rules! forward {
+    ($( $(#[$doc:meta])* fn $name:ident($($arg:ident: $ty:ty),*) -> $ret:ty; )*) => {
+        impl<D: Device + 'static> RwFs<D> {
+            $(
+                $(#[$doc])*
+                pub fn $name(&mut self, $($arg: $ty),*) -> Result<$ret, RwError> {
+                    let (shared, ctx) = self.parts();
+                    shared.$name(ctx, $($arg),*)
+                }
+            )*
+        }
+    };
+}
+
+forward! {
+    /// [`RwShared::lookup`].
+    fn lookup(path: impl AsRef<[u8]>) -> Option<u32>;
+    /// [`RwShared::inode`].
+    fn inode(ino: u32) -> crate::Inode;
+    /// [`RwShared::create`].
+    fn create(path: impl AsRef<[u8]>, perm: u16) -> u32;
+    /// [`RwShared::mkdir`].
+    fn mkdir(path: impl AsRef<[u8]>, perm: u16) -> u32;
+    /// [`RwShared::symlink`].
+    fn symlink(path: impl AsRef<[u8]>, target: &[u8]) -> u32;
+    /// [`RwShared::write`].
+    fn write(path: impl AsRef<[u8]>, offset_bytes: u64, data: &[u8]) -> ();
+    /// [`RwShared::read`].
+    fn read(path: impl AsRef<[u8]>, offset_bytes: u64, out: &mut [u8]) -> usize;
+    /// [`RwShared::truncate`].
+    fn truncate(path: impl AsRef<[u8]>, size_bytes: u64) -> ();
+    /// [`RwShared::unlink`].
+    fn unlink(path: impl AsRef<[u8]>) -> ();
+    /// [`RwShared::rename`].
+    fn rename(from: impl AsRef<[u8]>, to: impl AsRef<[u8]>) -> ();
+    /// [`RwShared::link`].
+    fn link(existing: impl AsRef<[u8]>, new_path: impl AsRef<[u8]>) -> ();
+    /// [`RwShared::set_attr`].
+    fn set_attr(path: impl AsRef<[u8]>, attr: &crate::SetAttr) -> ();
+    /// [`RwShared::fallocate`].
+    fn fallocate(path: impl AsRef<[u8]>, offset_bytes: u64, len_bytes: u64, keep_size: bool) -> ();
+    /// [`RwShared::rmdir`].
+    fn rmdir(path: impl AsRef<[u8]>) -> ();
+    /// [`RwShared::put`].
+    fn put(path: impl AsRef<[u8]>, src: &mut dyn std::io::Read) -> u64;
+    /// [`RwShared::fsync`].
+    fn fsync(path: impl AsRef<[u8]>) -> ();
+    /// [`RwShared::fdatasync`].
+    fn fdatasync(path: impl AsRef<[u8]>) -> ();
+    /// [`RwShared::sync`].
+    fn sync() -> ();
+    /// [`RwShared::checkpoint`].
+    fn checkpoint() -> ();
 }

@@ -33,7 +33,11 @@ use aios_ext4::format::superblock::{Superblock, SUPERBLOCK_OFFSET_BYTES, SUPERBL
 use aios_ext4::Location;
 use aios_journal::runtime::{recover, Journal, JournalExtent, JournalExtents, JournalOptions};
 
-use super::{RwError, RwFs, RwOptions, RwStats};
+use std::sync::Arc;
+
+use super::flusher::Flusher;
+use super::state::State;
+use super::{RwCtx, RwError, RwFs, RwOptions, RwShared};
 use crate::{Fs, FsBlocks, FsError, IoCtx, Mutator};
 
 const SB_START: usize = SUPERBLOCK_OFFSET_BYTES as usize;
@@ -47,7 +51,7 @@ fn journal_err(step: &'static str) -> impl Fn(aios_journal::runtime::RuntimeErro
     move |cause| RwError::Journal { step, cause }
 }
 
-impl<D: Device> RwFs<D> {
+impl<D: Device + 'static> RwFs<D> {
     /// Mounts `device` read-write (see the module documentation for the order of steps).
     pub fn mount(device: D, options: RwOptions) -> Result<RwFs<D>, RwError> {
         // 1. First look: the journal's extents.
@@ -118,76 +122,99 @@ impl<D: Device> RwFs<D> {
         fs.sb = sb;
         let mutator = Mutator::new(&fs);
         let has_orphans = fs.sb.last_orphan != 0;
-        let mut rw = RwFs {
-            fs,
-            io,
-            q,
-            journal,
-            mutator,
-            failed: None,
-            stats: RwStats::default(),
-            replayed,
-        };
+        drop(io);
+        drop(q);
+        let log_blocks = journal.log_blocks();
+        let state = State::new(mutator, journal, replayed);
+        let shared = Arc::new(RwShared::new(fs, options, state, log_blocks));
+        let mut ctx = shared.ctx()?;
         // 5. Inodes unlinked while open when the last session ended (crash or not): freed now,
         //    as the kernel's orphan cleanup does at mount, in one transaction.
         if has_orphans {
-            rw.apply("orphan cleanup", b"/", |m, r| {
+            shared.apply(&mut ctx, "orphan cleanup", b"/", |m, r, _| {
                 m.process_orphans(r).map(drop)
             })?;
+            shared.sync(&mut ctx)?;
         }
-        Ok(rw)
+        let flusher = match options.commit_interval {
+            Some(interval) => Some(Flusher::start(Arc::clone(&shared), interval).map_err(|e| {
+                RwError::Thread {
+                    step: "start the periodic commit",
+                    cause: e,
+                }
+            })?),
+            None => None,
+        };
+        Ok(RwFs {
+            shared,
+            ctx: Some(ctx),
+            flusher,
+        })
     }
 
-    /// Checkpoints, marks the journal clean, clears `needs_recovery` and returns the device.
-    /// After a failure (the mount is read-only) nothing is written and the error says why: the
-    /// image then needs recovery, which the next read-write mount (or `e2fsck`) does.
-    pub fn unmount(self) -> (D, Result<(), RwError>) {
-        let RwFs {
-            fs,
-            mut io,
-            mut q,
-            journal,
-            mut mutator,
-            failed,
-            ..
-        } = self;
-        let result = match failed {
-            Some(first) => Err(RwError::ReadOnly {
-                op: "unmount",
-                path: String::new(),
-                first,
-            }),
-            None => clean_unmount(&fs, &mut io, &mut q, journal, &mut mutator),
+    /// Commits what is running, checkpoints, marks the journal clean, clears
+    /// `needs_recovery` and returns the device. After a failure (the mount is read-only)
+    /// nothing more is written and the error says why: the image then needs recovery, which
+    /// the next read-write mount (or `e2fsck`) does.
+    pub fn unmount(mut self) -> (D, Result<(), RwError>) {
+        if let Some(f) = self.flusher.take() {
+            f.stop();
+        }
+        let mut ctx = self
+            .ctx
+            .take()
+            .expect("the context lives until unmount consumes the mount");
+        let result = self.shared.sync(&mut ctx).and_then(|()| {
+            let mut st = self.shared.lock();
+            let journal = st.journal.take().ok_or(RwError::Unsupported {
+                step: "unmount",
+                what: "a commit is still in flight (a bug: every thread has returned)",
+            })?;
+            let State { mutator, .. } = &mut *st;
+            clean_unmount(&self.shared.fs, &mut ctx, journal, mutator)
+        });
+        drop(ctx);
+        let RwFs { shared, .. } = self;
+        let shared = match Arc::try_unwrap(shared) {
+            Ok(s) => s,
+            Err(_) => {
+                unreachable!("the periodic commit thread has ended and no other owner exists")
+            }
         };
-        drop(io);
-        drop(q);
-        (fs.unmount(), result)
+        (shared.fs.unmount(), result)
     }
 }
 
 fn clean_unmount<D: Device>(
     fs: &Fs<D>,
-    io: &mut IoCtx<D::Queue>,
-    q: &mut BlockQueue<D::Queue>,
+    ctx: &mut RwCtx<D>,
     journal: Journal,
     mutator: &mut Mutator,
 ) -> Result<(), RwError> {
     let step = "unmount";
     journal
-        .unmount(q, fs.device.arena())
+        .unmount(&mut ctx.q, fs.device.arena())
         .map_err(journal_err(step))?;
     mutator.sb.set_needs_recovery(false);
     mutator.sb_dirty = true;
-    let mut r = FsBlocks { fs, io };
+    let mut r = FsBlocks {
+        fs,
+        io: &mut ctx.io,
+    };
     let changes = mutator.take_changes(&mut r).map_err(fs_err(step))?;
     if !changes.data_blocks.is_empty() || changes.meta_blocks.len() != 1 {
         return Err(RwError::Unsupported {
             step,
-            what: "changes left uncommitted at unmount (a bug: every operation commits)",
+            what: "changes left uncommitted at unmount (a bug: unmount commits first)",
         });
     }
     match changes.meta_blocks.first() {
-        Some((0, block0)) => write_block0(q, fs.device.arena(), block0, "clear needs_recovery"),
+        Some((0, block0)) => write_block0(
+            &mut ctx.q,
+            fs.device.arena(),
+            block0,
+            "clear needs_recovery",
+        ),
         _ => Err(RwError::Unsupported {
             step,
             what: "the superblock change is not in block 0",

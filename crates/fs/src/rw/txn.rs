@@ -1,180 +1,146 @@
-//! One file-system operation = one transaction: apply through the [`Mutator`], take its
-//! changes, commit them ([`Journal::commit`]: data blocks as ordered-mode writes in place,
-//! metadata blocks logged, every freed block revoked), then release the blocks it freed.
+//! A sealed transaction turned into journal input, and the two kinds of durable write:
+//! a commit ([`Journal::commit`]) and a data-only sync ([`Journal::sync_data`]).
 //!
 //! # Invariants
-//! - Nothing is written by an operation before its commit; the freed blocks become allocatable
-//!   ([`Mutator::release_pending`]) only after the commit returned `Ok`.
-//! - Every block freed by the transaction is revoked in it: a metadata block logged by an
-//!   earlier transaction and reused as data later is never replayed or checkpointed over the
-//!   data (the journal also drops it from its checkpoint list). Freed blocks are never logged in
-//!   the same transaction (the mutator forgets them), so the layout never sees a block both
-//!   logged and revoked.
-//! - An operation that fails midway commits what it already changed (the mutator's state stays
-//!   consistent; no rollback), then reports its own error.
-//! - Any failure once the mutator changed state (a refused or failed commit, no arena memory)
-//!   makes the mount read-only: memory may be ahead of the disk, so every later operation fails
-//!   with [`RwError::ReadOnly`] naming the first failure, and unmount leaves the journal for
-//!   recovery.
+//! - `data=ordered`: data blocks are written in place by the commit, before its journal
+//!   blocks are flushed; metadata blocks are logged. `data=journal`: data blocks are logged
+//!   with the metadata (written home at checkpoint), nothing is written in place.
+//! - Every block freed by the transaction is revoked in it: a block logged by an earlier
+//!   transaction and reused later is never replayed or checkpointed over its new contents.
+//!   Freed blocks are never logged in the same transaction (the mutator forgets them).
+//! - Arena buffers taken for data writes all go back, whatever happens.
 
-use std::sync::Arc;
-
-use aios_device::{Buf, Device, BLOCK_SIZE, SEGMENTS_MAX};
+use aios_block::BlockQueue;
+use aios_device::{Arena, Buf, Queue, BLOCK_SIZE, SEGMENTS_MAX};
 use aios_journal::format::Block;
 use aios_journal::layout::DataBlock;
-use aios_journal::runtime::{DataWrite, Journal, Transaction};
+use aios_journal::runtime::{Committed, DataWrite, Journal, RuntimeError, Transaction};
 
-use super::{RwError, RwFs};
+use super::{DataMode, RwError};
 use crate::error::display_path;
-use crate::{BlockRead, Changes, FsBlocks, FsError, Mutator};
+use crate::{BlockRead, Changes, FsError, Mutator};
 
-impl<D: Device> RwFs<D> {
-    /// Fails with [`RwError::ReadOnly`] once an earlier failure made the mount read-only.
-    pub(super) fn check_writable(&self, op: &'static str, path: &[u8]) -> Result<(), RwError> {
-        match &self.failed {
-            Some(first) => Err(RwError::ReadOnly {
+/// The running transaction's changes, taken from the mutator.
+pub(super) struct Sealed {
+    pub(super) changes: Changes,
+    /// Blocks it freed (its revoke records), ascending.
+    pub(super) revoked: Vec<u64>,
+}
+
+/// Why a commit or data sync failed.
+pub(super) enum TxnError {
+    /// The transaction could not be built (arena memory, a malformed block); nothing written.
+    Build(String),
+    /// The journal refused or failed (it is aborted when anything was written).
+    Journal(RuntimeError),
+}
+
+impl TxnError {
+    pub(super) fn into_rw(self, op: &'static str, path: &[u8]) -> RwError {
+        match self {
+            TxnError::Build(what) => RwError::Build {
                 op,
                 path: display_path(path),
-                first: Arc::clone(first),
-            }),
-            None => Ok(()),
-        }
-    }
-
-    /// Runs `f` on the mutator without committing (lookups).
-    pub(super) fn read<T>(
-        &mut self,
-        op: &'static str,
-        path: &[u8],
-        f: impl FnOnce(&mut Mutator, &mut dyn BlockRead) -> Result<T, FsError>,
-    ) -> Result<T, RwError> {
-        let mut r = FsBlocks {
-            fs: &self.fs,
-            io: &mut self.io,
-        };
-        f(&mut self.mutator, &mut r).map_err(|cause| RwError::Op {
-            op,
-            path: display_path(path),
-            cause,
-        })
-    }
-
-    /// Runs `f` as one transaction (see the module documentation).
-    pub(super) fn apply<T>(
-        &mut self,
-        op: &'static str,
-        path: &[u8],
-        f: impl FnOnce(&mut Mutator, &mut dyn BlockRead) -> Result<T, FsError>,
-    ) -> Result<T, RwError> {
-        self.check_writable(op, path)?;
-        let mut r = FsBlocks {
-            fs: &self.fs,
-            io: &mut self.io,
-        };
-        let result = f(&mut self.mutator, &mut r);
-        let changes = match self.mutator.take_changes(&mut r) {
-            Ok(c) => c,
-            Err(e) => return Err(self.fail(op, path, format!("sealing the changes: {e}"))),
-        };
-        let revoked: Vec<u64> = self.mutator.pending_free.iter().copied().collect();
-        if !changes.meta_blocks.is_empty() || !changes.data_blocks.is_empty() || !revoked.is_empty()
-        {
-            self.commit(op, path, changes, &revoked)?;
-            self.mutator.release_pending();
-        }
-        result.map_err(|cause| RwError::Op {
-            op,
-            path: display_path(path),
-            cause,
-        })
-    }
-
-    /// Makes the mount read-only with a [`RwError::Build`] failure and returns it.
-    fn fail(&mut self, op: &'static str, path: &[u8], what: String) -> RwError {
-        let e = RwError::Build {
-            op,
-            path: display_path(path),
-            what,
-        };
-        self.failed.get_or_insert_with(|| Arc::from(e.to_string()));
-        e
-    }
-
-    fn commit(
-        &mut self,
-        op: &'static str,
-        path: &[u8],
-        changes: Changes,
-        revoked: &[u64],
-    ) -> Result<(), RwError> {
-        let arena = self.fs.device.arena().clone();
-        let arena = &arena;
-        let data = match data_writes(arena, &changes.data_blocks) {
-            Ok(d) => d,
-            Err(what) => return Err(self.fail(op, path, what)),
-        };
-        let mut metadata = Vec::with_capacity(changes.meta_blocks.len());
-        for (block, bytes) in &changes.meta_blocks {
-            match <&Block>::try_from(&bytes[..]) {
-                Ok(contents) => metadata.push(DataBlock {
-                    fs_block: *block,
-                    contents,
-                }),
-                Err(_) => {
-                    for d in data {
-                        arena.free(d.buf);
-                    }
-                    let what = format!("metadata block {block} is not 4 KiB");
-                    return Err(self.fail(op, path, what));
-                }
-            }
-        }
-        let out = Journal::commit(
-            &mut self.journal,
-            &mut self.q,
-            arena,
-            Transaction {
-                data,
-                metadata: &metadata,
-                revoked,
+                what,
             },
-        );
-        for d in out.data {
-            arena.free(d.buf);
-        }
-        match out.result {
-            Ok(c) => {
-                self.stats.commits += 1;
-                self.stats.checkpoints += u64::from(c.checkpointed);
-                self.stats.journal_blocks += c.journal_blocks;
-                let (sum, t) = (&mut self.stats.commit_times, &c.times);
-                sum.checkpoint_ns += t.checkpoint_ns;
-                sum.build_journal_ns += t.build_journal_ns;
-                sum.submit_ns += t.submit_ns;
-                sum.wait_ns += t.wait_ns;
-                sum.flush_ns += t.flush_ns;
-                sum.commit_ns += t.commit_ns;
-                Ok(())
-            }
-            Err(cause) => {
-                let e = RwError::Commit {
-                    op,
-                    path: display_path(path),
-                    cause,
-                };
-                self.failed.get_or_insert_with(|| Arc::from(e.to_string()));
-                Err(e)
-            }
+            TxnError::Journal(cause) => RwError::Commit {
+                op,
+                path: display_path(path),
+                cause,
+            },
         }
     }
 }
 
-/// The data blocks as ordered-mode writes: runs of consecutive blocks, at most one request
-/// (32 blocks) each, copied into arena buffers. On failure every buffer taken is freed.
-fn data_writes(
-    arena: &aios_device::Arena,
+/// Takes the mutator's changes (checksums sealed) and the blocks freed since the last seal.
+pub(super) fn seal(m: &mut Mutator, r: &mut dyn BlockRead) -> Result<Sealed, FsError> {
+    let changes = m.take_changes(r)?;
+    Ok(Sealed {
+        changes,
+        revoked: m.pending_free_list(),
+    })
+}
+
+/// Commits `sealed` (see the module documentation). An empty transaction writes nothing and
+/// returns a zero [`Committed`].
+pub(super) fn commit<Q: Queue>(
+    journal: &mut Journal,
+    q: &mut BlockQueue<Q>,
+    arena: &Arena,
+    sealed: &Sealed,
+    mode: DataMode,
+) -> Result<Committed, TxnError> {
+    if sealed.is_empty() {
+        return Ok(empty(journal));
+    }
+    let (in_place, logged_data): (&[(u64, Vec<u8>)], &[(u64, Vec<u8>)]) = match mode {
+        DataMode::Ordered => (&sealed.changes.data_blocks, &[]),
+        DataMode::Journal => (&[], &sealed.changes.data_blocks),
+    };
+    let meta = sealed
+        .changes
+        .meta_blocks
+        .iter()
+        .map(|(b, bytes)| (*b, &bytes[..]))
+        .chain(logged_data.iter().map(|(b, bytes)| (*b, bytes.as_slice())));
+    let mut metadata = Vec::with_capacity(sealed.changes.meta_blocks.len() + logged_data.len());
+    for (block, bytes) in meta {
+        match <&Block>::try_from(bytes) {
+            Ok(contents) => metadata.push(DataBlock {
+                fs_block: block,
+                contents,
+            }),
+            Err(_) => return Err(TxnError::Build(format!("block {block} is not 4 KiB"))),
+        }
+    }
+    // The journal wants each block once, in block order; data and metadata blocks are
+    // disjoint (a block is one or the other), so sorting merges the two lists.
+    metadata.sort_unstable_by_key(|d| d.fs_block);
+    let data = data_writes(arena, in_place).map_err(TxnError::Build)?;
+    let out = journal.commit(
+        q,
+        arena,
+        Transaction {
+            data,
+            metadata: &metadata,
+            revoked: &sealed.revoked,
+        },
+    );
+    for d in out.data {
+        arena.free(d.buf);
+    }
+    out.result.map_err(TxnError::Journal)
+}
+
+/// Writes `blocks` in place and flushes ([`Journal::sync_data`]).
+pub(super) fn sync_data<Q: Queue>(
+    journal: &mut Journal,
+    q: &mut BlockQueue<Q>,
+    arena: &Arena,
     blocks: &[(u64, Vec<u8>)],
-) -> Result<Vec<DataWrite>, String> {
+) -> Result<Committed, TxnError> {
+    let data = data_writes(arena, blocks).map_err(TxnError::Build)?;
+    let out = journal.sync_data(q, arena, data);
+    for d in out.data {
+        arena.free(d.buf);
+    }
+    out.result.map_err(TxnError::Journal)
+}
+
+fn empty(journal: &Journal) -> Committed {
+    let at = journal.head();
+    Committed {
+        sequence: at.sequence,
+        journal_block: at.journal_block,
+        journal_blocks: 0,
+        checkpointed: false,
+        times: Default::default(),
+    }
+}
+
+/// The data blocks as in-place writes: runs of consecutive blocks, at most one request
+/// (32 blocks) each, copied into arena buffers. On failure every buffer taken is freed.
+fn data_writes(arena: &Arena, blocks: &[(u64, Vec<u8>)]) -> Result<Vec<DataWrite>, String> {
     let mut out: Vec<DataWrite> = Vec::new();
     let free_all = |out: Vec<DataWrite>| {
         for d in out {

@@ -66,7 +66,7 @@ use aios_ext4::Location;
 
 pub use meta::{BlockRead, MetaBlocks};
 pub use ns::SetAttr;
-pub use ops::NewNode;
+pub use ops::{NewNode, WriteReport};
 
 use crate::{Fs, FsError, IoCtx};
 
@@ -243,6 +243,52 @@ impl Mutator {
     /// that freed them has committed).
     pub fn release_pending(&mut self) {
         self.pending_free.clear();
+    }
+
+    /// Makes `blocks` (freed by a transaction that has now committed) allocatable again;
+    /// blocks freed later stay pending.
+    pub fn release_blocks(&mut self, blocks: &[u64]) {
+        for block in blocks {
+            self.pending_free.remove(block);
+        }
+    }
+
+    /// Blocks freed and not yet reusable, ascending (the revoke records of a transaction).
+    pub fn pending_free_list(&self) -> Vec<u64> {
+        self.pending_free.iter().copied().collect()
+    }
+
+    /// True if an operation changed anything since the last [`Mutator::take_changes`].
+    pub fn has_changes(&self) -> bool {
+        self.meta.dirty_count() != 0
+            || !self.data.is_empty()
+            || !self.pending_free.is_empty()
+            || !self.dirty_groups.is_empty()
+            || !self.dirty_block_bitmaps.is_empty()
+            || !self.dirty_inode_bitmaps.is_empty()
+            || self.sb_dirty
+    }
+
+    /// Dirty data blocks held (the running transaction's file contents).
+    pub fn dirty_data_blocks(&self) -> usize {
+        self.data.len()
+    }
+
+    /// Metadata blocks changed since the last [`Mutator::take_changes`] (cached, not yet taken).
+    pub fn dirty_meta_blocks(&self) -> usize {
+        self.meta.dirty_count()
+    }
+
+    /// The pending (uncommitted) contents of data block `block`, if an operation wrote it.
+    pub fn dirty_data(&self, block: u64) -> Option<&[u8]> {
+        self.data.get(&block).map(Vec::as_slice)
+    }
+
+    /// Takes data block `block`'s pending write out of the transaction (it is being written
+    /// in place by a data-only sync); `None` if there is none.
+    pub fn take_dirty_data(&mut self, block: u64) -> Option<Vec<u8>> {
+        debug_assert!(self.data_undo.is_none(), "inside an operation");
+        self.data.remove(&block)
     }
 
     /// Seals the bitmap, descriptor and superblock checksums of everything changed and hands

@@ -67,10 +67,32 @@ pub(super) fn check_name(name: &[u8]) -> Result<(), FsError> {
     Ok(())
 }
 
+/// What one [`Mutator::write_report`] did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct WriteReport {
+    /// The data blocks it dirtied, in file order.
+    pub blocks: Vec<u64>,
+    /// It allocated blocks, converted unwritten extents or grew the size: reading the data
+    /// back after a crash needs its metadata, so `fdatasync` must commit it. False for an
+    /// in-place overwrite (only the times changed).
+    pub remapped: bool,
+}
+
 impl Mutator {
     /// Inode `ino` as it is now (including changes not yet taken).
     pub fn inode(&mut self, r: &mut dyn BlockRead, ino: u32) -> Result<Inode, FsError> {
         self.load_inode(r, ino)
+    }
+
+    /// The extents of regular file `ino` as they are now (sorted by logical block; an inline
+    /// or block-mapped file has none this layer can report).
+    pub fn extents(
+        &mut self,
+        r: &mut dyn BlockRead,
+        ino: u32,
+    ) -> Result<Vec<aios_ext4::format::extent::Extent>, FsError> {
+        let inode = self.load_inode(r, ino)?;
+        Ok(Tree::load(self, r, &inode)?.extents())
     }
 
     /// Depth of inode `ino`'s extent tree.
@@ -292,6 +314,18 @@ impl Mutator {
         offset_bytes: u64,
         data: &[u8],
     ) -> Result<(), FsError> {
+        self.write_report(r, ino, offset_bytes, data).map(drop)
+    }
+
+    /// [`Mutator::write`], also saying which data blocks it dirtied and whether it changed
+    /// anything a later read of the data depends on (what `fdatasync` must commit).
+    pub fn write_report(
+        &mut self,
+        r: &mut dyn BlockRead,
+        ino: u32,
+        offset_bytes: u64,
+        data: &[u8],
+    ) -> Result<WriteReport, FsError> {
         self.atomic(r, |m, r| m.write_op(r, ino, offset_bytes, data))
     }
 
@@ -301,7 +335,7 @@ impl Mutator {
         ino: u32,
         offset_bytes: u64,
         data: &[u8],
-    ) -> Result<(), FsError> {
+    ) -> Result<WriteReport, FsError> {
         let mut inode = self.load_inode(r, ino)?;
         if !inode.is_regular() {
             return Err(FsError::NotARegularFile { ino });
@@ -310,8 +344,9 @@ impl Mutator {
             .checked_add(data.len() as u64)
             .filter(|&e| e <= FILE_SIZE_MAX_BYTES)
             .ok_or(FsError::FileTooBig { ino })?;
+        let mut report = WriteReport::default();
         if data.is_empty() {
-            return Ok(());
+            return Ok(report);
         }
         let bs = BLOCK_SIZE as u64;
         let mut tree = Tree::load(self, r, &inode)?;
@@ -332,6 +367,7 @@ impl Mutator {
                     let (start, got) =
                         self.alloc_for_write(r, &mut inode, &mut tree, logical, last)?;
                     fresh_end = u64::from(logical) + u64::from(got);
+                    report.remapped = true;
                     (start, true)
                 }
             };
@@ -359,12 +395,15 @@ impl Mutator {
                 dst.copy_from_slice(src);
             }
             self.put_data(physical, bytes);
+            report.blocks.push(physical);
         }
+        report.remapped |= !converted.is_empty() || end > inode.size_bytes;
         inode.size_bytes = inode.size_bytes.max(end);
         let t = now();
         inode.mtime = t;
         inode.ctime = t;
-        self.store_inode(r, &inode, false)
+        self.store_inode(r, &inode, false)?;
+        Ok(report)
     }
 
     /// Allocates and maps the unmapped run starting at `logical` (up to `last` and one

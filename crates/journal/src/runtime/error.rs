@@ -24,6 +24,8 @@ pub enum Phase {
     Recovery,
     /// Checkpointing and marking the journal clean.
     Unmount,
+    /// Writing data in place and flushing without a commit (`fdatasync` of an overwrite).
+    DataSync,
 }
 
 impl fmt::Display for Phase {
@@ -34,6 +36,7 @@ impl fmt::Display for Phase {
             Phase::Checkpoint => write!(f, "checkpoint"),
             Phase::Recovery => write!(f, "journal recovery"),
             Phase::Unmount => write!(f, "journal unmount"),
+            Phase::DataSync => write!(f, "data sync"),
         }
     }
 }

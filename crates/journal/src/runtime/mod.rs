@@ -9,7 +9,8 @@
 //! not yet written home. [`Journal::commit`] commits one ordered-mode transaction in one of two
 //! [`CommitOrder`]s (the same steps, different waits; `docs/write-path.md`);
 //! [`Journal::checkpoint`] writes committed metadata home and advances the tail;
-//! [`Journal::unmount`] checkpoints and marks the journal clean; [`recover`] replays a journal
+//! [`Journal::sync_data`] writes data in place and flushes without a commit (`fdatasync` of an
+//! overwrite); [`Journal::unmount`] checkpoints and marks the journal clean; [`recover`] replays a journal
 //! left by a crash (ours, the kernel's) before [`Journal::open`].
 //!
 //! # Invariants (each kept by one function, each checked by the crash tests)
@@ -36,6 +37,7 @@
 
 mod checkpoint;
 mod commit;
+mod data_sync;
 mod error;
 mod extents;
 mod io;

@@ -21,6 +21,7 @@ pub(super) fn run_case(setup: &Setup, case: &FsyncCase, run: Run) -> Result<RunO
                     ..MountOptions::default()
                 },
                 order,
+                ..RwOptions::default()
             };
             let device = target.take()?;
             let (result, device) =
@@ -143,7 +144,7 @@ fn measure(
 /// One aios run on `device`: mount, empty the appended file, measure, unmount. Once mounted,
 /// the device comes back with the run's first error if any; a failed mount loses it (`mount`
 /// takes it by value) and is the outer error.
-fn run_aios<D: Device>(
+fn run_aios<D: Device + 'static>(
     device: D,
     options: RwOptions,
     case: &FsyncCase,
@@ -163,7 +164,15 @@ fn run_aios<D: Device>(
             case,
             setup,
             run,
-            |offset| Ok(fs.borrow_mut().write(&path, offset, &data)?),
+            |offset| {
+                let mut fs = fs.borrow_mut();
+                fs.write(&path, offset, &data)?;
+                match case.workload {
+                    FsyncWorkload::Append => fs.fsync(&path)?,
+                    FsyncWorkload::Overwrite => fs.fdatasync(&path)?,
+                }
+                Ok(())
+            },
             || Ok(fs.borrow_mut().truncate(&path, 0)?),
         )?;
         let after = fs.borrow().stats();
