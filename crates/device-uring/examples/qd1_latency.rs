@@ -51,6 +51,7 @@ fn variants() -> Vec<Variant> {
         interrupt,
         iopoll: aios_device_uring::IopollPolicy::Probe,
         poll_fallback,
+        flush: aios_device_uring::FlushPath::Inline,
     };
     let uring = |name, completion, registered_buffers, tuning| Variant::Uring {
         name,

@@ -43,6 +43,8 @@ pub struct Tuning {
     pub iopoll: IopollPolicy,
     /// Poll mode without `IOPOLL`.
     pub poll_fallback: PollFallback,
+    /// How a flush is carried out.
+    pub flush: FlushPath,
 }
 
 impl Default for Tuning {
@@ -51,6 +53,7 @@ impl Default for Tuning {
             interrupt: InterruptSetup::DeferTaskrun,
             iopoll: IopollPolicy::Probe,
             poll_fallback: PollFallback::CqSpin,
+            flush: FlushPath::Inline,
         }
     }
 }
@@ -89,4 +92,19 @@ pub enum PollFallback {
     /// A `SINGLE_ISSUER | DEFER_TASKRUN` ring; spin calling `io_uring_enter(GETEVENTS)` with no
     /// minimum, which runs the deferred completions and returns at once.
     EnterSpin,
+}
+
+/// How a queue carries out a flush.
+///
+/// io_uring cannot run `fsync` without blocking, so it always hands an `IORING_OP_FSYNC` to an
+/// io-wq worker thread; waking that thread costs a cross-CPU wake-up (16 us at p50 on the
+/// 2-vCPU VM of `/work/shared/baselines.md`), on the critical path of every fsync. A flush is
+/// issued only after the writes it covers have completed, so nothing is gained by queueing it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FlushPath {
+    /// `fdatasync(2)` on the submitting thread, in [`aios_device::Queue::submit`]; the
+    /// completion is reapable when `submit` returns.
+    Inline,
+    /// `IORING_OP_FSYNC` (`DATASYNC`) through the ring.
+    Ring,
 }

@@ -56,6 +56,6 @@ mod slot;
 mod sqe;
 mod target;
 
-pub use config::{InterruptSetup, IopollPolicy, PollFallback, Tuning, UringConfig};
+pub use config::{FlushPath, InterruptSetup, IopollPolicy, PollFallback, Tuning, UringConfig};
 pub use device::UringDevice;
 pub use queue::{UringQueue, DEPTH_MAX};

@@ -3,12 +3,13 @@
 //! Life of a command: `push` validates it, checks the tag, asks the fault injector, and writes an
 //! SQE into the submission queue (no system call), or, for an injected fault, records the failure
 //! without touching the kernel. `submit` hands every staged SQE to the kernel in one
-//! `io_uring_enter` and makes staged injected failures reapable. `reap` collects completions,
+//! `io_uring_enter`, runs staged flushes inline (`fdatasync` on this thread, by default: see
+//! [`crate::FlushPath`]) and makes those and staged injected failures reapable. `reap` collects completions,
 //! waiting per the queue's completion mode.
 //!
 //! # Invariants
 //! - `outstanding()` = commands pushed and not reaped = busy slots = staged SQEs + SQEs in the
-//!   kernel + injected failures not yet reaped.
+//!   kernel + injected failures and inline flushes not yet reaped.
 //! - No lock and no heap allocation per command: slots, iovec arrays and fault lists are sized to
 //!   `depth` at open (the caller's `out` vector is the caller's business).
 //! - The rings are dropped only after every command the kernel holds has completed. If waiting
@@ -16,6 +17,7 @@
 //!   state are leaked instead, so the arena stays mapped and registered under the kernel's
 //!   writes; the owner of those commands' buffers is not told (the trait has no way to say it).
 
+use crate::config::FlushPath;
 use crate::device::Shared;
 use crate::ring::Ring;
 use crate::setup::{self, Rings, Wait};
@@ -44,7 +46,10 @@ pub struct UringQueue {
     prep: Prep,
     /// Injected failures pushed and not yet submitted: `(tag, errno)`.
     faults_staged: Vec<(Tag, i32)>,
-    /// Injected failures submitted and not yet reaped.
+    /// Flushes pushed and not yet submitted, to run inline ([`crate::FlushPath::Inline`]).
+    flushes_staged: Vec<Tag>,
+    /// Commands finished without the ring (injected failures, inline flushes) and not yet
+    /// reaped: `(tag, errno)`, errno 0 for success.
     faults_ready: Vec<(Tag, i32)>,
     /// Declared last: outlives the rings (see `Drop`).
     shared: Arc<Shared>,
@@ -89,6 +94,7 @@ impl UringQueue {
             rings: ManuallyDrop::new(rings),
             slots: Slots::new(config.depth),
             faults_staged: Vec::with_capacity(depth),
+            flushes_staged: Vec::with_capacity(depth),
             faults_ready: Vec::with_capacity(depth),
             shared,
             _one_thread: PhantomData,
@@ -121,6 +127,25 @@ impl UringQueue {
         if let Some(flush) = &mut self.rings.flush {
             flush.drain(&mut self.slots, out);
         }
+    }
+
+    /// Runs the staged inline flushes (after the ring's staged commands were started, as a
+    /// ring would have ordered them); each completes at once. Returns how many ran.
+    fn run_inline_flushes(&mut self) -> usize {
+        let n = self.flushes_staged.len();
+        for tag in self.flushes_staged.drain(..) {
+            // SAFETY: `fd` is the device's open descriptor, alive while `shared` lives.
+            let rc = unsafe { libc::fdatasync(self.shared.fd()) };
+            let errno = if rc == 0 {
+                0
+            } else {
+                std::io::Error::last_os_error()
+                    .raw_os_error()
+                    .unwrap_or(libc::EIO)
+            };
+            self.faults_ready.push((tag, errno));
+        }
+        n
     }
 
     /// Starts every staged SQE (one `io_uring_enter` per ring that has any); on rings that only
@@ -200,6 +225,11 @@ impl Queue for UringQueue {
             self.faults_staged.push((tag, errno));
             return Ok(());
         }
+        if io.op == Op::Flush && self.shared.tuning.flush == FlushPath::Inline {
+            self.slots.occupy(tag, io, len_bytes);
+            self.flushes_staged.push(tag);
+            return Ok(());
+        }
         let slot = self.slots.occupy(tag, io, len_bytes);
         let entry = sqe::entry(self.prep, &self.shared.arena, slot, tag, io);
         let rings = &mut *self.rings;
@@ -221,7 +251,8 @@ impl Queue for UringQueue {
         let faults = self.faults_staged.len();
         // Within capacity: at most `depth` commands are outstanding.
         self.faults_ready.append(&mut self.faults_staged);
-        Ok(faults + self.start_staged()?)
+        let started = self.start_staged()?;
+        Ok(faults + self.run_inline_flushes() + started)
     }
 
     fn reap(&mut self, min: usize, out: &mut Vec<Completion>) -> Result<usize, DeviceError> {
@@ -230,6 +261,7 @@ impl Queue for UringQueue {
         if min == 0 {
             self.start_staged()?;
         }
+        self.run_inline_flushes();
         loop {
             self.collect(out);
             let got = out.len() - start;

@@ -6,7 +6,8 @@ use aios_device::{
     TargetOptions, BLOCK_SIZE,
 };
 use aios_device_uring::{
-    InterruptSetup, IopollPolicy, PollFallback, Tuning, UringConfig, UringDevice, UringQueue,
+    FlushPath, InterruptSetup, IopollPolicy, PollFallback, Tuning, UringConfig, UringDevice,
+    UringQueue,
 };
 use std::path::Path;
 
@@ -187,6 +188,7 @@ fn every_ring_setup_moves_data() {
             interrupt,
             iopoll: IopollPolicy::Off,
             poll_fallback,
+            flush: FlushPath::Ring,
         };
         let dev = open(image.path(), UringConfig { tuning, ..config() });
         for (j, completion) in [CompletionMode::Interrupt, CompletionMode::Poll]
@@ -203,12 +205,18 @@ fn every_ring_setup_moves_data() {
     }
 }
 
-/// Every setup a queue can get, as (tuning, completion mode).
+/// Every setup a queue can get, as (tuning, completion mode); flushes through the ring for
+/// `Plain` rings, inline for the others, so the contract covers both paths.
 fn all_setups() -> Vec<(Tuning, CompletionMode)> {
     let tuning = |interrupt, poll_fallback| Tuning {
         interrupt,
         iopoll: IopollPolicy::Probe,
         poll_fallback,
+        flush: if interrupt == InterruptSetup::Plain {
+            FlushPath::Ring
+        } else {
+            FlushPath::Inline
+        },
     };
     vec![
         (

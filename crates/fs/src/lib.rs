@@ -91,7 +91,10 @@ pub use inode::Stat;
 pub use io::IoCtx;
 pub use mount::{Fs, MountOptions, ReadMode};
 pub use readahead::ReadaheadStats;
-pub use rw::{RwError, RwFs, RwOptions, RwStats};
+pub use rw::{
+    DataMode, RwCtx, RwError, RwFs, RwOptions, RwShared, RwStats, COMMIT_INTERVAL_DEFAULT,
+    PUT_CHUNK_BYTES,
+};
 pub use write::{BlockRead, Changes, FsBlocks, MetaBlocks, Mutator, NewNode, SetAttr, WriteReport};
 
 pub use aios_ext4::format::inode::{Inode, Timestamp};

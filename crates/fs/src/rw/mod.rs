@@ -193,7 +193,7 @@ pub struct RwShared<D: Device> {
 /// A file system mounted read-write, driven from one thread (more through [`RwFs::shared`]).
 pub struct RwFs<D: Device + 'static> {
     shared: Arc<RwShared<D>>,
-    ctx: Option<RwCtx<D>>,
+    ctx: RwCtx<D>,
     flusher: Option<Flusher>,
 }
 
@@ -248,11 +248,7 @@ impl<D: Device + 'static> RwFs<D> {
     }
 
     fn parts(&mut self) -> (&RwShared<D>, &mut RwCtx<D>) {
-        let ctx = self
-            .ctx
-            .as_mut()
-            .expect("the context lives until unmount consumes the mount");
-        (&self.shared, ctx)
+        (&self.shared, &mut self.ctx)
     }
 
     /// Counters so far.

@@ -147,7 +147,7 @@ impl<D: Device + 'static> RwFs<D> {
         };
         Ok(RwFs {
             shared,
-            ctx: Some(ctx),
+            ctx,
             flusher,
         })
     }
@@ -156,25 +156,25 @@ impl<D: Device + 'static> RwFs<D> {
     /// `needs_recovery` and returns the device. After a failure (the mount is read-only)
     /// nothing more is written and the error says why: the image then needs recovery, which
     /// the next read-write mount (or `e2fsck`) does.
-    pub fn unmount(mut self) -> (D, Result<(), RwError>) {
-        if let Some(f) = self.flusher.take() {
+    pub fn unmount(self) -> (D, Result<(), RwError>) {
+        let RwFs {
+            shared,
+            mut ctx,
+            flusher,
+        } = self;
+        if let Some(f) = flusher {
             f.stop();
         }
-        let mut ctx = self
-            .ctx
-            .take()
-            .expect("the context lives until unmount consumes the mount");
-        let result = self.shared.sync(&mut ctx).and_then(|()| {
-            let mut st = self.shared.lock();
+        let result = shared.sync(&mut ctx).and_then(|()| {
+            let mut st = shared.lock();
             let journal = st.journal.take().ok_or(RwError::Unsupported {
                 step: "unmount",
                 what: "a commit is still in flight (a bug: every thread has returned)",
             })?;
             let State { mutator, .. } = &mut *st;
-            clean_unmount(&self.shared.fs, &mut ctx, journal, mutator)
+            clean_unmount(&shared.fs, &mut ctx, journal, mutator)
         });
         drop(ctx);
-        let RwFs { shared, .. } = self;
         let shared = match Arc::try_unwrap(shared) {
             Ok(s) => s,
             Err(_) => {

@@ -304,7 +304,7 @@ impl<D: Device> RwShared<D> {
         };
         match result {
             Ok(_) => {
-                st.journaled.clear();
+                st.unhomed.retain(|_, u| u.logged_by.is_none());
                 Ok(())
             }
             Err(cause) => {

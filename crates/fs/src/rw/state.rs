@@ -3,15 +3,23 @@
 //! # Transaction ids
 //! Transactions are numbered from 1; `running` is the one operations join, every id below it
 //! has been sealed, and `committed` is the highest one whose commit completed (ids commit in
-//! order). Per inode, three ids say what a sync of it still needs:
-//! - `sync_tid`: the last transaction that changed the inode or its names (what `fsync` waits
-//!   for);
+//! order). Per inode, two ids say which transaction a sync of it must wait for:
+//! - `sync_tid`: the last transaction that changed the inode, its data or its names (what
+//!   `fsync` waits for);
 //! - `datasync_tid`: the last one that changed what reading its data depends on: block map,
-//!   unwritten flags, size, creation (what `fdatasync` waits for in `data=ordered`);
-//! - `data_tid`: the last one that dirtied its data. Dirty blocks of the running transaction
-//!   are also listed per inode in `dirty` (what a data-only sync writes).
+//!   unwritten flags, size, creation (what `fdatasync` waits for in `data=ordered`).
 //!
 //! Entries at or below `committed` say nothing more and are pruned at each commit.
+//!
+//! Data is tracked by write sequence numbers, since a data-only sync makes data durable
+//! without a commit: every write with blocks gets the next `write_seq`, kept as the inode's
+//! `last_write`; `durable_write` is the highest sequence whose data is known durable (set when
+//! the commit or data sync that took the inode's dirty blocks completes). The running
+//! transaction's dirty blocks are listed per inode in `dirty`: an inode is there iff it has
+//! data that no completed or in-flight commit or data sync took.
+//!
+//! A sync snapshots its targets when it starts ([`Want`]), so writes made after it started
+//! (by other threads) never keep it waiting.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::{Arc, MutexGuard};
@@ -39,14 +47,18 @@ pub(super) struct State {
     pub(super) running_since: Option<Instant>,
     pub(super) sync_tid: HashMap<u32, u64>,
     pub(super) datasync_tid: HashMap<u32, u64>,
-    pub(super) data_tid: HashMap<u32, u64>,
+    pub(super) write_seq: u64,
+    pub(super) last_write: HashMap<u32, u64>,
+    pub(super) durable_write: HashMap<u32, u64>,
     /// The running transaction's dirty data blocks, by inode.
     pub(super) dirty: HashMap<u32, BTreeSet<u64>>,
     /// Inodes whose `fdatasync` waits for a data-only sync (a leader takes them along).
     pub(super) datasync_wanted: BTreeSet<u32>,
-    /// `data=journal`: data blocks sealed into a transaction and not yet written home by a
-    /// checkpoint, with the id of that transaction (reads must see these, not home).
-    pub(super) journaled: BTreeMap<u64, (u64, Arc<[u8]>)>,
+    /// Data blocks whose newest contents are not home yet: taken from the running transaction
+    /// by a commit or data sync still in flight, or logged by `data=journal` and not yet
+    /// checkpointed. Every read of a data block (read-modify-write, [`RwShared::read`]) sees
+    /// these before the device, or it would read the old contents and lose the update.
+    pub(super) unhomed: BTreeMap<u64, Unhomed>,
     pub(super) replayed: Option<Replayed>,
 }
 
@@ -62,10 +74,12 @@ impl State {
             running_since: None,
             sync_tid: HashMap::new(),
             datasync_tid: HashMap::new(),
-            data_tid: HashMap::new(),
+            write_seq: 0,
+            last_write: HashMap::new(),
+            durable_write: HashMap::new(),
             dirty: HashMap::new(),
             datasync_wanted: BTreeSet::new(),
-            journaled: BTreeMap::new(),
+            unhomed: BTreeMap::new(),
             replayed,
         }
     }
@@ -82,7 +96,11 @@ impl State {
         }
         for (ino, blocks) in touched.data {
             self.sync_tid.insert(ino, tid);
-            self.data_tid.insert(ino, tid);
+            if blocks.is_empty() {
+                continue;
+            }
+            self.write_seq += 1;
+            self.last_write.insert(ino, self.write_seq);
             self.dirty.entry(ino).or_default().extend(blocks);
         }
         if self.running_since.is_none() && self.mutator.has_changes() {
@@ -95,7 +113,105 @@ impl State {
         let c = self.committed;
         self.sync_tid.retain(|_, t| *t > c);
         self.datasync_tid.retain(|_, t| *t > c);
-        self.data_tid.retain(|_, t| *t > c);
+    }
+
+    /// Takes the dirty-block lists of `inodes` (all of them: `None`) out of the running
+    /// transaction; returns the blocks and, per inode, the write sequence they cover (for
+    /// [`State::made_durable`] when the I/O completes).
+    pub(super) fn take_dirty(&mut self, inodes: Option<&[u32]>) -> (Vec<u64>, Vec<(u32, u64)>) {
+        let taken: Vec<(u32, BTreeSet<u64>)> = match inodes {
+            None => self.dirty.drain().collect(),
+            Some(list) => list
+                .iter()
+                .filter_map(|i| self.dirty.remove(i).map(|b| (*i, b)))
+                .collect(),
+        };
+        let mut blocks = Vec::new();
+        let mut covered = Vec::with_capacity(taken.len());
+        for (ino, set) in taken {
+            blocks.extend(set);
+            covered.push((ino, self.last_write.get(&ino).copied().unwrap_or(0)));
+        }
+        (blocks, covered)
+    }
+
+    /// The data of `covered` (from [`State::take_dirty`]) is durable.
+    pub(super) fn made_durable(&mut self, covered: &[(u32, u64)]) {
+        for &(ino, seq) in covered {
+            let d = self.durable_write.entry(ino).or_insert(0);
+            *d = (*d).max(seq);
+        }
+    }
+
+    /// What a sync of `ino` must wait for, as of now.
+    pub(super) fn want(&self, ino: u32, meta: MetaWant) -> Want {
+        let tids = match meta {
+            MetaWant::All => &self.sync_tid,
+            MetaWant::DataMapping => &self.datasync_tid,
+        };
+        Want {
+            meta_tid: tids.get(&ino).copied().unwrap_or(0),
+            write_seq: self.last_write.get(&ino).copied().unwrap_or(0),
+        }
+    }
+}
+
+/// Which metadata changes a sync needs committed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum MetaWant {
+    /// Everything (`fsync`, and `fdatasync` in `data=journal`).
+    All,
+    /// What reading the data depends on (`fdatasync` in `data=ordered`).
+    DataMapping,
+}
+
+/// A sync's targets, snapshot when it starts (see the module documentation).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) struct Want {
+    /// This transaction must be committed.
+    pub(super) meta_tid: u64,
+    /// The inode's data up to this write sequence must be durable.
+    pub(super) write_seq: u64,
+}
+
+/// A data block's newest contents while they are not home (see [`State::unhomed`]).
+#[derive(Debug, Clone)]
+pub(super) struct Unhomed {
+    pub(super) bytes: Arc<[u8]>,
+    /// The transaction that logged it (`data=journal`: home only after a checkpoint), or
+    /// `None`: written in place by the commit or data sync in flight.
+    pub(super) logged_by: Option<u64>,
+}
+
+impl State {
+    /// Records blocks being taken out of the running transaction by a commit or data sync;
+    /// returns what [`State::homed`] needs when that completes.
+    pub(super) fn unhome(
+        &mut self,
+        blocks: &[(u64, Vec<u8>)],
+        logged_by: Option<u64>,
+    ) -> Vec<(u64, Arc<[u8]>)> {
+        let mut out = Vec::with_capacity(blocks.len());
+        for (block, bytes) in blocks {
+            let bytes: Arc<[u8]> = Arc::from(bytes.as_slice());
+            out.push((*block, Arc::clone(&bytes)));
+            self.unhomed.insert(*block, Unhomed { bytes, logged_by });
+        }
+        out
+    }
+
+    /// The in-place writes of `blocks` completed (or failed: the mount is then read-only):
+    /// reads go home again, unless a later commit took a newer version meanwhile.
+    pub(super) fn homed(&mut self, blocks: &[(u64, Arc<[u8]>)]) {
+        for (block, bytes) in blocks {
+            if self
+                .unhomed
+                .get(block)
+                .is_some_and(|u| u.logged_by.is_none() && Arc::ptr_eq(&u.bytes, bytes))
+            {
+                self.unhomed.remove(block);
+            }
+        }
     }
 }
 
@@ -110,16 +226,17 @@ pub(super) struct Touched {
     pub(super) data: Vec<(u32, Vec<u64>)>,
 }
 
-/// Blocks for the mutator: `data=journal` blocks not yet home first, then the device.
+/// Blocks for the mutator: data blocks not yet home first ([`State::unhomed`]), then the
+/// device.
 pub(super) struct RwBlocks<'a, D: Device> {
     pub(super) inner: FsBlocks<'a, D>,
-    pub(super) journaled: &'a BTreeMap<u64, (u64, Arc<[u8]>)>,
+    pub(super) unhomed: &'a BTreeMap<u64, Unhomed>,
 }
 
 impl<D: Device> BlockRead for RwBlocks<'_, D> {
     fn read_block(&mut self, block: u64, at: Location) -> Result<Vec<u8>, FsError> {
-        match self.journaled.get(&block) {
-            Some((_, bytes)) => Ok(bytes.to_vec()),
+        match self.unhomed.get(&block) {
+            Some(u) => Ok(u.bytes.to_vec()),
             None => self.inner.read_block(block, at),
         }
     }
@@ -178,14 +295,14 @@ impl<D: Device> RwShared<D> {
     ) -> Result<T, RwError> {
         let mut st = self.lock();
         let State {
-            mutator, journaled, ..
+            mutator, unhomed, ..
         } = &mut *st;
         let mut r = RwBlocks {
             inner: FsBlocks {
                 fs: &self.fs,
                 io: &mut ctx.io,
             },
-            journaled,
+            unhomed,
         };
         f(mutator, &mut r).map_err(|cause| RwError::Op {
             op,
@@ -208,14 +325,14 @@ impl<D: Device> RwShared<D> {
         let mut touched = Touched::default();
         let result = {
             let State {
-                mutator, journaled, ..
+                mutator, unhomed, ..
             } = &mut *st;
             let mut r = RwBlocks {
                 inner: FsBlocks {
                     fs: &self.fs,
                     io: &mut ctx.io,
                 },
-                journaled,
+                unhomed,
             };
             f(mutator, &mut r, &mut touched)
         };

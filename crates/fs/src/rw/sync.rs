@@ -8,11 +8,11 @@
 //! decides again: a sync always re-checks its condition after any wake-up, so one commit can
 //! satisfy many waiters (group commit) and no waiter returns before its condition holds.
 
-use std::sync::{Arc, MutexGuard};
+use std::sync::MutexGuard;
 
 use aios_device::Device;
 
-use super::state::{RwBlocks, State};
+use super::state::{MetaWant, RwBlocks, State, Want};
 use super::txn::{self, Sealed};
 use super::{DataMode, RwCtx, RwError, RwShared};
 use crate::error::display_path;
@@ -63,32 +63,39 @@ impl<D: Device> RwShared<D> {
         })
     }
 
-    fn need(&self, st: &State, ino: u32, datasync: bool) -> Need {
+    /// What a sync of `ino` with targets `want` still needs.
+    fn need(&self, st: &State, ino: u32, want: Want) -> Need {
         let busy = st.journal.is_none();
-        let meta_tid = if datasync && self.options.data == DataMode::Ordered {
-            st.datasync_tid.get(&ino)
-        } else {
-            st.sync_tid.get(&ino)
-        };
-        let meta_tid = meta_tid.copied().unwrap_or(0);
-        let data_tid = st.data_tid.get(&ino).copied().unwrap_or(0);
-        if meta_tid > st.committed
-            || (datasync && self.options.data == DataMode::Journal && data_tid > st.committed)
-        {
-            return if busy || meta_tid < st.running {
+        if want.meta_tid > st.committed {
+            return if busy || want.meta_tid < st.running {
                 Need::Wait
             } else {
                 Need::Commit
             };
         }
-        if data_tid > st.committed {
-            return if busy || data_tid < st.running {
-                Need::Wait
-            } else {
-                Need::DataSync
-            };
+        let durable = st.durable_write.get(&ino).copied().unwrap_or(0);
+        if want.write_seq <= durable {
+            return Need::Nothing;
         }
-        Need::Nothing
+        if busy {
+            // The commit or data sync in flight may hold the data.
+            return Need::Wait;
+        }
+        if !st.dirty.contains_key(&ino) {
+            // Not dirty and nothing in flight: whatever took the blocks has completed and
+            // recorded them durable; only a bookkeeping bug gets here.
+            debug_assert!(
+                false,
+                "inode {ino}: data neither dirty, in flight nor durable"
+            );
+            return Need::Commit;
+        }
+        let mapped = st.datasync_tid.get(&ino).copied().unwrap_or(0) <= st.committed;
+        if self.options.data == DataMode::Ordered && mapped {
+            Need::DataSync
+        } else {
+            Need::Commit
+        }
     }
 
     pub(super) fn sync_inode(
@@ -100,9 +107,15 @@ impl<D: Device> RwShared<D> {
         datasync: bool,
     ) -> Result<(), RwError> {
         let mut st = self.lock();
+        let meta = if datasync && self.options.data == DataMode::Ordered {
+            MetaWant::DataMapping
+        } else {
+            MetaWant::All
+        };
+        let want = st.want(ino, meta);
         loop {
             Self::check_writable(&st, op, path)?;
-            st = match self.need(&st, ino, datasync) {
+            st = match self.need(&st, ino, want) {
                 Need::Nothing => {
                     st.stats.syncs += 1;
                     return Ok(());
@@ -176,17 +189,17 @@ impl<D: Device> RwShared<D> {
         let tid = st.running;
         st.running += 1;
         st.running_since = None;
-        st.dirty.clear();
+        let (_, covered) = st.take_dirty(None);
         let sealed = {
             let State {
-                mutator, journaled, ..
+                mutator, unhomed, ..
             } = &mut *st;
             let mut r = RwBlocks {
                 inner: FsBlocks {
                     fs: &self.fs,
                     io: &mut ctx.io,
                 },
-                journaled,
+                unhomed,
             };
             txn::seal(mutator, &mut r)
         };
@@ -201,15 +214,11 @@ impl<D: Device> RwShared<D> {
                 return Err(self.fail(&mut st, e));
             }
         };
-        if self.options.data == DataMode::Journal {
-            for b in &sealed.revoked {
-                st.journaled.remove(b);
-            }
-            for (block, bytes) in &sealed.changes.data_blocks {
-                st.journaled
-                    .insert(*block, (tid, Arc::from(bytes.as_slice())));
-            }
+        for b in &sealed.revoked {
+            st.unhomed.remove(b);
         }
+        let logged_by = (self.options.data == DataMode::Journal).then_some(tid);
+        let in_place = st.unhome(&sealed.changes.data_blocks, logged_by);
         let Some(mut journal) = st.journal.take() else {
             unreachable!("lead_commit is called only with the journal in the state");
         };
@@ -218,10 +227,12 @@ impl<D: Device> RwShared<D> {
         let out = txn::commit(&mut journal, &mut ctx.q, arena, &sealed, self.options.data);
         let mut st = self.lock();
         st.journal = Some(journal);
+        st.homed(&in_place);
         self.changed.notify_all();
         match out {
             Ok(c) => {
                 st.committed = tid;
+                st.made_durable(&covered);
                 st.stats.commits += 1;
                 st.stats.periodic_commits += u64::from(periodic);
                 st.stats.checkpoints += u64::from(c.checkpointed);
@@ -230,7 +241,8 @@ impl<D: Device> RwShared<D> {
                 st.mutator.release_blocks(&sealed.revoked);
                 if c.checkpointed {
                     // The checkpoint before this commit wrote every earlier transaction home.
-                    st.journaled.retain(|_, (t, _)| *t >= tid);
+                    st.unhomed
+                        .retain(|_, u| u.logged_by.is_none_or(|t| t >= tid));
                 }
                 st.prune();
                 Ok(st)
@@ -251,20 +263,23 @@ impl<D: Device> RwShared<D> {
     ) -> Result<MutexGuard<'a, State>, RwError> {
         let mut wanted = std::mem::take(&mut st.datasync_wanted);
         wanted.insert(ino);
-        let mut blocks = Vec::new();
-        let mut inodes = Vec::new();
-        for i in wanted {
-            if self.need(&st, i, true) != Need::DataSync {
-                continue;
+        // Every waiting inode with only overwrites in the running transaction comes along.
+        let mapped =
+            |st: &State, i: u32| st.datasync_tid.get(&i).copied().unwrap_or(0) <= st.committed;
+        let inodes: Vec<u32> = wanted
+            .into_iter()
+            .filter(|&i| st.dirty.contains_key(&i) && mapped(&st, i))
+            .collect();
+        let (taken, covered) = st.take_dirty(Some(&inodes));
+        let mut blocks = Vec::with_capacity(taken.len());
+        for b in taken {
+            // A block truncated away since it was dirtied has nothing left to write.
+            if let Some(bytes) = st.mutator.take_dirty_data(b) {
+                blocks.push((b, bytes));
             }
-            for b in st.dirty.remove(&i).unwrap_or_default() {
-                if let Some(bytes) = st.mutator.take_dirty_data(b) {
-                    blocks.push((b, bytes));
-                }
-            }
-            inodes.push(i);
         }
         blocks.sort_unstable_by_key(|(b, _)| *b);
+        let in_place = st.unhome(&blocks, None);
         let Some(mut journal) = st.journal.take() else {
             unreachable!("lead_data_sync is called only with the journal in the state");
         };
@@ -273,17 +288,13 @@ impl<D: Device> RwShared<D> {
         let out = txn::sync_data(&mut journal, &mut ctx.q, arena, &blocks);
         let mut st = self.lock();
         st.journal = Some(journal);
+        st.homed(&in_place);
         self.changed.notify_all();
         match out {
             Ok(c) => {
                 st.stats.data_syncs += 1;
                 st.stats.add_times(&c);
-                for i in inodes {
-                    // Dirtied again while the I/O ran: those blocks still need a sync.
-                    if !st.dirty.contains_key(&i) {
-                        st.data_tid.remove(&i);
-                    }
-                }
+                st.made_durable(&covered);
                 Ok(st)
             }
             Err(e) => Err(self.fail(&mut st, e.into_rw(op, path))),

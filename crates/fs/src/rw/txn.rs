@@ -20,6 +20,9 @@ use super::{DataMode, RwError};
 use crate::error::display_path;
 use crate::{BlockRead, Changes, FsError, Mutator};
 
+/// A block number and its 4 KiB.
+type Block4k = (u64, Vec<u8>);
+
 /// The running transaction's changes, taken from the mutator.
 pub(super) struct Sealed {
     pub(super) changes: Changes,
@@ -73,7 +76,7 @@ pub(super) fn commit<Q: Queue>(
     if sealed.is_empty() {
         return Ok(empty(journal));
     }
-    let (in_place, logged_data): (&[(u64, Vec<u8>)], &[(u64, Vec<u8>)]) = match mode {
+    let (in_place, logged_data): (&[Block4k], &[Block4k]) = match mode {
         DataMode::Ordered => (&sealed.changes.data_blocks, &[]),
         DataMode::Journal => (&[], &sealed.changes.data_blocks),
     };

@@ -1,32 +1,50 @@
 //! `aios bench fsync`: durable writes through aios's read-write mount next to the kernel's ext4.
 //!
 //! # Setup
-//! An ext4 image (`mke2fs`, the features of `aios mkfs`) holding `/append` (empty) and
-//! `/overwrite` (`--file-size` bytes, written once); the kernel gets the same two files in
-//! `--dir` on the host's file system. Both are made afresh by every invocation.
+//! An ext4 image (`mke2fs`, the features of `aios mkfs`) holding, per thread `T` of the largest
+//! `--threads`, `/append.T` (empty) and `/overwrite.T` (`--file-size` bytes, written once); the
+//! kernel gets the same files in `--dir` on the host's file system, in a loop-mounted copy of the
+//! image (host) or in the image on `/dev/zram0` (zram). All are made afresh by every invocation;
+//! `target.rs` tabulates the targets, `mounts.rs` the root-only kernel set-ups and their clean-up.
 //!
 //! # Stacks
 //! - aios `sync` (vanilla commit order) and `async` (AIOS order): one [`aios_fs::RwFs::write`]
 //!   per operation, which is one journaled transaction committed before it returns (data,
 //!   journal blocks, flush, commit block with FUA): a write plus fsync. Every run mounts the
 //!   image afresh and unmounts it (checkpoint) after the window.
-//! - kernel (host target only): `pwrite` + `fsync` (append) or `pwrite` + `fdatasync`
-//!   (overwrite) on a buffered descriptor of the file in `--dir`. The mode column names the call.
+//! - kernel `fsync`/`fdatasync`: `pwrite` + `fsync` (append) or `pwrite` + `fdatasync`
+//!   (overwrite) on a buffered descriptor. On the host these are the files in `--dir` on the
+//!   root file system, **an ext4 without a journal on this machine** (`/proc/fs/jbd2` empty):
+//!   the unjournaled kernel. On zram, the kernel's journaled ext4 (`data=ordered`) on the same
+//!   image.
+//! - kernel `fsync-img`/`fdsync-img` (host, root only): the same calls on the files of a copy of
+//!   the image, loop-mounted with direct I/O and `data=ordered`: the kernel's *journaled* stack
+//!   on the same device path as aios (O_DIRECT writes and fsyncs of an image file).
 //!
-//! # Workloads (one thread, QD1)
+//! # Workloads (QD1 per thread)
 //! - `append`: `bs` bytes at the end of the file: block allocation, extent and size updates every
 //!   time. When the file reaches `--file-size` it is truncated to empty (untimed: the pause is
-//!   taken off the run's elapsed time too).
+//!   taken off the thread's measured time too).
 //! - `overwrite`: `bs` bytes at a random `bs`-aligned offset of the preallocated file. The
 //!   inode's mtime changes, so aios commits a transaction each time (it has no fdatasync yet);
 //!   the kernel's fdatasync skips the journal when only timestamps changed.
 //!
+//! `--threads N`: N threads, each writing its own files (`append.T`, `overwrite.T`), started
+//! together behind a barrier and measured in one window ([`crate::bench::runner::run_threads`]);
+//! IOPS are summed over threads, latencies taken over every operation. aios runs one thread only
+//! until the shared read-write mount lands (the others are skipped with a line saying so).
+//!
 //! Cases are interleaved and rotated across repetitions like the other benchmarks; the table,
-//! `--json` records and `vs kern` (against the kernel on the same target and shape) are theirs.
-//! After the table, per aios order: the mean operation time and what each commit wrote
-//! ([`aios_fs::RwStats`]), and the per-stage [`aios_journal::runtime::CommitTimes`] per commit.
+//! `--json` records and `vs kern` (against the plain kernel row on the same target and shape)
+//! are theirs. After the table: the ratios to the journaled kernel (host), then per aios order
+//! the mean operation time, what each commit wrote ([`aios_fs::RwStats`]) and the per-stage
+//! [`aios_journal::runtime::CommitTimes`] per commit. `--svg DIR` draws `fsync-breakdown.svg`:
+//! those stages in us per durable write, stacked, with the kernel's mean beside.
 
+mod mounts;
 mod runs;
+mod summary;
+mod svg;
 mod target;
 
 use crate::bench::device::progress_bar;
@@ -43,7 +61,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 use target::*;
 
-/// The files, in the image (absolute) and in the kernel's directory.
+/// The files, in the image (absolute) and in the kernel's directory, suffixed `.T` per thread.
 const APPEND_NAME: &str = "append";
 const OVERWRITE_NAME: &str = "overwrite";
 
@@ -56,8 +74,10 @@ pub struct FsyncArgs {
     #[arg(long, default_value = "aios-fsync-bench.dir")]
     pub dir: PathBuf,
     /// Where aios writes the image: host (io_uring, O_DIRECT on the image file; the kernel
-    /// writes files in --dir), emu:PRESET (the emulated device, image in RAM; aios only).
-    /// zram is not supported yet (skipped).
+    /// writes files in --dir and, as root, in a loop-mounted copy of the image), zram (aios by
+    /// pread/pwrite on its own zram device, the kernel on the image mounted from /dev/zram0;
+    /// needs root and an unused zram0, else skipped), emu:PRESET (the emulated device, image in
+    /// RAM; aios only).
     #[arg(long, value_delimiter = ',', default_value = "host,emu:ull")]
     pub target: Vec<TargetSpec>,
     /// Workloads: append (write at the end: allocation each time), overwrite (random blocks
@@ -76,9 +96,15 @@ pub struct FsyncArgs {
     /// Repetitions, interleaved across cases.
     #[arg(long, default_value = "3")]
     pub reps: usize,
+    /// Thread counts, each thread writing its own files (aios: 1 only, for now).
+    #[arg(long, value_delimiter = ',', default_value = "1")]
+    pub threads: Vec<usize>,
     /// Also write the results as JSON, one record per case.
     #[arg(long)]
     pub json: Option<PathBuf>,
+    /// Also draw fsync-breakdown.svg (per-stage us per durable write) into this directory.
+    #[arg(long)]
+    pub svg: Option<PathBuf>,
 }
 
 /// What each durable write does.
@@ -96,11 +122,13 @@ impl FsyncWorkload {
         }
     }
 
-    fn file_name(self) -> &'static str {
-        match self {
+    /// The file thread `thread` writes.
+    fn file_name(self, thread: usize) -> String {
+        let base = match self {
             FsyncWorkload::Append => APPEND_NAME,
             FsyncWorkload::Overwrite => OVERWRITE_NAME,
-        }
+        };
+        format!("{base}.{thread}")
     }
 }
 
@@ -108,14 +136,17 @@ impl FsyncWorkload {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum FsyncStack {
     Aios(CommitOrder),
+    /// The kernel's files on the target's own file system (on the host: no journal).
     Kernel,
+    /// The kernel's journaled ext4 on a loop-mounted copy of the image (host only).
+    KernelImg,
 }
 
 impl FsyncStack {
     fn stack_name(self) -> &'static str {
         match self {
             FsyncStack::Aios(_) => "aios",
-            FsyncStack::Kernel => "kernel",
+            FsyncStack::Kernel | FsyncStack::KernelImg => "kernel",
         }
     }
 
@@ -124,8 +155,24 @@ impl FsyncStack {
             (FsyncStack::Aios(order), _) => order_name(order),
             (FsyncStack::Kernel, FsyncWorkload::Append) => "fsync",
             (FsyncStack::Kernel, FsyncWorkload::Overwrite) => "fdatasync",
+            (FsyncStack::KernelImg, FsyncWorkload::Append) => JOURNALED_FSYNC,
+            (FsyncStack::KernelImg, FsyncWorkload::Overwrite) => JOURNALED_FDATASYNC,
         }
     }
+}
+
+/// The journaled kernel's mode names (kept within the table's mode column).
+const JOURNALED_FSYNC: &str = "fsync-img";
+const JOURNALED_FDATASYNC: &str = "fdsync-img";
+
+/// Whether a record is the journaled kernel's.
+fn is_journaled_kernel(r: &Record) -> bool {
+    r.stack == "kernel" && (r.mode == JOURNALED_FSYNC || r.mode == JOURNALED_FDATASYNC)
+}
+
+/// Whether a record is the plain kernel's, the reference of `vs kern`.
+fn is_plain_kernel(r: &Record) -> bool {
+    r.stack == "kernel" && !is_journaled_kernel(r)
 }
 
 fn order_name(order: CommitOrder) -> &'static str {
@@ -142,6 +189,7 @@ struct FsyncCase {
     stack: FsyncStack,
     workload: FsyncWorkload,
     bs: u64,
+    threads: usize,
 }
 
 /// What one run produced beyond its latencies.
@@ -155,8 +203,15 @@ struct RunOut {
 
 fn validate(args: &FsyncArgs) -> Result<()> {
     crate::bench::check_run_args(&args.bs, args.reps, args.seconds)?;
-    if args.workload.is_empty() || args.bs.is_empty() || args.target.is_empty() {
-        bail!("--workload, --bs and --target need at least one value");
+    if args.workload.is_empty()
+        || args.bs.is_empty()
+        || args.target.is_empty()
+        || args.threads.is_empty()
+    {
+        bail!("--workload, --bs, --target and --threads need at least one value");
+    }
+    if args.threads.iter().any(|&t| t == 0 || t > THREADS_MAX) {
+        bail!("--threads: 1 to {THREADS_MAX}");
     }
     let bs_max = args.bs.iter().copied().max().unwrap_or(0);
     if args.file_size < 2 * bs_max || !args.file_size.is_multiple_of(bs_max.max(1)) {
@@ -165,11 +220,16 @@ fn validate(args: &FsyncArgs) -> Result<()> {
     Ok(())
 }
 
+/// The most threads a case may have (each has two files of --file-size in the image).
+const THREADS_MAX: usize = 64;
+
 /// Sums of the counters of one aios case over its repetitions.
 #[derive(Debug, Clone, Copy, Default)]
 struct CommitSums {
     writes: u64,
     commits: u64,
+    /// Data-only syncs (`fdatasync` of overwrites, no commit).
+    data_syncs: u64,
     checkpoints: u64,
     journal_blocks: u64,
     /// Per-stage commit nanoseconds: checkpoint, build journal, submit, wait, flush, commit.
@@ -190,6 +250,7 @@ impl CommitSums {
     fn add(&mut self, writes: u64, s: RwStats) {
         self.writes += writes;
         self.commits += s.commits;
+        self.data_syncs += s.data_syncs;
         self.checkpoints += s.checkpoints;
         self.journal_blocks += s.journal_blocks;
         let t = s.commit_times;
@@ -246,54 +307,32 @@ pub fn run(args: FsyncArgs) -> Result<Vec<Record>> {
                 mode: case.stack.mode_name(case.workload).to_string(),
                 workload: case.workload.name(),
                 bs: case.bs,
-                threads: 1,
+                threads: case.threads,
                 qd: 1,
             };
             report::record_of(shape, s, None)
         })
         .collect();
-    report::compare_with(&mut records, |r| r.stack == "kernel");
+    report::compare_with(&mut records, is_plain_kernel);
     print!("{}", report::table(&records));
-    print_commits(&records, &cases, &sums);
+    summary::print_journaled_ratios(&records);
+    summary::print_commits(&records, &cases, &sums);
     if let Some(path) = &args.json {
         let json = serde_json::to_string_pretty(&records)?;
         std::fs::write(path, json).with_context(|| format!("write {}", path.display()))?;
     }
+    if let Some(dir) = &args.svg {
+        std::fs::create_dir_all(dir).with_context(|| format!("create {}", dir.display()))?;
+        let path = dir.join("fsync-breakdown.svg");
+        let bars = svg::bars(&records, &cases, &sums);
+        svg::breakdown_svg(&path, &bars)
+            .map_err(|e| anyhow::anyhow!("draw {}: {e}", path.display()))?;
+        eprintln!("aios: wrote {}", path.display());
+    }
     Ok(records)
 }
 
-/// Per aios case: the mean operation time and what its commits wrote.
-fn print_commits(records: &[Record], cases: &[FsyncCase], sums: &[CommitSums]) {
-    println!(
-        "aios per durable write (all writes of the runs, warm-up included); commit stages in us \
-         per commit ({}), the rest of the write is the in-memory operation:",
-        COMMIT_STAGES.join(", ")
-    );
-    for ((r, case), s) in records.iter().zip(cases).zip(sums) {
-        if !matches!(case.stack, FsyncStack::Aios(_)) || s.writes == 0 {
-            continue;
-        }
-        println!(
-            "  {:<12} {:<6} {:<10} {:>5}  op mean {:>8.2} us  commits/write {:.3}  journal \
-             blocks/commit {:.2}  checkpoints {}",
-            r.device,
-            r.mode,
-            r.workload,
-            show_size(r.bs),
-            r.mean_ns / 1e3,
-            s.commits as f64 / s.writes as f64,
-            s.journal_blocks as f64 / s.commits.max(1) as f64,
-            s.checkpoints
-        );
-        let per_commit: Vec<String> = s
-            .stage_ns
-            .iter()
-            .map(|&ns| format!("{:.2}", ns as f64 / 1e3 / s.commits.max(1) as f64))
-            .collect();
-        println!("      stages: {}", per_commit.join(" / "));
-    }
-}
-
+/// The cases to run.
 fn matrix(args: &FsyncArgs, targets: &[Target]) -> Vec<FsyncCase> {
     let mut cases = Vec::new();
     for &workload in &args.workload {
@@ -302,17 +341,22 @@ fn matrix(args: &FsyncArgs, targets: &[Target]) -> Vec<FsyncCase> {
                 FsyncStack::Aios(CommitOrder::Sync),
                 FsyncStack::Aios(CommitOrder::Async),
             ];
-            if target.kernel_dir.is_some() {
-                stacks.push(FsyncStack::Kernel);
+            for kernel in [FsyncStack::Kernel, FsyncStack::KernelImg] {
+                if target.dir_of(kernel).is_some() {
+                    stacks.push(kernel);
+                }
             }
-            for stack in stacks {
-                for &bs in &args.bs {
-                    cases.push(FsyncCase {
-                        target: t,
-                        stack,
-                        workload,
-                        bs,
-                    });
+            for &threads in &args.threads {
+                for &stack in &stacks {
+                    for &bs in &args.bs {
+                        cases.push(FsyncCase {
+                            target: t,
+                            stack,
+                            workload,
+                            bs,
+                            threads,
+                        });
+                    }
                 }
             }
         }
@@ -322,7 +366,7 @@ fn matrix(args: &FsyncArgs, targets: &[Target]) -> Vec<FsyncCase> {
 
 fn describe(setup: &Setup, case: &FsyncCase) -> String {
     format!(
-        "{} {} {} {} bs={}",
+        "{} {} {} {} bs={} threads={}",
         setup
             .targets
             .get(case.target)
@@ -331,64 +375,9 @@ fn describe(setup: &Setup, case: &FsyncCase) -> String {
         case.stack.mode_name(case.workload),
         case.workload.name(),
         show_size(case.bs),
+        case.threads,
     )
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn parse(argv: &[&str]) -> FsyncArgs {
-        #[derive(clap::Parser)]
-        struct Only {
-            #[command(flatten)]
-            args: FsyncArgs,
-        }
-        <Only as clap::Parser>::parse_from(argv).args
-    }
-
-    #[test]
-    fn defaults_are_short_and_cover_both_workloads() {
-        let args = parse(&["fsync"]);
-        assert_eq!(
-            args.target,
-            vec![TargetSpec::Host, TargetSpec::Emu("ull".into())]
-        );
-        assert_eq!(
-            args.workload,
-            vec![FsyncWorkload::Append, FsyncWorkload::Overwrite]
-        );
-        assert_eq!(
-            (args.bs.clone(), args.reps, args.seconds),
-            (vec![4096], 3, 1.0)
-        );
-        assert!(validate(&args).is_ok());
-        let args = parse(&["fsync", "--bs", "16k", "--file-size", "16k"]);
-        assert!(validate(&args).is_err(), "one write does not fit twice");
-    }
-
-    #[test]
-    fn the_kernel_runs_only_where_it_has_files_and_names_its_call() {
-        let targets = vec![
-            Target::for_test("host disk", true),
-            Target::for_test("emu:ull", false),
-        ];
-        let mut args = parse(&["fsync", "--bs", "4k,16k"]);
-        args.workload = vec![FsyncWorkload::Append, FsyncWorkload::Overwrite];
-        let cases = matrix(&args, &targets);
-        // 2 workloads x (3 stacks on host + 2 on emu) x 2 sizes.
-        assert_eq!(cases.len(), 2 * 5 * 2);
-        assert!(cases
-            .iter()
-            .filter(|c| c.stack == FsyncStack::Kernel)
-            .all(|c| c.target == 0));
-        assert_eq!(
-            FsyncStack::Kernel.mode_name(FsyncWorkload::Overwrite),
-            "fdatasync"
-        );
-        assert_eq!(
-            FsyncStack::Aios(CommitOrder::Async).mode_name(FsyncWorkload::Append),
-            "async"
-        );
-    }
-}
+mod tests;

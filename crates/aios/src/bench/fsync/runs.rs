@@ -1,8 +1,13 @@
 //! `aios bench fsync` runs: one case for a fixed time through aios's read-write mount or the
-//! kernel's `pwrite` + `fsync`/`fdatasync`.
+//! kernel's `pwrite` + `fsync`/`fdatasync`, on one thread or several.
+//!
+//! Each thread measures with [`measure`] in a window `(start, deadline)`: warm up until `start`,
+//! count the writes that start from then on, stop at the first write ending after `deadline`.
+//! The time a thread spends emptying its appended file is taken off its end, so a run's elapsed
+//! time is from `start` to the latest thread's end.
 
 use super::*;
-use crate::bench::runner::new_histogram;
+use crate::bench::runner::{new_histogram, run_threads};
 use aios_device::Device;
 use aios_fs::{MountOptions, RwFs, RwOptions};
 use hdrhistogram::Histogram;
@@ -39,10 +44,9 @@ pub(super) fn run_case(setup: &Setup, case: &FsyncCase, run: Run) -> Result<RunO
             target.put_back(device);
             result
         }
-        FsyncStack::Kernel => {
+        FsyncStack::Kernel | FsyncStack::KernelImg => {
             let dir = target
-                .kernel_dir
-                .as_deref()
+                .dir_of(case.stack)
                 .with_context(|| format!("no kernel files on {}", target.label))?;
             run_kernel(dir, setup, case, run)
         }
@@ -94,21 +98,29 @@ impl Offsets {
     }
 }
 
-/// The loop both stacks share: `write(offset)` durable, `restart()` empties the appended file.
-/// Latency per write; the time spent restarting is taken off the run's elapsed time.
+/// What one thread measured.
+struct ThreadOut {
+    hist: Histogram<u64>,
+    /// Writes counted in the window.
+    ops: u64,
+    /// Writes issued, warm-up included.
+    writes: u64,
+    /// The last write's end, less the time spent restarting the appended file in the window.
+    end: Instant,
+}
+
+/// The loop every stack and thread shares: `write(offset)` durable, `restart()` empties the
+/// appended file. Latency per write, counted from `window.0` until `window.1`.
 fn measure(
-    case: &FsyncCase,
-    setup: &Setup,
-    run: Run,
+    mut offsets: Offsets,
+    window: (Instant, Instant),
     mut write: impl FnMut(u64) -> Result<()>,
     mut restart: impl FnMut() -> Result<()>,
-) -> Result<(Sample, u64)> {
-    let mut offsets = Offsets::new(case, setup.file_size, run.seed);
+) -> Result<ThreadOut> {
+    let (start, deadline) = window;
     let mut hist: Histogram<u64> = new_histogram();
     let (mut ops, mut writes) = (0u64, 0u64);
     let mut paused = Duration::ZERO;
-    let start = Instant::now() + run.warmup;
-    let deadline = start + run.duration;
     let mut now = Instant::now();
     while now < deadline {
         let offset = match offsets.next() {
@@ -132,18 +144,22 @@ fn measure(
             ops += 1;
         }
     }
-    let elapsed = now.saturating_duration_since(start).saturating_sub(paused);
-    let sample = Sample {
-        latency_ns: hist,
+    let end = now.checked_sub(paused).unwrap_or(now).max(start);
+    Ok(ThreadOut {
+        hist,
         ops,
-        elapsed_ns: elapsed.as_nanos() as u64,
-    };
-    Ok((sample, writes))
+        writes,
+        end,
+    })
 }
 
-/// One aios run on `device`: mount, empty the appended file, measure, unmount. Once mounted,
-/// the device comes back with the run's first error if any; a failed mount loses it (`mount`
-/// takes it by value) and is the outer error.
+/// One aios run on `device`: mount, measure, unmount. Once mounted, the device comes back with
+/// the run's first error if any; a failed mount loses it (`mount` takes it by value) and is the
+/// outer error.
+///
+/// Every worker of [`run_threads`] gets its own context on the shared mount
+/// ([`aios_fs::RwShared::ctx`]) and writes its own file: `write` then `fsync` (append) or
+/// `fdatasync` (overwrite), as the kernel's rows do; concurrent fsyncs share commits.
 fn run_aios<D: Device + 'static>(
     device: D,
     options: RwOptions,
@@ -151,32 +167,44 @@ fn run_aios<D: Device + 'static>(
     setup: &Setup,
     run: Run,
 ) -> Result<(Result<RunOut>, D)> {
-    let mut fs = RwFs::mount(device, options).context("mount read-write")?;
-    let path = format!("/{}", case.workload.file_name());
+    let fs = RwFs::mount(device, options).context("mount read-write")?;
     let data = target::pattern(case.bs as usize);
+    let shared = fs.shared();
     let result = (|| -> Result<RunOut> {
-        if case.workload == FsyncWorkload::Append {
-            fs.truncate(&path, 0)?;
-        }
-        let before = fs.stats();
-        let fs = std::cell::RefCell::new(&mut fs);
-        let (sample, writes) = measure(
-            case,
-            setup,
-            run,
-            |offset| {
-                let mut fs = fs.borrow_mut();
-                fs.write(&path, offset, &data)?;
-                match case.workload {
-                    FsyncWorkload::Append => fs.fsync(&path)?,
-                    FsyncWorkload::Overwrite => fs.fdatasync(&path)?,
-                }
-                Ok(())
-            },
-            || Ok(fs.borrow_mut().truncate(&path, 0)?),
-        )?;
-        let after = fs.borrow().stats();
-        let stats = after.since(&before);
+        let before = shared.stats();
+        let writes = std::sync::atomic::AtomicU64::new(0);
+        let sample = run_threads(case.threads, run, |t, ready| {
+            let mut ctx = shared.ctx()?;
+            let path = format!("/{}", case.workload.file_name(t));
+            if case.workload == FsyncWorkload::Append {
+                shared.truncate(&mut ctx, &path, 0)?;
+                shared.fsync(&mut ctx, &path)?;
+            }
+            let ctx = std::cell::RefCell::new(ctx);
+            let offsets = Offsets::new(case, setup.file_size, run.thread_seed(t));
+            let out = measure(
+                offsets,
+                ready.go(),
+                |offset| {
+                    let ctx = &mut *ctx.borrow_mut();
+                    shared.write(ctx, &path, offset, &data)?;
+                    match case.workload {
+                        FsyncWorkload::Append => shared.fsync(ctx, &path)?,
+                        FsyncWorkload::Overwrite => shared.fdatasync(ctx, &path)?,
+                    }
+                    Ok(())
+                },
+                || {
+                    let ctx = &mut *ctx.borrow_mut();
+                    shared.truncate(ctx, &path, 0)?;
+                    Ok(shared.fsync(ctx, &path)?)
+                },
+            )?;
+            writes.fetch_add(out.writes, std::sync::atomic::Ordering::Relaxed);
+            Ok((out.hist, out.ops, out.end))
+        })?;
+        let stats = shared.stats().since(&before);
+        let writes = writes.into_inner();
         Ok(RunOut {
             sample,
             stats: Some(stats),
@@ -192,39 +220,45 @@ fn run_aios<D: Device + 'static>(
     Ok((result, device))
 }
 
+/// The kernel's run: every thread opens its own file in `dir`, empties it if it appends, then
+/// writes it with `pwrite` + `fsync`/`fdatasync` in the shared window.
 pub(super) fn run_kernel(dir: &Path, setup: &Setup, case: &FsyncCase, run: Run) -> Result<RunOut> {
-    let path = dir.join(case.workload.file_name());
-    let file = std::fs::OpenOptions::new()
-        .read(true)
-        .write(true)
-        .open(&path)
-        .with_context(|| format!("open {}", path.display()))?;
     let what = case.stack.mode_name(case.workload);
-    // `sync_all` is fsync(2), `sync_data` fdatasync(2).
-    let sync = || match case.workload {
-        FsyncWorkload::Append => file.sync_all(),
-        FsyncWorkload::Overwrite => file.sync_data(),
-    };
-    let restart = || -> Result<()> {
-        file.set_len(0)
-            .and_then(|()| file.sync_all())
-            .with_context(|| format!("truncate and fsync {}", path.display()))
-    };
-    if case.workload == FsyncWorkload::Append {
-        restart()?;
-    }
     let data = target::pattern(case.bs as usize);
-    let (sample, writes) = measure(
-        case,
-        setup,
-        run,
-        |offset| {
-            file.write_all_at(&data, offset)
-                .with_context(|| format!("pwrite {} at {offset}", path.display()))?;
-            sync().with_context(|| format!("{what} {}", path.display()))
-        },
-        restart,
-    )?;
+    let sample = run_threads(case.threads, run, |t, ready| {
+        let path = dir.join(case.workload.file_name(t));
+        let file = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(&path)
+            .with_context(|| format!("open {}", path.display()))?;
+        // `sync_all` is fsync(2), `sync_data` fdatasync(2).
+        let sync = || match case.workload {
+            FsyncWorkload::Append => file.sync_all(),
+            FsyncWorkload::Overwrite => file.sync_data(),
+        };
+        let restart = || -> Result<()> {
+            file.set_len(0)
+                .and_then(|()| file.sync_all())
+                .with_context(|| format!("truncate and fsync {}", path.display()))
+        };
+        if case.workload == FsyncWorkload::Append {
+            restart()?;
+        }
+        let offsets = Offsets::new(case, setup.file_size, run.thread_seed(t));
+        let out = measure(
+            offsets,
+            ready.go(),
+            |offset| {
+                file.write_all_at(&data, offset)
+                    .with_context(|| format!("pwrite {} at {offset}", path.display()))?;
+                sync().with_context(|| format!("{what} {}", path.display()))
+            },
+            restart,
+        )?;
+        Ok((out.hist, out.ops, out.end))
+    })?;
+    let writes = sample.ops;
     Ok(RunOut {
         sample,
         stats: None,

@@ -3,17 +3,21 @@
 //!
 //! | target | aios writes the image through | the kernel writes |
 //! | --- | --- | --- |
-//! | `host` | io_uring, O_DIRECT on the image file | `--dir`'s files on the host's file system |
+//! | `host` | io_uring, O_DIRECT on the image file | `--dir`'s files on the host's file system (no journal here); and, as root, the files in a copy of the image loop-mounted with direct I/O (journaled ext4, [`LoopMount`]) |
+//! | `zram` | pread/pwrite on its own zram device holding the image | the files in the same image on `/dev/zram0`, mounted by the kernel (journaled, `data=ordered`; [`ZramPair`]) |
 //! | `emu:PRESET` | the emulated NVMe device, the image loaded into RAM | nothing |
 //!
 //! Devices are opened at set-up (the emulated one loads the image then, before any run writes
-//! the file) and kept across runs; every run mounts read-write afresh.
+//! the file) and kept across runs; every run mounts read-write afresh. A root-only part that
+//! cannot be set up (not root, zram0 busy, losetup failing) is skipped with the reason.
 
+use super::mounts::{LoopMount, ZramPair};
 use super::*;
 use crate::fscmd::{make_ext4, with_rw};
 
-use aios_device::CompletionMode;
+use aios_device::{CompletionMode, TargetOptions};
 use aios_device_emu::{DiskImage, EmuConfig, EmuDevice};
+use aios_device_psync::{PsyncConfig, PsyncDevice};
 use aios_device_uring::{UringConfig, UringDevice};
 use std::path::Path;
 use std::sync::Mutex;
@@ -44,10 +48,16 @@ pub(super) struct Target {
     pub label: String,
     /// Where the kernel's files are, if it has a twin here.
     pub kernel_dir: Option<PathBuf>,
+    /// Where the journaled kernel's files are (the loop-mounted image), on the host target.
+    pub kernel_img_dir: Option<PathBuf>,
     /// The device aios writes, kept between runs (`None` while a run has it).
     device: Mutex<Option<OpenDevice>>,
     /// How queues on it complete (the emulated device completes by the caller spinning).
     pub completion: CompletionMode,
+    /// Undo the kernel's mounts and devices when dropped, after `device` is closed (fields
+    /// drop in declaration order).
+    _zram: Option<ZramPair>,
+    _loop: Option<LoopMount>,
 }
 
 impl Target {
@@ -66,20 +76,44 @@ impl Target {
         }
     }
 
+    /// The directory of `stack`'s files, for the kernel's stacks.
+    pub fn dir_of(&self, stack: FsyncStack) -> Option<&Path> {
+        match stack {
+            FsyncStack::Aios(_) => None,
+            FsyncStack::Kernel => self.kernel_dir.as_deref(),
+            FsyncStack::KernelImg => self.kernel_img_dir.as_deref(),
+        }
+    }
+
     #[cfg(test)]
-    pub fn for_test(label: &str, kernel: bool) -> Target {
+    pub fn for_test(label: &str, kernel: bool, kernel_img: bool) -> Target {
         Target {
             label: label.into(),
             kernel_dir: kernel.then(|| PathBuf::from("/nonexistent")),
+            kernel_img_dir: kernel_img.then(|| PathBuf::from("/nonexistent")),
             device: Mutex::new(None),
             completion: CompletionMode::Interrupt,
+            _zram: None,
+            _loop: None,
         }
     }
 }
 
+/// The image's size: room for every thread's two files twice over, plus the journal and
+/// metadata.
+pub(super) fn image_size(file_size: u64, threads_max: usize) -> u64 {
+    (4 * file_size * threads_max as u64 + (64 << 20)).div_ceil(1 << 20) << 20
+}
+
+/// The copy of the image the journaled kernel loop-mounts on the host target.
+fn kernel_image_path(image: &Path) -> PathBuf {
+    image.with_extension("kernel.img")
+}
+
 /// Makes the image and the kernel's files, then opens every requested target.
 pub(super) fn prepare(args: &FsyncArgs) -> Result<Setup> {
-    let image_size = (4 * args.file_size + (64 << 20)).div_ceil(1 << 20) << 20;
+    let threads_max = args.threads.iter().copied().max().unwrap_or(1);
+    let image_size = image_size(args.file_size, threads_max);
     eprintln!(
         "aios: making a {} ext4 image at {}",
         show_size(image_size),
@@ -90,29 +124,12 @@ pub(super) fn prepare(args: &FsyncArgs) -> Result<Setup> {
             .with_context(|| format!("remove {}", args.image.display()))?;
     }
     make_ext4(&args.image, image_size, None)?;
-    populate_image(&args.image, args.file_size)?;
+    populate_image(&args.image, args.file_size, threads_max)?;
     write_every_block(&args.image)?;
-    let needs_kernel = args.target.contains(&TargetSpec::Host);
-    if needs_kernel {
-        populate_dir(&args.dir, args.file_size)?;
-    }
     let mut targets = Vec::new();
     for spec in &args.target {
         let target = match spec {
-            TargetSpec::Host => {
-                let config = UringConfig {
-                    arena_bytes: ARENA_BYTES,
-                    ..UringConfig::default()
-                };
-                let device = UringDevice::open(&args.image, config)
-                    .with_context(|| format!("open {}", args.image.display()))?;
-                Target {
-                    label: "host disk".into(),
-                    kernel_dir: Some(args.dir.clone()),
-                    device: Mutex::new(Some(OpenDevice::Uring(device))),
-                    completion: CompletionMode::Interrupt,
-                }
-            }
+            TargetSpec::Host => host_target(args, threads_max)?,
             TargetSpec::Emu(preset) => {
                 eprintln!(
                     "aios: loading {} into the emulated device",
@@ -125,16 +142,22 @@ pub(super) fn prepare(args: &FsyncArgs) -> Result<Setup> {
                 Target {
                     label: format!("emu:{preset}"),
                     kernel_dir: None,
+                    kernel_img_dir: None,
                     device: Mutex::new(Some(OpenDevice::Emu(EmuDevice::with_image(
                         config, image,
                     )?))),
                     completion: CompletionMode::Poll,
+                    _zram: None,
+                    _loop: None,
                 }
             }
-            TargetSpec::Zram => {
-                eprintln!("aios: skipping target zram: not supported by bench fsync yet");
-                continue;
-            }
+            TargetSpec::Zram => match zram_target(&args.image) {
+                Ok(target) => target,
+                Err(why) => {
+                    eprintln!("aios: skipping target zram: {why:#}");
+                    continue;
+                }
+            },
         };
         targets.push(target);
     }
@@ -147,19 +170,88 @@ pub(super) fn prepare(args: &FsyncArgs) -> Result<Setup> {
     })
 }
 
-/// `/append` (empty) and `/overwrite` (`file_size` bytes of a pattern) in the fresh image,
-/// through the same read-write mount as `aios put`.
-fn populate_image(image: &Path, file_size: u64) -> Result<()> {
+/// aios on the image file; the kernel in `--dir`, and (as root) in a loop-mounted copy of the
+/// image.
+fn host_target(args: &FsyncArgs, threads_max: usize) -> Result<Target> {
+    populate_dir(&args.dir, args.file_size, threads_max)?;
+    let copy = kernel_image_path(&args.image);
+    let journaled = (|| -> Result<LoopMount> {
+        mounts::need_root("to attach a loop device and mount it")?;
+        eprintln!(
+            "aios: copying {} to {} for the journaled kernel",
+            args.image.display(),
+            copy.display()
+        );
+        if copy.exists() {
+            std::fs::remove_file(&copy).with_context(|| format!("remove {}", copy.display()))?;
+        }
+        std::fs::copy(&args.image, &copy).with_context(|| format!("copy to {}", copy.display()))?;
+        write_every_block(&copy)?;
+        LoopMount::new(&copy)
+    })();
+    let journaled = match journaled {
+        Ok(mount) => Some(mount),
+        Err(why) => {
+            eprintln!(
+                "aios: skipping the journaled kernel (fsync-img/fdsync-img) on the host: {why:#}"
+            );
+            None
+        }
+    };
+    let config = UringConfig {
+        arena_bytes: ARENA_BYTES,
+        ..UringConfig::default()
+    };
+    let device = UringDevice::open(&args.image, config)
+        .with_context(|| format!("open {}", args.image.display()))?;
+    Ok(Target {
+        label: "host disk".into(),
+        kernel_dir: Some(args.dir.clone()),
+        kernel_img_dir: journaled.as_ref().map(|m| m.dir().to_path_buf()),
+        device: Mutex::new(Some(OpenDevice::Uring(device))),
+        completion: CompletionMode::Interrupt,
+        _zram: None,
+        _loop: journaled,
+    })
+}
+
+/// aios through pread/pwrite on its own zram copy of the image; the kernel on zram0's.
+fn zram_target(image: &Path) -> Result<Target> {
+    let zram = ZramPair::new(image)?;
+    let config = PsyncConfig {
+        arena_bytes: ARENA_BYTES,
+        target: TargetOptions::default(),
+    };
+    let path = zram.aios_device();
+    let device =
+        PsyncDevice::open(&path, config).with_context(|| format!("open {}", path.display()))?;
+    Ok(Target {
+        label: "zram".into(),
+        kernel_dir: Some(zram.kernel_dir().to_path_buf()),
+        kernel_img_dir: None,
+        device: Mutex::new(Some(OpenDevice::Psync(device))),
+        // pread is synchronous: the completion mode changes nothing.
+        completion: CompletionMode::Interrupt,
+        _zram: Some(zram),
+        _loop: None,
+    })
+}
+
+/// Every thread's `/append.T` (empty) and `/overwrite.T` (`file_size` bytes of a pattern) in
+/// the fresh image, through the same read-write mount as `aios put`.
+fn populate_image(image: &Path, file_size: u64, threads: usize) -> Result<()> {
     with_rw(image, CommitOrder::Sync, |fs| {
-        fs.create(format!("/{APPEND_NAME}"), 0o644)?;
-        let path = format!("/{OVERWRITE_NAME}");
-        fs.create(&path, 0o644)?;
         let chunk = pattern(FILL_BYTES);
-        let mut offset = 0;
-        while offset < file_size {
-            let n = (file_size - offset).min(FILL_BYTES as u64) as usize;
-            fs.write(&path, offset, chunk.get(..n).unwrap_or_default())?;
-            offset += n as u64;
+        for t in 0..threads {
+            fs.create(format!("/{}", FsyncWorkload::Append.file_name(t)), 0o644)?;
+            let path = format!("/{}", FsyncWorkload::Overwrite.file_name(t));
+            fs.create(&path, 0o644)?;
+            let mut offset = 0;
+            while offset < file_size {
+                let n = (file_size - offset).min(FILL_BYTES as u64) as usize;
+                fs.write(&path, offset, chunk.get(..n).unwrap_or_default())?;
+                offset += n as u64;
+            }
         }
         Ok(())
     })
@@ -194,8 +286,8 @@ fn write_every_block(image: &Path) -> Result<()> {
         .with_context(|| format!("fsync {}", image.display()))
 }
 
-/// The kernel's twin files: `append` (empty) and `overwrite`, both made durable.
-fn populate_dir(dir: &Path, file_size: u64) -> Result<()> {
+/// The kernel's twin files: every thread's `append.T` (empty) and `overwrite.T`, all durable.
+fn populate_dir(dir: &Path, file_size: u64, threads: usize) -> Result<()> {
     std::fs::create_dir_all(dir).with_context(|| format!("create {}", dir.display()))?;
     let chunk = pattern(FILL_BYTES);
     let write = |name: &str, size: u64| -> Result<()> {
@@ -215,8 +307,10 @@ fn populate_dir(dir: &Path, file_size: u64) -> Result<()> {
         file.sync_all()
             .with_context(|| format!("fsync {}", path.display()))
     };
-    write(APPEND_NAME, 0)?;
-    write(OVERWRITE_NAME, file_size)?;
+    for t in 0..threads {
+        write(&FsyncWorkload::Append.file_name(t), 0)?;
+        write(&FsyncWorkload::Overwrite.file_name(t), file_size)?;
+    }
     std::fs::File::open(dir)
         .and_then(|d| d.sync_all())
         .with_context(|| format!("fsync {}", dir.display()))

@@ -27,7 +27,7 @@
 
 mod runs;
 mod setup;
-mod svg;
+pub(crate) mod svg;
 mod target;
 
 use crate::bench::device::progress_bar;

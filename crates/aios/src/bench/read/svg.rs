@@ -20,9 +20,9 @@ pub(super) fn print_breakdown(bars: &[Bar]) {
     println!("(* overlapped with the device: off the critical path)");
 }
 
-pub(super) type DrawResult<T> = std::result::Result<T, Box<dyn std::error::Error + Send + Sync>>;
+pub(crate) type DrawResult<T> = std::result::Result<T, Box<dyn std::error::Error + Send + Sync>>;
 
-pub(super) fn stage_color(i: usize) -> plotters::style::RGBColor {
+pub(crate) fn stage_color(i: usize) -> plotters::style::RGBColor {
     use plotters::style::RGBColor;
     const COLORS: [RGBColor; 9] = [
         RGBColor(31, 119, 180),

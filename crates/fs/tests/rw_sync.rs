@@ -1,0 +1,461 @@
+//! Buffered operations and their syncs on the read-write mount ([`aios_fs::RwFs`]): what
+//! `fsync`, `fdatasync`, `sync`, the periodic commit and `data=journal` make durable, group
+//! commit across threads, reads through the mount, and a failed sync (fsyncgate).
+//!
+//! Every test runs on the emulated `nand` device (volatile write cache: unflushed writes may
+//! be lost) and ends with power cuts (`crash(seed)` for several seeds: each unflushed write
+//! kept or dropped), recovery by our mount, `e2fsck -fn` clean, and the files read back by a
+//! fresh read-only mount: what a completed sync acknowledged must be there, byte for byte.
+//! Skips loudly without e2fsprogs.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use aios_device::{Device, FaultPlan, OpFilter};
+use aios_device_emu::{DiskImage, EmuConfig, EmuDevice};
+use aios_fs::{DataMode, Fs, MountOptions, RwError, RwFs, RwOptions};
+use aios_journal::runtime::CommitOrder;
+use common::{have_mke2fs, pattern};
+
+/// Real clock, so threads overlap; unflushed writes are volatile.
+const EMU: &str = "nand,size=32M,arena=16M";
+
+fn mkfs(dir: &Path) -> DiskImage {
+    let image = dir.join("base.img");
+    let out = Command::new("mke2fs")
+        .args(["-q", "-t", "ext4", "-F", "-b", "4096"])
+        .arg(&image)
+        .arg("32M")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    DiskImage::load(&image).unwrap()
+}
+
+fn emu(image: DiskImage) -> EmuDevice {
+    EmuDevice::with_image(EmuConfig::parse(EMU).unwrap(), image).unwrap()
+}
+
+/// Buffered, no periodic commit (tests say when they want one).
+fn options(order: CommitOrder, data: DataMode) -> RwOptions {
+    RwOptions {
+        order,
+        data,
+        commit_interval: None,
+        ..RwOptions::default()
+    }
+}
+
+fn fsck_clean(image: &Path, what: &str) {
+    let out = Command::new("e2fsck")
+        .arg("-fn")
+        .arg(image)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.code() == Some(0),
+        "{what}: e2fsck -fn: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// Regular files under `/` (one level) through a fresh read-only mount.
+fn read_files(image: &Path) -> BTreeMap<String, Vec<u8>> {
+    let device =
+        aios_device_psync::PsyncDevice::open(image, aios_device_psync::PsyncConfig::default())
+            .unwrap();
+    let fs = Fs::mount(device, MountOptions::default()).unwrap();
+    let mut io = fs.io().unwrap();
+    let mut files = BTreeMap::new();
+    for e in fs.read_dir(&mut io, aios_fs::ROOT_INO).unwrap() {
+        let st = fs.stat(&mut io, e.ino).unwrap();
+        if st.mode & 0o170000 != 0o100000 {
+            continue;
+        }
+        let file = fs.open(&mut io, e.ino).unwrap();
+        let mut buf = vec![0u8; st.size_bytes as usize];
+        assert_eq!(fs.read_at(&mut io, &file, 0, &mut buf).unwrap(), buf.len());
+        files.insert(String::from_utf8(e.name.clone()).unwrap(), buf);
+    }
+    files
+}
+
+/// Cuts power with several seeds; each crash image is recovered by our mount, checked by
+/// e2fsck and read back; `check` judges the files.
+fn crash_and_check(
+    dev: &EmuDevice,
+    dir: &Path,
+    what: &str,
+    check: impl Fn(&BTreeMap<String, Vec<u8>>, &str),
+) {
+    for seed in [0, 1, 2, 3, 7, 1234] {
+        let what = format!("{what}, crash seed {seed}");
+        let crashed = emu(dev.crash(seed).unwrap());
+        let fs = RwFs::mount(
+            crashed.clone(),
+            options(CommitOrder::Async, DataMode::Ordered),
+        )
+        .unwrap_or_else(|e| panic!("{what}: recovery mount: {e}"));
+        let (_, r) = fs.unmount();
+        r.unwrap_or_else(|e| panic!("{what}: unmount after recovery: {e}"));
+        let path = dir.join("recovered.img");
+        crashed.save(&path).unwrap();
+        fsck_clean(&path, &what);
+        check(&read_files(&path), &what);
+    }
+}
+
+fn have(files: &BTreeMap<String, Vec<u8>>, name: &str, want: &[u8], what: &str) {
+    let got = files
+        .get(name)
+        .unwrap_or_else(|| panic!("{what}: {name} missing"));
+    assert!(
+        got == want,
+        "{what}: {name}: {} bytes, contents differ",
+        got.len()
+    );
+}
+
+#[test]
+fn fdatasync_of_an_overwrite_needs_no_commit_and_is_durable() {
+    let name = "fdatasync_of_an_overwrite_needs_no_commit_and_is_durable";
+    if !have_mke2fs(name) {
+        return;
+    }
+    let dir = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
+    for order in [CommitOrder::Sync, CommitOrder::Async] {
+        let dev = emu(mkfs(dir.path()));
+        let mut fs = RwFs::mount(dev.clone(), options(order, DataMode::Ordered)).unwrap();
+        let mut want = pattern(1, 16384);
+        fs.create("/f", 0o644).unwrap();
+        fs.write("/f", 0, &want).unwrap();
+        // Buffered: nothing committed yet, but the mount reads its own writes.
+        assert_eq!(fs.stats().commits, 0);
+        let mut back = vec![0u8; 20000];
+        assert_eq!(fs.read("/f", 0, &mut back).unwrap(), 16384);
+        assert_eq!(&back[..16384], &want[..]);
+        fs.fsync("/f").unwrap();
+        assert_eq!(fs.stats().commits, 1);
+
+        // An in-place overwrite: data and a flush, no commit.
+        let over = pattern(2, 4096);
+        fs.write("/f", 4096, &over).unwrap();
+        want[4096..8192].copy_from_slice(&over);
+        fs.fdatasync("/f").unwrap();
+        let s = fs.stats();
+        assert_eq!((s.commits, s.data_syncs), (1, 1), "{order:?}: {s:?}");
+        // A partial overwrite reads the old block first (read-modify-write).
+        fs.write("/f", 10000, b"xyz").unwrap();
+        want[10000..10003].copy_from_slice(b"xyz");
+        fs.fdatasync("/f").unwrap();
+        assert_eq!(fs.stats().data_syncs, 2);
+        // A second fdatasync with nothing dirty does nothing.
+        fs.fdatasync("/f").unwrap();
+        assert_eq!(fs.stats().data_syncs, 2);
+        assert_eq!(fs.read("/f", 0, &mut back).unwrap(), 16384);
+        assert_eq!(&back[..16384], &want[..]);
+
+        // Growing the file changes the size: fdatasync commits.
+        let tail = pattern(3, 5000);
+        fs.write("/f", 16384, &tail).unwrap();
+        want.extend_from_slice(&tail);
+        fs.fdatasync("/f").unwrap();
+        assert_eq!(fs.stats().commits, 2);
+        // Not synced: may be lost, and must not tear what was.
+        fs.create("/unsynced", 0o644).unwrap();
+        fs.write("/unsynced", 0, &pattern(4, 9000)).unwrap();
+
+        let what = format!("{order:?}");
+        crash_and_check(&dev, dir.path(), &what, |files, what| {
+            have(files, "f", &want, what);
+            assert!(
+                !files.contains_key("unsynced"),
+                "{what}: nothing committed it"
+            );
+        });
+        let (_, r) = fs.unmount();
+        r.unwrap();
+    }
+}
+
+#[test]
+fn concurrent_fsyncs_share_commits_and_all_are_durable() {
+    let name = "concurrent_fsyncs_share_commits_and_all_are_durable";
+    if !have_mke2fs(name) {
+        return;
+    }
+    const THREADS: usize = 4;
+    const WRITES: usize = 40;
+    let dir = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
+    let dev = emu(mkfs(dir.path()));
+    let mut fs = RwFs::mount(dev.clone(), options(CommitOrder::Async, DataMode::Ordered)).unwrap();
+    for t in 0..THREADS {
+        fs.create(format!("/t{t}"), 0o644).unwrap();
+    }
+    fs.sync().unwrap();
+    let before = fs.stats();
+    let shared = fs.shared();
+    std::thread::scope(|s| {
+        for t in 0..THREADS {
+            s.spawn(move || {
+                let mut ctx = shared.ctx().unwrap();
+                let path = format!("/t{t}");
+                for i in 0..WRITES {
+                    let block = pattern((t * 1000 + i) as u64, 4096);
+                    shared
+                        .write(&mut ctx, &path, (i * 4096) as u64, &block)
+                        .unwrap();
+                    shared.fsync(&mut ctx, &path).unwrap();
+                }
+            });
+        }
+    });
+    let s = fs.stats().since(&before);
+    eprintln!("{name}: {} fsyncs, {} commits", s.syncs, s.commits);
+    assert_eq!(s.syncs, (THREADS * WRITES) as u64);
+    assert!(
+        s.commits < s.syncs,
+        "no fsync shared a commit with another: {s:?}"
+    );
+    let want: BTreeMap<String, Vec<u8>> = (0..THREADS)
+        .map(|t| {
+            let bytes = (0..WRITES)
+                .flat_map(|i| pattern((t * 1000 + i) as u64, 4096))
+                .collect();
+            (format!("t{t}"), bytes)
+        })
+        .collect();
+    crash_and_check(&dev, dir.path(), name, |files, what| {
+        for (n, w) in &want {
+            have(files, n, w, what);
+        }
+    });
+    let (_, r) = fs.unmount();
+    r.unwrap();
+}
+
+#[test]
+fn the_periodic_commit_makes_buffered_writes_durable() {
+    let name = "the_periodic_commit_makes_buffered_writes_durable";
+    if !have_mke2fs(name) {
+        return;
+    }
+    let dir = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
+    let dev = emu(mkfs(dir.path()));
+    let opts = RwOptions {
+        commit_interval: Some(Duration::from_millis(50)),
+        ..options(CommitOrder::Async, DataMode::Ordered)
+    };
+    let mut fs = RwFs::mount(dev.clone(), opts).unwrap();
+    let data = pattern(9, 70_000);
+    fs.create("/p", 0o644).unwrap();
+    fs.write("/p", 0, &data).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while fs.stats().periodic_commits == 0 {
+        assert!(Instant::now() < deadline, "no periodic commit in 10 s");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    crash_and_check(&dev, dir.path(), name, |files, what| {
+        have(files, "p", &data, what);
+    });
+    let (_, r) = fs.unmount();
+    r.unwrap();
+}
+
+#[test]
+fn data_journal_logs_the_data_and_recovers_it() {
+    let name = "data_journal_logs_the_data_and_recovers_it";
+    if !have_mke2fs(name) {
+        return;
+    }
+    let dir = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
+    for order in [CommitOrder::Sync, CommitOrder::Async] {
+        let dev = emu(mkfs(dir.path()));
+        let mut fs = RwFs::mount(dev.clone(), options(order, DataMode::Journal)).unwrap();
+        let mut files = BTreeMap::new();
+        for i in 0..6u64 {
+            let data = pattern(20 + i, 3000 + 9000 * i as usize);
+            let path = format!("/j{i}");
+            fs.create(&path, 0o644).unwrap();
+            fs.write(&path, 0, &data).unwrap();
+            files.insert(format!("j{i}"), data);
+        }
+        fs.fsync("/j5").unwrap();
+        // An overwrite in data=journal commits (the data goes through the log).
+        let over = pattern(40, 4096);
+        fs.write("/j5", 4096, &over).unwrap();
+        files.get_mut("j5").unwrap()[4096..8192].copy_from_slice(&over);
+        fs.fdatasync("/j5").unwrap();
+        let s = fs.stats();
+        assert_eq!((s.commits, s.data_syncs), (2, 0), "{s:?}");
+        let data_blocks: u64 = files.values().map(|d| d.len().div_ceil(4096) as u64).sum();
+        assert!(
+            s.journal_blocks > data_blocks,
+            "{order:?}: the data is not in the log: {s:?}"
+        );
+        // Not yet home: the mount reads the logged blocks.
+        for (n, want) in &files {
+            let mut back = vec![0u8; want.len()];
+            assert_eq!(fs.read(format!("/{n}"), 0, &mut back).unwrap(), want.len());
+            assert!(back == *want, "{order:?}: /{n} read through the mount");
+        }
+        let what = format!("{order:?}, data=journal");
+        crash_and_check(&dev, dir.path(), &what, |got, what| {
+            for (n, want) in &files {
+                have(got, n, want, what);
+            }
+        });
+        // e2fsck replays our journal to the same files.
+        let crashed = dir.path().join("for-e2fsck.img");
+        dev.crash(5).unwrap().save(&crashed).unwrap();
+        let out = Command::new("e2fsck")
+            .arg("-fy")
+            .arg(&crashed)
+            .output()
+            .unwrap();
+        assert!(out.status.code().is_some_and(|c| c <= 1), "{what}: {out:?}");
+        fsck_clean(&crashed, &what);
+        let got = read_files(&crashed);
+        for (n, want) in &files {
+            have(&got, n, want, &format!("{what}, replayed by e2fsck"));
+        }
+        let (_, r) = fs.unmount();
+        r.unwrap();
+    }
+}
+
+#[test]
+fn a_failed_sync_fails_every_later_one() {
+    let name = "a_failed_sync_fails_every_later_one";
+    if !have_mke2fs(name) {
+        return;
+    }
+    let dir = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
+    // The data write of a data-only sync, then its flush, then a commit's writes.
+    for (n, ops, fdatasync) in [
+        (0, OpFilter::Writes, true),
+        (0, OpFilter::Flushes, true),
+        (0, OpFilter::Writes, false),
+        (1, OpFilter::Writes, false),
+        (0, OpFilter::Flushes, false),
+    ] {
+        let what = format!("fault at {ops:?} #{n}, fdatasync {fdatasync}");
+        let dev = emu(mkfs(dir.path()));
+        let mut fs =
+            RwFs::mount(dev.clone(), options(CommitOrder::Async, DataMode::Ordered)).unwrap();
+        let old = pattern(50, 8192);
+        fs.create("/f", 0o644).unwrap();
+        fs.write("/f", 0, &old).unwrap();
+        fs.fsync("/f").unwrap();
+        fs.write("/f", 0, &pattern(51, 4096)).unwrap();
+        dev.faults().arm(FaultPlan::nth(n, ops));
+        let sync = |fs: &mut RwFs<EmuDevice>| {
+            if fdatasync {
+                fs.fdatasync("/f")
+            } else {
+                fs.fsync("/f")
+            }
+        };
+        match sync(&mut fs) {
+            Err(RwError::Commit { .. }) => {}
+            other => panic!("{what}: the failed sync returned {other:?}"),
+        }
+        dev.faults().disarm();
+        assert!(fs.is_read_only(), "{what}");
+        for again in [sync(&mut fs), fs.sync(), fs.write("/f", 0, b"x")] {
+            assert!(
+                matches!(again, Err(RwError::ReadOnly { .. })),
+                "{what}: after the failure: {again:?}"
+            );
+        }
+        // The failed data may or may not have reached the disk; what was synced before did,
+        // and the image is consistent.
+        crash_and_check(&dev, dir.path(), &what, |files, what| {
+            let got = files
+                .get("f")
+                .unwrap_or_else(|| panic!("{what}: f missing"));
+            assert_eq!(got.len(), old.len(), "{what}");
+            assert!(
+                got[4096..] == old[4096..],
+                "{what}: untouched block changed"
+            );
+        });
+        let (_, r) = fs.unmount();
+        assert!(r.is_err(), "{what}: unmount after a failure must say so");
+    }
+}
+
+/// Read-your-writes under concurrent commits: a partial write of a block whose newest contents
+/// a commit in flight has taken must read those (`State::unhomed`), not the block at home, or
+/// the older bytes overwrite the newer ones. One thread rewrites bytes [0, 8) of a block and
+/// fsyncs, publishing the counter it wrote; another writes bytes [100, 108) of the same block
+/// (no sync) and must then read a counter at least as new as the published one.
+///
+/// Limit: the emulated device makes a write's data readable when it is submitted (a real
+/// device's read racing a write may return the old data), so on it only the window between
+/// sealing the transaction and submitting its writes could expose the bug; this test did not
+/// catch it with the overlay removed. It guards the property, not that window.
+///
+/// It did find a livelock: `fsync` re-read the inode's newest transaction at every wake-up, so
+/// the other thread's writes kept it waiting (its 100 fsyncs took 380 s). Syncs now take their
+/// targets when they start (`state::Want`).
+#[test]
+fn a_partial_write_during_a_commit_keeps_the_newer_bytes() {
+    let name = "a_partial_write_during_a_commit_keeps_the_newer_bytes";
+    if !have_mke2fs(name) {
+        return;
+    }
+    use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+    let dir = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
+    let dev = emu(mkfs(dir.path()));
+    let mut fs = RwFs::mount(dev.clone(), options(CommitOrder::Async, DataMode::Ordered)).unwrap();
+    fs.create("/r", 0o644).unwrap();
+    fs.write("/r", 0, &[0u8; 4096]).unwrap();
+    fs.sync().unwrap();
+    let published = AtomicU64::new(0);
+    let done = AtomicBool::new(false);
+    let shared = fs.shared();
+    let checks = std::thread::scope(|s| {
+        s.spawn(|| {
+            let mut ctx = shared.ctx().unwrap();
+            for v in 1..=100u64 {
+                shared.write(&mut ctx, "/r", 0, &v.to_le_bytes()).unwrap();
+                published.store(v, Ordering::SeqCst);
+                shared.fsync(&mut ctx, "/r").unwrap();
+            }
+            done.store(true, Ordering::SeqCst);
+        });
+        let reader = s.spawn(|| {
+            let mut ctx = shared.ctx().unwrap();
+            let mut checks = 0u64;
+            let mut i = 0u64;
+            while !done.load(Ordering::SeqCst) {
+                let floor = published.load(Ordering::SeqCst);
+                i += 1;
+                shared.write(&mut ctx, "/r", 100, &i.to_le_bytes()).unwrap();
+                let mut got = [0u8; 8];
+                shared.read(&mut ctx, "/r", 0, &mut got).unwrap();
+                let got = u64::from_le_bytes(got);
+                assert!(
+                    got >= floor,
+                    "lost update: read {got} after {floor} was written"
+                );
+                checks += 1;
+            }
+            checks
+        });
+        reader.join().unwrap()
+    });
+    eprintln!("{name}: {checks} checks");
+    fs.sync().unwrap();
+    let mut got = [0u8; 8];
+    fs.read("/r", 0, &mut got).unwrap();
+    assert_eq!(u64::from_le_bytes(got), 100);
+    let (_, r) = fs.unmount();
+    r.unwrap();
+}
