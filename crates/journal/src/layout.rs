@@ -68,7 +68,9 @@ impl Log {
     /// as needed).
     pub fn advance(&self, journal_block: u32, by: u64) -> u32 {
         let len = u64::from(self.log_blocks().max(1));
-        let rel = u64::from(journal_block.saturating_sub(self.first_block)) + by;
+        // Each term reduced first: `by` may be anything (found by the journal_superblock fuzz
+        // target with `by = u64::MAX`), and the sum of two values below 2^32 cannot overflow.
+        let rel = u64::from(journal_block.saturating_sub(self.first_block)) % len + by % len;
         self.first_block + (rel % len) as u32
     }
 }
@@ -311,6 +313,20 @@ mod tests {
             first_block: 1,
             maxlen_blocks: 1024,
         }
+    }
+
+    /// Found by the `journal_superblock` fuzz target: `advance` by `u64::MAX` overflowed.
+    #[test]
+    fn advance_by_any_distance_wraps_without_overflow() {
+        let log = log();
+        assert_eq!(log.advance(1023, 1), 1);
+        assert_eq!(log.advance(5, 1023 * 3), 5);
+        let by = u64::MAX;
+        assert_eq!(
+            log.advance(1023, by),
+            1 + ((1022 + by % 1023) % 1023) as u32
+        );
+        assert_eq!(log.advance(u32::MAX, by), log.advance(u32::MAX, by % 1023));
     }
 
     #[test]

@@ -180,7 +180,9 @@ impl ExtentNode {
                     ));
                 }
                 let end_physical = extent.start_block + u64::from(extent.len_blocks);
-                if extent.start_block == 0 || end_physical > blocks_count {
+                // `ee_start` is 48 bits: an extent running past 2^48 cannot be addressed (nor
+                // re-encoded), whatever `blocks_count` says.
+                if extent.start_block == 0 || end_physical > blocks_count.min(1 << 48) {
                     return Err(r.out_of_range(
                         "ee_start",
                         extent.start_block,
@@ -429,6 +431,28 @@ mod tests {
                 unwritten: true
             }
         );
+    }
+
+    /// Found by the `extent_node` fuzz target: with `blocks_count` above 2^48 an extent ending
+    /// past 2^48 decoded, and then did not encode.
+    #[test]
+    fn refuses_extents_past_48_bits_whatever_blocks_count() {
+        let mut node = header(1, 4, 0);
+        leaf(&mut node, 0, 2, (1 << 48) - 1);
+        node.resize(60, 0);
+        assert!(matches!(
+            ExtentNode::decode(&node, AT, u64::MAX),
+            Err(FormatError::FieldOutOfRange {
+                field: "ee_start",
+                ..
+            })
+        ));
+        let mut node = header(1, 4, 0);
+        leaf(&mut node, 0, 1, (1 << 48) - 1);
+        node.resize(60, 0);
+        let decoded = ExtentNode::decode(&node, AT, u64::MAX).unwrap();
+        let mut raw = [0u8; 60];
+        decoded.encode_into(&mut raw, AT).unwrap();
     }
 
     #[test]

@@ -1,0 +1,6 @@
+//! cargo-fuzz target: `aios_fuzz::targets::journal_superblock` (see its documentation for the input layout).
+#![no_main]
+
+libfuzzer_sys::fuzz_target!(|data: &[u8]| {
+    let _ = aios_fuzz::targets::journal_superblock(data);
+});
