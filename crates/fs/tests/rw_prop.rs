@@ -8,11 +8,21 @@
 //! non-empty directories, into its own subtree, onto another name of the same inode), hard
 //! link (to files and symlinks; to a directory fails with `NotPermitted`), `set_attr` (mode,
 //! uid and gid both sides of 65535, mtime before 1970 and past 2038; a chown clears
-//! set-user-ID), `fallocate` (unwritten extents, growing the size or `keep_size`), and
-//! REMOUNT: a clean [`RwFs::unmount`] and a fresh [`RwFs::mount`] of the same image file. There is no separate fsync operation: every
-//! `RwFs` operation is one ordered-mode transaction committed (flush, commit block with FUA)
-//! before it returns, so each one is already durable ("fsync" is implicit after every
-//! operation); the remount checks that what was acknowledged is what the image holds.
+//! set-user-ID), `fallocate` (unwritten extents, growing the size or `keep_size`), READ through
+//! the read-write mount (at 0, inside, at and past the end, across holes and unwritten
+//! extents: the bytes and the count must equal the model's, zeros for holes, short at the end
+//! of the file), FSYNC and FDATASYNC of any entry, SYNC, and REMOUNT: a clean
+//! [`RwFs::unmount`] and a fresh [`RwFs::mount`] of the same image file.
+//!
+//! Operations are buffered: each joins the running transaction, which commits at an
+//! `fsync`/`fdatasync` that needs it (an `fdatasync` of in-place overwrites in
+//! `data=ordered` writes the data and flushes, without a commit), at `sync`, when the
+//! transaction outgrows its limits, and at unmount; the periodic commit is off
+//! (`commit_interval: None`) so a case replays exactly. A REMOUNT is a clean unmount, which
+//! commits everything, so the image then holds every operation; what an interrupted mount
+//! keeps is `rw_crash_prop`'s subject. Each case runs in one mix of [`RwOptions`], chosen
+//! from the case (so shrinking keeps it): `data=ordered` or `data=journal`, commit order
+//! `Sync` or `Async`, and in about one case in five `-o sync` (every operation commits).
 //!
 //! The model is of inodes: several names may share one inode (contents, size, attributes),
 //! whose link count is its number of names; a write through one name shows through all.
@@ -47,7 +57,9 @@ use std::process::Command;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use aios_device_psync::{PsyncConfig, PsyncDevice};
-use aios_fs::{Fs, FsError, MountOptions, RwError, RwFs, RwOptions, SetAttr, Timestamp, ROOT_INO};
+use aios_fs::{
+    DataMode, Fs, FsError, MountOptions, RwError, RwFs, RwOptions, SetAttr, Timestamp, ROOT_INO,
+};
 use aios_journal::runtime::CommitOrder;
 use common::{have_mke2fs, pattern};
 use proptest::prelude::*;
@@ -209,6 +221,16 @@ enum Op {
         len: u32,
         keep_size: bool,
     },
+    /// Read through the mount: `how` picks the offset, `len` the buffer.
+    Read {
+        at: Pick,
+        how: u8,
+        raw: u32,
+        len: u32,
+    },
+    Fsync(Pick),
+    Fdatasync(Pick),
+    Sync,
     Remount,
 }
 
@@ -235,7 +257,7 @@ fn op() -> impl Strategy<Value = Op> {
         5 => pick().prop_map(Op::Create),
         3 => pick().prop_map(Op::Mkdir),
         1 => (pick(), 1u16..300).prop_map(|(p, l)| Op::Symlink(p, l)),
-        6 => (pick(), 0u8..5, any::<u32>(), prop_oneof![4 => 1u32..20_000, 1 => 20_000u32..200_000])
+        6 => (pick(), 0u8..7, any::<u32>(), prop_oneof![4 => 1u32..20_000, 1 => 20_000u32..200_000])
             .prop_map(|(at, how, raw, len)| Op::Write { at, how, raw, len }),
         2 => (pick(), 0u8..4, any::<u32>()).prop_map(|(at, how, raw)| Op::Truncate { at, how, raw }),
         2 => pick().prop_map(Op::Unlink),
@@ -246,6 +268,11 @@ fn op() -> impl Strategy<Value = Op> {
             .prop_map(|(at, fields, mode, ids, nanos)| Op::SetAttr { at, fields, mode, ids, nanos }),
         2 => (pick(), 0u8..5, any::<u32>(), prop_oneof![1 => Just(0u32), 20 => 1u32..300_000], any::<bool>())
             .prop_map(|(at, how, raw, len, keep_size)| Op::Fallocate { at, how, raw, len, keep_size }),
+        3 => (pick(), 0u8..5, any::<u32>(), prop_oneof![1 => Just(0u32), 10 => 1u32..20_000, 2 => 20_000u32..300_000])
+            .prop_map(|(at, how, raw, len)| Op::Read { at, how, raw, len }),
+        2 => pick().prop_map(Op::Fsync),
+        2 => pick().prop_map(Op::Fdatasync),
+        2 => Just(Op::Sync),
         1 => Just(Op::Remount),
     ]
 }
@@ -421,6 +448,10 @@ enum Step {
     Link(String, String),
     SetAttr(String, SetAttr),
     Fallocate(String, u64, u64, bool),
+    Read(String, u64, usize),
+    Fsync(String),
+    Fdatasync(String),
+    Sync,
     Remount,
 }
 
@@ -440,7 +471,35 @@ impl std::fmt::Display for Step {
             Step::Fallocate(p, o, l, k) => {
                 write!(f, "fallocate {p} at {o}, {l} bytes, keep_size {k}")
             }
+            Step::Read(p, o, l) => write!(f, "read {p} at {o}, {l} bytes"),
+            Step::Fsync(p) => write!(f, "fsync {p}"),
+            Step::Fdatasync(p) => write!(f, "fdatasync {p}"),
+            Step::Sync => write!(f, "sync"),
             Step::Remount => write!(f, "remount"),
+        }
+    }
+}
+
+impl Step {
+    /// The operation's name, for the tallies.
+    fn name(&self) -> &'static str {
+        match self {
+            Step::Create(_) => "create",
+            Step::Mkdir(_) => "mkdir",
+            Step::Symlink(..) => "symlink",
+            Step::Write(..) => "write",
+            Step::Truncate(..) => "truncate",
+            Step::Unlink(_) => "unlink",
+            Step::Rmdir(_) => "rmdir",
+            Step::Rename(..) => "rename",
+            Step::Link(..) => "link",
+            Step::SetAttr(..) => "set_attr",
+            Step::Fallocate(..) => "fallocate",
+            Step::Read(..) => "read",
+            Step::Fsync(_) => "fsync",
+            Step::Fdatasync(_) => "fdatasync",
+            Step::Sync => "sync",
+            Step::Remount => "remount",
         }
     }
 }
@@ -452,7 +511,13 @@ fn file_len(model: &Model, p: &str) -> u64 {
     }
 }
 
-fn resolve(model: &Model, uni: &[String], op: &Op, seq: u64) -> Step {
+/// `op` against the model; `last_write` (the path of the last write) is what a sync with
+/// `sel` 5..10 picks, so that overwrites are often synced before anything else commits.
+fn resolve(model: &Model, uni: &[String], op: &Op, seq: u64, last_write: Option<&str>) -> Step {
+    let sync_pick = |p: Pick, w: Want| match last_write {
+        Some(last) if p.sel >= 5 => last.to_string(),
+        _ => pick_existing(model, uni, p, w),
+    };
     match *op {
         Op::Create(p) => Step::Create(pick_new(model, uni, p)),
         Op::Mkdir(p) => Step::Mkdir(pick_new(model, uni, p)),
@@ -466,12 +531,18 @@ fn resolve(model: &Model, uni: &[String], op: &Op, seq: u64) -> Step {
         Op::Write { at, how, raw, len } => {
             let path = pick_existing(model, uni, at, Want::Files);
             let size = file_len(model, &path);
-            let offset = match how {
-                0 => 0,
-                1 => size,
-                2 => u64::from(raw) % (size + 1),
-                3 => size + u64::from(raw % 100_000),
-                _ => u64::from(raw % (2 << 20)),
+            let (offset, len) = match how {
+                0 => (0, len),
+                1 => (size, len),
+                2 => (u64::from(raw) % (size + 1), len),
+                3 => (size + u64::from(raw % 100_000), len),
+                4 => (u64::from(raw % (2 << 20)), len),
+                // Inside the file (an in-place overwrite once its blocks are committed), or
+                // appending to an empty one.
+                _ => {
+                    let offset = u64::from(raw) % size.max(1);
+                    (offset, len.min((size - offset).max(1) as u32))
+                }
             };
             Step::Write(path, offset, pattern(seq, len as usize))
         }
@@ -534,6 +605,22 @@ fn resolve(model: &Model, uni: &[String], op: &Op, seq: u64) -> Step {
             };
             Step::Fallocate(path, offset, u64::from(len), keep_size)
         }
+        Op::Read { at, how, raw, len } => {
+            let path = pick_existing(model, uni, at, Want::Files);
+            let size = file_len(model, &path);
+            let offset = match how {
+                0 => 0,
+                1 => size,
+                2 => u64::from(raw) % (size + 1),
+                3 => size + u64::from(raw % 10_000),
+                // Ending past the end: a short read.
+                _ => size.saturating_sub(u64::from(raw % 5000)),
+            };
+            Step::Read(path, offset, len as usize)
+        }
+        Op::Fsync(p) => Step::Fsync(sync_pick(p, Want::Any)),
+        Op::Fdatasync(p) => Step::Fdatasync(sync_pick(p, Want::Files)),
+        Op::Sync => Step::Sync,
         Op::Remount => Step::Remount,
     }
 }
@@ -693,12 +780,39 @@ fn expect(model: &mut Model, step: &Step) -> Result<(), Kind> {
             }
             model.touch(p);
         }
-        Step::Remount => {}
+        Step::Read(p, _, _) => {
+            walk(model, p)?;
+            if !matches!(model.get(p), Some(Node::File(_))) {
+                return Err(Kind::NotARegularFile);
+            }
+        }
+        Step::Fsync(p) | Step::Fdatasync(p) => walk(model, p)?,
+        Step::Sync | Step::Remount => {}
     }
     Ok(())
 }
 
-fn run(fs: &mut RwFs<PsyncDevice>, step: &Step) -> Result<(), RwError> {
+/// The bytes a read of `len` at `off` of file `p` returns: short at the end, none past it.
+fn model_read(model: &Model, p: &str, off: u64, len: usize) -> Vec<u8> {
+    match model.get(p) {
+        Some(Node::File(d)) => {
+            let start = (off as usize).min(d.len());
+            let end = start.saturating_add(len).min(d.len());
+            d[start..end].to_vec()
+        }
+        _ => Vec::new(),
+    }
+}
+
+/// Runs `step` on the mount; a read returns the bytes it read, everything else nothing.
+fn run(fs: &mut RwFs<PsyncDevice>, step: &Step) -> Result<Vec<u8>, RwError> {
+    if let Step::Read(p, off, len) = step {
+        // Not zeros, so that a hole must be written by the read.
+        let mut buf = vec![0xA5u8; *len];
+        let n = fs.read(p, *off, &mut buf)?;
+        buf.truncate(n);
+        return Ok(buf);
+    }
     match step {
         Step::Create(p) => fs.create(p, 0o644).map(drop),
         Step::Mkdir(p) => fs.mkdir(p, 0o755).map(drop),
@@ -711,8 +825,12 @@ fn run(fs: &mut RwFs<PsyncDevice>, step: &Step) -> Result<(), RwError> {
         Step::Link(a, b) => fs.link(a, b),
         Step::SetAttr(p, a) => fs.set_attr(p, a),
         Step::Fallocate(p, o, l, k) => fs.fallocate(p, *o, *l, *k),
-        Step::Remount => Ok(()),
+        Step::Fsync(p) => fs.fsync(p),
+        Step::Fdatasync(p) => fs.fdatasync(p),
+        Step::Sync => fs.sync(),
+        Step::Read(..) | Step::Remount => Ok(()),
     }
+    .map(|()| Vec::new())
 }
 
 /// The mount's own view of `p` agrees with the model (existence, type, size).
@@ -1052,12 +1170,33 @@ fn mkfs(dir: &Path) -> PathBuf {
     image
 }
 
-fn mount_rw(image: &Path, order: CommitOrder, what: &str) -> RwFs<PsyncDevice> {
-    let device = PsyncDevice::open(image, PsyncConfig::default()).unwrap();
-    let options = RwOptions {
-        order,
+/// The mount options of a case: from its length, so that shrinking keeps them (about one
+/// case in five with `-o sync`).
+fn case_options(ops: &[Op]) -> RwOptions {
+    let n = ops.len();
+    RwOptions {
+        order: if n.is_multiple_of(2) {
+            CommitOrder::Async
+        } else {
+            CommitOrder::Sync
+        },
+        data: if (n / 2).is_multiple_of(2) {
+            DataMode::Ordered
+        } else {
+            DataMode::Journal
+        },
+        sync: n.is_multiple_of(5),
+        commit_interval: None,
         ..RwOptions::default()
-    };
+    }
+}
+
+fn options_name(o: &RwOptions) -> String {
+    format!("order {:?}, data {:?}, sync {}", o.order, o.data, o.sync)
+}
+
+fn mount_rw(image: &Path, options: RwOptions, what: &str) -> RwFs<PsyncDevice> {
+    let device = PsyncDevice::open(image, PsyncConfig::default()).unwrap();
     let fs = RwFs::mount(device, options).unwrap_or_else(|e| panic!("{what}: mount: {e}"));
     assert!(
         fs.replayed().is_none_or(|r| !r.needed),
@@ -1070,6 +1209,8 @@ fn mount_rw(image: &Path, order: CommitOrder, what: &str) -> RwFs<PsyncDevice> {
 fn unmount(fs: RwFs<PsyncDevice>, tally: &mut Tally, what: &str) {
     tally.commits += fs.stats().commits;
     tally.checkpoints += fs.stats().checkpoints;
+    tally.syncs += fs.stats().syncs;
+    tally.data_syncs += fs.stats().data_syncs;
     let (_, r) = fs.unmount();
     r.unwrap_or_else(|e| panic!("{what}: unmount: {e}"));
 }
@@ -1077,7 +1218,11 @@ fn unmount(fs: RwFs<PsyncDevice>, tally: &mut Tally, what: &str) {
 /// Counts of one case, summed over the run.
 #[derive(Debug, Default)]
 struct Tally {
-    ok: usize,
+    ok: BTreeMap<&'static str, usize>,
+    read_bytes: u64,
+    syncs: u64,
+    data_syncs: u64,
+    options: BTreeMap<String, usize>,
     failed: BTreeMap<String, usize>,
     remounts: usize,
     checks: usize,
@@ -1085,23 +1230,30 @@ struct Tally {
     checkpoints: u64,
 }
 
-fn run_case(ops: &[Op], order: CommitOrder, tally: &mut Tally) {
+fn run_case(ops: &[Op], tally: &mut Tally) {
+    let options = case_options(ops);
+    let order = options_name(&options);
+    *tally.options.entry(order.clone()).or_default() += 1;
     let dir = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
     let image = mkfs(dir.path());
     let uni = universe();
     let mut model = Model::new();
     let mut log: Vec<String> = Vec::new();
-    let mut fs = mount_rw(&image, order, "first mount");
+    let mut last_write: Option<String> = None;
+    let mut fs = mount_rw(&image, options, "first mount");
     for (i, op) in ops.iter().enumerate() {
-        let step = resolve(&model, &uni, op, i as u64 + 1);
+        let step = resolve(&model, &uni, op, i as u64 + 1, last_write.as_deref());
+        if let Step::Write(p, _, _) = &step {
+            last_write = Some(p.clone());
+        }
         log.push(format!("{i}: {step}"));
-        let what = || format!("{order:?}, ops:\n{}", log.join("\n"));
+        let what = || format!("{order}, ops:\n{}", log.join("\n"));
         if let Step::Remount = step {
             unmount(fs, tally, &what());
             check_image(&image, &model, &what());
             tally.remounts += 1;
             tally.checks += 1;
-            fs = mount_rw(&image, order, &what());
+            fs = mount_rw(&image, options, &what());
             continue;
         }
         let mut after = model.clone();
@@ -1109,8 +1261,21 @@ fn run_case(ops: &[Op], order: CommitOrder, tally: &mut Tally) {
         let before = fs.stats().commits;
         let got = run(&mut fs, &step);
         match (&want, &got) {
-            (Ok(()), Ok(())) => {
-                tally.ok += 1;
+            (Ok(()), Ok(bytes)) => {
+                if let Step::Read(p, off, len) = &step {
+                    let model_bytes = model_read(&model, p, *off, *len);
+                    if *bytes != model_bytes {
+                        let at = bytes.iter().zip(&model_bytes).position(|(a, b)| a != b);
+                        panic!(
+                            "{}: read returned {} bytes, the model {} (first differing byte {at:?})",
+                            what(),
+                            bytes.len(),
+                            model_bytes.len()
+                        );
+                    }
+                    tally.read_bytes += bytes.len() as u64;
+                }
+                *tally.ok.entry(step.name()).or_default() += 1;
                 model = after;
             }
             (Err(k), Err(e)) => {
@@ -1140,15 +1305,18 @@ fn run_case(ops: &[Op], order: CommitOrder, tally: &mut Tally) {
             | Step::Unlink(p)
             | Step::Rmdir(p)
             | Step::SetAttr(p, _)
-            | Step::Fallocate(p, _, _, _) => lookup_agrees(&mut fs, &model, p, &what()),
+            | Step::Fallocate(p, _, _, _)
+            | Step::Read(p, _, _)
+            | Step::Fsync(p)
+            | Step::Fdatasync(p) => lookup_agrees(&mut fs, &model, p, &what()),
             Step::Link(a, b) => {
                 lookup_agrees(&mut fs, &model, a, &what());
                 lookup_agrees(&mut fs, &model, b, &what());
             }
-            Step::Remount => {}
+            Step::Sync | Step::Remount => {}
         }
     }
-    let what = format!("{order:?}, end of case, ops:\n{}", log.join("\n"));
+    let what = format!("{order}, end of case, ops:\n{}", log.join("\n"));
     unmount(fs, tally, &what);
     check_image(&image, &model, &what);
     tally.checks += 1;
@@ -1165,7 +1333,7 @@ fn random_namespace_and_data_operations_with_remounts_match_the_model() {
         return;
     }
     let seed = env_u64("AIOS_RWPROP_SEED").unwrap_or(0x4a10_5e4d);
-    let cases = env_u64("AIOS_RWPROP_CASES").map_or(16, |c| c as u32);
+    let cases = env_u64("AIOS_RWPROP_CASES").map_or(96, |c| c as u32);
     let mut seed_bytes = [0u8; 32];
     seed_bytes[..8].copy_from_slice(&seed.to_le_bytes());
     let mut runner = TestRunner::new_with_rng(
@@ -1182,25 +1350,23 @@ fn random_namespace_and_data_operations_with_remounts_match_the_model() {
     let n = std::cell::Cell::new(0u64);
     let result = runner.run(&proptest::collection::vec(op(), 30..80), |ops| {
         n.set(n.get() + 1);
-        // From the case itself, so that shrinking keeps it.
-        let order = if ops.len() % 2 == 0 {
-            CommitOrder::Async
-        } else {
-            CommitOrder::Sync
-        };
-        run_case(&ops, order, &mut tally.borrow_mut());
+        run_case(&ops, &mut tally.borrow_mut());
         Ok(())
     });
     let (tally, n) = (tally.into_inner(), n.get());
     eprintln!(
-        "{name}: seed {seed:#x}, {n} cases run (incl. shrinking), {} ops ok, failed as expected {:?}, \
-         {} remounts, {} commits ({} checkpointing), {} image checks, {} by the kernel \
-         ({} kernel skips), {:.1?}",
+        "{name}: seed {seed:#x}, {n} cases run (incl. shrinking), options {:?}, ok {:?} ({} bytes \
+         read), failed as expected {:?}, {} remounts, {} commits ({} checkpointing), {} syncs \
+         ({} data-only), {} image checks, {} by the kernel ({} kernel skips), {:.1?}",
+        tally.options,
         tally.ok,
+        tally.read_bytes,
         tally.failed,
         tally.remounts,
         tally.commits,
         tally.checkpoints,
+        tally.syncs,
+        tally.data_syncs,
         tally.checks,
         KERNEL_CHECKS.load(Ordering::Relaxed),
         KERNEL_SKIPS.load(Ordering::Relaxed),
@@ -1220,7 +1386,11 @@ fn rename_checks_the_source_parent_before_the_destination_parent() {
     }
     let dir = tempfile::tempdir().unwrap();
     let image = mkfs(dir.path());
-    let mut fs = mount_rw(&image, CommitOrder::Async, "rename order");
+    let options = RwOptions {
+        commit_interval: None,
+        ..RwOptions::default()
+    };
+    let mut fs = mount_rw(&image, options, "rename order");
     fs.create("/c", 0o644).unwrap();
     let e = fs.rename("/c/a", "/d/a/a").unwrap_err();
     assert_eq!(kind_of(&e), Kind::NotADirectory, "{e}");
