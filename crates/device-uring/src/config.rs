@@ -100,6 +100,10 @@ pub enum PollFallback {
 /// io-wq worker thread; waking that thread costs a cross-CPU wake-up (16 us at p50 on the
 /// 2-vCPU VM of `/work/shared/baselines.md`), on the critical path of every fsync. A flush is
 /// issued only after the writes it covers have completed, so nothing is gained by queueing it.
+/// Measured (`examples/durable_write_latency.rs`, 4 KiB write then flush on the virtio disk,
+/// interleaved, 3 x 2 s): `pwrite`+`fdatasync` 88.2 us, ring 105.5 us, inline 91.1 us; a FUA
+/// write costs the same through the ring as `pwritev2(RWF_DSYNC)` (99.9 vs 96.6 us), so only
+/// the flush runs inline.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum FlushPath {
     /// `fdatasync(2)` on the submitting thread, in [`aios_device::Queue::submit`]; the

@@ -225,19 +225,23 @@ impl<D: Device> RwShared<D> {
     }
 
     fn new(fs: Fs<D>, options: RwOptions, state: State, log_blocks: u64) -> Self {
-        let quarter = usize::try_from(log_blocks / 4).unwrap_or(usize::MAX);
+        // A commit copies its data and journal blocks into arena buffers all at once, next to
+        // the page cache and the thread contexts: each may take an eighth of the arena.
+        let arena_share = fs.device.arena().len_bytes() / aios_device::BLOCK_SIZE / 8;
+        let log_quarter = usize::try_from(log_blocks / 4).unwrap_or(usize::MAX);
         RwShared {
             fs,
             options,
             state: Mutex::new(state),
             changed: Condvar::new(),
-            txn_blocks_max: quarter.max(16),
-            dirty_blocks_max: DIRTY_BLOCKS_MAX,
+            txn_blocks_max: log_quarter.min(arena_share).max(16),
+            dirty_blocks_max: DIRTY_BLOCKS_MAX.min(arena_share).max(16),
         }
     }
 }
 
-/// Dirty data blocks (64 MiB) after which the writing operation commits (writeback pressure).
+/// Dirty data blocks (64 MiB) after which the writing operation commits (writeback pressure),
+/// unless the arena bounds it lower.
 const DIRTY_BLOCKS_MAX: usize = 16 * 1024;
 
 impl<D: Device + 'static> RwFs<D> {

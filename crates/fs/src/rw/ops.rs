@@ -145,8 +145,11 @@ impl<D: Device> RwShared<D> {
         let path = path.as_ref();
         self.apply(ctx, "unlink", path, |m, r, t| {
             let (dir, name) = parent(m, r, path)?;
+            // Its link count changes: an fsync through another name must commit that.
+            let victim = m.lookup(r, dir, &name)?;
             m.unlink(r, dir, &name)?;
             t.sync.push(dir);
+            t.sync.extend(victim);
             Ok(())
         })
     }
@@ -168,9 +171,12 @@ impl<D: Device> RwShared<D> {
             let (new_parent, new_name) = parent(m, r, to)?;
             m.lookup(r, new_parent, b".")?;
             let moved = m.lookup(r, old_parent, &old_name)?;
+            // A replaced entry's inode loses a link (see `unlink`).
+            let replaced = m.lookup(r, new_parent, &new_name)?;
             m.rename(r, old_parent, &old_name, new_parent, &new_name)?;
             t.sync.extend([old_parent, new_parent]);
             t.sync.extend(moved);
+            t.sync.extend(replaced);
             Ok(())
         })
     }

@@ -156,14 +156,18 @@ fn data_writes(arena: &Arena, blocks: &[(u64, Vec<u8>)]) -> Result<Vec<DataWrite
         while n < SEGMENTS_MAX && rest.get(n).map(|b| b.0) == first.checked_add(n as u64) {
             n += 1;
         }
-        let (run, tail) = rest.split_at(n.min(rest.len()));
-        let mut buf: Buf = match arena.alloc(run.len() as u32) {
-            Ok(b) => b,
-            Err(e) => {
-                free_all(out);
-                return Err(format!("arena for {} data blocks: {e}", run.len()));
+        // A fragmented arena may lack a long run: fall back to shorter requests.
+        let mut buf: Buf = loop {
+            match arena.alloc(n as u32) {
+                Ok(b) => break b,
+                Err(_) if n > 1 => n /= 2,
+                Err(e) => {
+                    free_all(out);
+                    return Err(format!("arena for a data block: {e}"));
+                }
             }
         };
+        let (run, tail) = rest.split_at(n.min(rest.len()));
         let bytes = arena.bytes_mut(&mut buf);
         for ((block, src), dst) in run.iter().zip(bytes.chunks_exact_mut(BLOCK_SIZE)) {
             if src.len() != BLOCK_SIZE {
