@@ -19,8 +19,9 @@
 //! operations keep running meanwhile. Every thread whose inode changed in the committed
 //! transaction returns when it completes: concurrent fsyncs share one commit (group commit).
 //! `fdatasync` of an inode whose last block-map or size change is committed writes its dirty
-//! blocks in place and flushes, without a commit ([`Journal::sync_data`]), and also takes the
-//! dirty blocks of every other inode waiting for the same.
+//! blocks in place and flushes, without a commit ([`aios_journal::runtime::sync_data`]), and
+//! also takes the dirty blocks of every other inode waiting for the same; data syncs of
+//! different inodes run side by side, never beside a commit.
 //!
 //! # Invariants
 //! - An `fsync`/`fdatasync`/`sync` that returns `Ok` made durable every operation on its inode
@@ -183,6 +184,9 @@ pub struct RwShared<D: Device> {
     state: Mutex<State>,
     /// Signalled whenever a commit or data sync finishes (or fails).
     changed: Condvar,
+    /// Bumped (under the state lock) at each such signal: a waiter spins on it before
+    /// sleeping on `changed` (see `sync::wait`).
+    generation: std::sync::atomic::AtomicU64,
     /// A running transaction with more metadata (plus journaled data) blocks than this commits
     /// at the end of the operation that grew it (a quarter of the log, as jbd2).
     txn_blocks_max: usize,
@@ -234,6 +238,7 @@ impl<D: Device> RwShared<D> {
             options,
             state: Mutex::new(state),
             changed: Condvar::new(),
+            generation: std::sync::atomic::AtomicU64::new(0),
             txn_blocks_max: log_quarter.min(arena_share).max(16),
             dirty_blocks_max: DIRTY_BLOCKS_MAX.min(arena_share).max(16),
         }

@@ -298,7 +298,7 @@ impl<D: Device> RwShared<D> {
         let mut st = self.lock();
         loop {
             Self::check_writable(&st, "checkpoint", b"")?;
-            if st.journal.is_some() {
+            if st.idle() {
                 break;
             }
             st = self.wait(st);

@@ -52,6 +52,16 @@ pub(super) struct State {
     pub(super) durable_write: HashMap<u32, u64>,
     /// The running transaction's dirty data blocks, by inode.
     pub(super) dirty: HashMap<u32, BTreeSet<u64>>,
+    /// Inodes whose dirty blocks a data-only sync in flight is writing. Data syncs of
+    /// different inodes run concurrently (their blocks are disjoint); a commit starts only
+    /// when this is empty, and a data sync only when no commit is in flight.
+    pub(super) data_syncing: BTreeSet<u32>,
+    /// Syncs that have needed transaction `join.0` so far (`join.1`): its group.
+    pub(super) join: (u64, usize),
+    /// The group size of the last committed transaction (see `sync::wait_for_group`).
+    pub(super) last_group: usize,
+    /// Moving average of a commit's duration, nanoseconds.
+    pub(super) commit_avg_ns: u64,
     /// Inodes whose `fdatasync` waits for a data-only sync (a leader takes them along).
     pub(super) datasync_wanted: BTreeSet<u32>,
     /// Data blocks whose newest contents are not home yet: taken from the running transaction
@@ -78,6 +88,10 @@ impl State {
             last_write: HashMap::new(),
             durable_write: HashMap::new(),
             dirty: HashMap::new(),
+            data_syncing: BTreeSet::new(),
+            join: (0, 0),
+            last_group: 1,
+            commit_avg_ns: 0,
             datasync_wanted: BTreeSet::new(),
             unhomed: BTreeMap::new(),
             replayed,
@@ -141,6 +155,33 @@ impl State {
             let d = self.durable_write.entry(ino).or_insert(0);
             *d = (*d).max(seq);
         }
+    }
+
+    /// Counts a sync that needs the running transaction into its group.
+    pub(super) fn join_running(&mut self) {
+        if self.join.0 != self.running {
+            self.join = (self.running, 0);
+        }
+        self.join.1 += 1;
+    }
+
+    /// How many syncs need the running transaction so far.
+    pub(super) fn joined(&self) -> usize {
+        if self.join.0 == self.running {
+            self.join.1
+        } else {
+            0
+        }
+    }
+
+    /// True if a commit may start now: none in flight and no data sync writing.
+    pub(super) fn can_commit(&self) -> bool {
+        self.journal.is_some() && self.data_syncing.is_empty()
+    }
+
+    /// True if nothing is being written: no commit and no data sync in flight.
+    pub(super) fn idle(&self) -> bool {
+        self.can_commit()
     }
 
     /// What a sync of `ino` must wait for, as of now.
@@ -266,7 +307,7 @@ impl<D: Device> RwShared<D> {
     /// Makes the mount read-only with `e` as the first failure (if it is) and returns `e`.
     pub(super) fn fail(&self, st: &mut State, e: RwError) -> RwError {
         st.failed.get_or_insert_with(|| Arc::from(e.to_string()));
-        self.changed.notify_all();
+        self.wake_all();
         e
     }
 

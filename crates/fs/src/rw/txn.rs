@@ -1,5 +1,6 @@
 //! A sealed transaction turned into journal input, and the two kinds of durable write:
-//! a commit ([`Journal::commit`]) and a data-only sync ([`Journal::sync_data`]).
+//! a commit ([`Journal::commit`]) and a data-only sync
+//! ([`aios_journal::runtime::sync_data`]).
 //!
 //! # Invariants
 //! - `data=ordered`: data blocks are written in place by the commit, before its journal
@@ -115,15 +116,15 @@ pub(super) fn commit<Q: Queue>(
     out.result.map_err(TxnError::Journal)
 }
 
-/// Writes `blocks` in place and flushes ([`Journal::sync_data`]).
+/// Writes `blocks` in place and flushes ([`aios_journal::runtime::sync_data`]). A failure
+/// makes the caller's mount read-only, which stops every later commit.
 pub(super) fn sync_data<Q: Queue>(
-    journal: &mut Journal,
     q: &mut BlockQueue<Q>,
     arena: &Arena,
     blocks: &[(u64, Vec<u8>)],
 ) -> Result<Committed, TxnError> {
     let data = data_writes(arena, blocks).map_err(TxnError::Build)?;
-    let out = journal.sync_data(q, arena, data);
+    let out = aios_journal::runtime::sync_data(q, arena, data);
     for d in out.data {
         arena.free(d.buf);
     }

@@ -6,8 +6,9 @@
 //! forward group by group and wrapping around; the goal group is searched last from its start.
 //! [`Mutator::goal_for_inode`] is the kernel's `ext4_inode_to_goal_block`: the first block of the
 //! inode's group, or with `flex_bg` of its flex group, where the search then skips the packed
-//! bitmaps and inode tables (all in use) and lands right after them. Callers that extend a file
-//! pass the block after its previous extent instead. A run never crosses a group and never
+//! bitmaps and inode tables (all in use) and lands right after them; a regular file's first data
+//! block aims at one of 16 regions of that group ([`Mutator::goal_for_file_data`]). Callers
+//! that extend a file pass the block after its previous extent instead. A run never crosses a group and never
 //! includes a pending-free block. Allocation sets the bits, clears `BLOCK_UNINIT` (installing
 //! the computed bitmap first), and updates the group's and the superblock's free counts.
 //!
@@ -83,6 +84,22 @@ impl Mutator {
             group
         };
         group_first_block(&self.sb, group)
+    }
+
+    /// The goal block for the first data block of regular file `ino`: its (flex) group's
+    /// first block plus a *colour*, one of 16 slots of the group, as the kernel's
+    /// `ext4_inode_to_goal_block` adds by process id. Files appended side by side then grow in
+    /// separate regions instead of interleaving single blocks (which left every file with one
+    /// extent per block: deep trees, slow appends). The colour here comes from the inode
+    /// number, so placement stays deterministic.
+    pub(crate) fn goal_for_file_data(&self, ino: u32) -> u64 {
+        let colour = u64::from(ino % 16) * u64::from(self.sb.blocks_per_group / 16);
+        let goal = self.goal_for_inode(ino).saturating_add(colour);
+        if goal < self.sb.blocks_count {
+            goal
+        } else {
+            self.goal_for_inode(ino)
+        }
     }
 
     /// Allocates one run of `1..=want` contiguous blocks near `goal` (see the module doc).

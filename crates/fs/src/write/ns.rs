@@ -499,7 +499,7 @@ impl Mutator {
                 run += 1;
             }
             let goal = tree.before(l32).map_or_else(
-                || self.goal_for_inode(ino),
+                || self.goal_for_file_data(ino),
                 |e| e.start_block + u64::from(l32 - e.first_logical_block),
             );
             let (start, got) = self.alloc_blocks(r, goal, run)?;

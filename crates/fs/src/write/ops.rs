@@ -424,7 +424,7 @@ impl Mutator {
             run += 1;
         }
         let goal = tree.before(logical).map_or_else(
-            || self.goal_for_inode(inode.ino),
+            || self.goal_for_file_data(inode.ino),
             |e| e.start_block + u64::from(logical - e.first_logical_block),
         );
         let (start, got) = self.alloc_blocks(r, goal, run)?;

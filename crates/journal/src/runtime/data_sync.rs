@@ -6,13 +6,17 @@
 //! `ext4_sync_file` skips the journal when `i_datasync_tid` is committed and issues a cache
 //! flush).
 //!
+//! It does not touch the log, so it needs no [`super::Journal`]: the file system runs data
+//! syncs of different files side by side, and never beside a commit.
+//!
 //! # Promises
 //! - The flush is staged only after every data write completed without error; `Ok` only when
 //!   the flush completed.
-//! - Any failure aborts the journal like a failed commit: the data is not durable and no later
-//!   commit or sync may report it durable (fsyncgate). An aborted journal refuses before any I/O.
+//! - Any failure is returned: the data is not durable. The caller must then stop every later
+//!   commit and sync from reporting it durable (fsyncgate); `aios-fs` makes the mount
+//!   read-only.
 //! - Every buffer comes back in [`CommitOutcome::data`] (input order), except after a
-//!   [`RuntimeError::Queue`] failure.
+//!   [`super::RuntimeError::Queue`] failure.
 
 use std::time::Instant;
 
@@ -22,86 +26,75 @@ use aios_device::{Arena, Op, Queue};
 use super::commit::{CommitOutcome, CommitTimes, Committed, DataWrite};
 use super::error::{IoWhat, Phase};
 use super::io::{Batch, Dest};
-use super::journal::Journal;
 
-impl Journal {
-    /// Writes `data` in place, waits for it, flushes. See the module documentation. The
-    /// result's [`Committed`] names the running sequence and zero journal blocks; its times
-    /// fill `submit_ns`, `wait_ns` and `flush_ns`.
-    pub fn sync_data<Q: Queue>(
-        &mut self,
-        q: &mut BlockQueue<Q>,
-        arena: &Arena,
-        data: Vec<DataWrite>,
-    ) -> CommitOutcome {
-        let at = self.head();
-        let phase = Phase::DataSync;
-        if let Err(e) = self.check_running() {
+/// Writes `data` in place, waits for it, flushes. See the module documentation. The result's
+/// [`Committed`] has sequence 0 and zero journal blocks; its times fill `submit_ns`, `wait_ns`
+/// and `flush_ns`.
+pub fn sync_data<Q: Queue>(
+    q: &mut BlockQueue<Q>,
+    arena: &Arena,
+    data: Vec<DataWrite>,
+) -> CommitOutcome {
+    let phase = Phase::DataSync;
+    let mut times = CommitTimes::default();
+    let mut lap = Instant::now();
+    let mut take = || {
+        let now = Instant::now();
+        let ns = now.duration_since(lap).as_nanos() as u64;
+        lap = now;
+        ns
+    };
+    let offsets: Vec<u64> = data.iter().map(|d| d.offset_bytes).collect();
+    let mut batch = match Batch::new(q, arena, phase, data.len()) {
+        Ok(b) => b,
+        Err(e) => {
             return CommitOutcome {
                 result: Err(e),
                 data,
-            };
-        }
-        let mut times = CommitTimes::default();
-        let mut lap = Instant::now();
-        let mut take = || {
-            let now = Instant::now();
-            let ns = now.duration_since(lap).as_nanos() as u64;
-            lap = now;
-            ns
-        };
-        let offsets: Vec<u64> = data.iter().map(|d| d.offset_bytes).collect();
-        let mut batch = match Batch::new(q, arena, phase, data.len()) {
-            Ok(b) => b,
-            Err(e) => {
-                return CommitOutcome {
-                    result: Err(e),
-                    data,
-                }
-            }
-        };
-        for (i, d) in data.into_iter().enumerate() {
-            let what = IoWhat::Data {
-                offset_bytes: d.offset_bytes,
-            };
-            if !batch.stage(
-                Op::Write { fua: false },
-                d.offset_bytes,
-                vec![d.buf],
-                what,
-                Dest::Keep(i),
-            ) {
-                break;
             }
         }
-        batch.submit();
-        times.submit_ns = take();
-        batch.wait_all();
-        times.wait_ns = take();
-        let mut error = batch.take_error();
-        if error.is_none() {
-            batch.stage_flush();
-            batch.wait_all();
-            times.flush_ns = take();
-            error = batch.take_error();
-        }
-        let kept = std::mem::take(&mut batch.kept);
-        drop(batch);
-        let data = offsets
-            .into_iter()
-            .zip(kept)
-            .filter_map(|(offset_bytes, buf)| buf.map(|buf| DataWrite { offset_bytes, buf }))
-            .collect();
-        let result = match error {
-            Some(e) => Err(self.abort(e)),
-            None => Ok(Committed {
-                sequence: at.sequence,
-                journal_block: at.journal_block,
-                journal_blocks: 0,
-                checkpointed: false,
-                times,
-            }),
+    };
+    for (i, d) in data.into_iter().enumerate() {
+        let what = IoWhat::Data {
+            offset_bytes: d.offset_bytes,
         };
-        CommitOutcome { result, data }
+        if !batch.stage(
+            Op::Write { fua: false },
+            d.offset_bytes,
+            vec![d.buf],
+            what,
+            Dest::Keep(i),
+        ) {
+            break;
+        }
     }
+    batch.submit();
+    times.submit_ns = take();
+    batch.wait_all();
+    times.wait_ns = take();
+    let mut error = batch.take_error();
+    if error.is_none() {
+        batch.stage_flush();
+        batch.wait_all();
+        times.flush_ns = take();
+        error = batch.take_error();
+    }
+    let kept = std::mem::take(&mut batch.kept);
+    drop(batch);
+    let data = offsets
+        .into_iter()
+        .zip(kept)
+        .filter_map(|(offset_bytes, buf)| buf.map(|buf| DataWrite { offset_bytes, buf }))
+        .collect();
+    let result = match error {
+        Some(e) => Err(e),
+        None => Ok(Committed {
+            sequence: 0,
+            journal_block: 0,
+            journal_blocks: 0,
+            checkpointed: false,
+            times,
+        }),
+    };
+    CommitOutcome { result, data }
 }

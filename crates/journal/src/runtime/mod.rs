@@ -9,7 +9,7 @@
 //! not yet written home. [`Journal::commit`] commits one ordered-mode transaction in one of two
 //! [`CommitOrder`]s (the same steps, different waits; `docs/write-path.md`);
 //! [`Journal::checkpoint`] writes committed metadata home and advances the tail;
-//! [`Journal::sync_data`] writes data in place and flushes without a commit (`fdatasync` of an
+//! [`sync_data`] writes data in place and flushes without a commit (`fdatasync` of an
 //! overwrite); [`Journal::unmount`] checkpoints and marks the journal clean; [`recover`] replays a journal
 //! left by a crash (ours, the kernel's) before [`Journal::open`].
 //!
@@ -46,6 +46,7 @@ mod recover;
 
 pub use checkpoint::Checkpointed;
 pub use commit::{CommitOutcome, CommitTimes, Committed, DataWrite, Transaction};
+pub use data_sync::sync_data;
 pub use error::{IoWhat, Phase, RuntimeError};
 pub use extents::{JournalExtent, JournalExtents};
 pub use journal::{CommitOrder, Journal, JournalOptions, JournalState};
