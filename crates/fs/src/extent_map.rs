@@ -141,6 +141,12 @@ impl<D: Device> Fs<D> {
                         physical_block: e.start_block,
                         unwritten: e.unwritten,
                     };
+                    if self.in_system_zone(inode, m.physical_block, m.len_blocks.into()) {
+                        return Err(FsError::Corrupt {
+                            at: Location::ExtentRoot { ino: inode.ino },
+                            what: "an extent maps file-system metadata (a system zone)",
+                        });
+                    }
                     let after_previous =
                         out.last().is_none_or(|p| p.end_block() <= m.logical_block);
                     if !after_previous || m.logical_block < range.start || m.end_block() > range.end
@@ -169,6 +175,12 @@ impl<D: Device> Fs<D> {
         }
     }
 
+    /// True if `[start, start + len)` holds metadata `inode` may not map (the journal inode
+    /// maps its own zone).
+    fn in_system_zone(&self, inode: &Inode, start: u64, len: u64) -> bool {
+        inode.ino != self.sb.journal_inum && self.zones.overlaps(start, len)
+    }
+
     /// Reads, verifies and decodes the child node `entry` of a node at `parent_depth`.
     fn read_node(
         &self,
@@ -183,6 +195,12 @@ impl<D: Device> Fs<D> {
             ino: inode.ino,
             block,
         };
+        if self.in_system_zone(inode, block, 1) {
+            return Err(FsError::Corrupt {
+                at,
+                what: "an extent node lies in file-system metadata (a system zone)",
+            });
+        }
         if !visited.insert(block) {
             return Err(FsError::Corrupt {
                 at,

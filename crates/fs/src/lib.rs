@@ -92,8 +92,8 @@ pub use io::IoCtx;
 pub use mount::{Fs, MountOptions, ReadMode};
 pub use readahead::ReadaheadStats;
 pub use rw::{
-    DataMode, RwCtx, RwError, RwFs, RwOptions, RwShared, RwStats, COMMIT_INTERVAL_DEFAULT,
-    PUT_CHUNK_BYTES,
+    DataMode, OpenOptions, RwCtx, RwError, RwFile, RwFs, RwOptions, RwShared, RwStats,
+    COMMIT_INTERVAL_DEFAULT, PUT_CHUNK_BYTES,
 };
 pub use write::{BlockRead, Changes, FsBlocks, MetaBlocks, Mutator, NewNode, SetAttr, WriteReport};
 

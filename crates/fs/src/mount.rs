@@ -21,6 +21,7 @@
 //! ([`ReadMode`]); the sync mode's queues use unregistered buffers (the vanilla per-I/O
 //! pin/map), the async mode's registered ones and a per-thread page pool. See `cached_read`.
 
+use aios_ext4::format::zones::SystemZones;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use aios_block::BlockQueue;
@@ -118,6 +119,9 @@ pub struct Fs<D: Device> {
     pub(crate) groups: Vec<GroupDesc>,
     /// `Some(fs seed)` iff `metadata_csum`: passed to every verifying decoder.
     pub(crate) csum_seed: Option<u32>,
+    /// Metadata blocks no file may map ([`SystemZones`]); the journal's are added by the
+    /// read-write mount, which maps it.
+    pub(crate) zones: SystemZones,
     /// The page cache shared by every thread's cached reads; key: (inode number, page index).
     pub(crate) cache: PageCache,
     pub(crate) options: MountOptions,
@@ -165,12 +169,14 @@ impl<D: Device> Fs<D> {
             device.arena().clone(),
             CacheConfig::with_max_pages(options.cache_pages),
         )?;
+        let zones = SystemZones::new(&sb, &groups);
         Ok(Fs {
             id,
             device,
             sb,
             groups,
             csum_seed,
+            zones,
             cache,
             options,
         })

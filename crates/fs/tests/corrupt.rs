@@ -308,3 +308,79 @@ fn mount_refuses_unknown_features_and_a_journal_needing_recovery() {
     );
     assert!(err.to_string().contains("inline_data"), "{err}");
 }
+
+/// Regression (found by the corrupted-image campaign): an extent pointing into an inode table,
+/// with every checksum valid, was read as file data, and unlinking the file freed the
+/// inode-table block for reuse as data (e2fsck: "multiply-claimed blocks ... shared with
+/// <filesystem metadata>"). Both paths now refuse it as a system zone, as the kernel's
+/// block-validity check does.
+#[test]
+fn an_extent_into_metadata_is_refused_by_reads_and_frees() {
+    let name = "an_extent_into_metadata_is_refused_by_reads_and_frees";
+    if !common::have_mke2fs(name) {
+        return;
+    }
+    let dir = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
+    let src = dir.path().join("src");
+    std::fs::create_dir(&src).unwrap();
+    std::fs::write(src.join("small"), b"hello").unwrap();
+    let image = dir.path().join("zone.img");
+    let out = std::process::Command::new("mke2fs")
+        .args(["-q", "-t", "ext4", "-F", "-b", "4096", "-d"])
+        .arg(&src)
+        .arg(&image)
+        .arg("8M")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let itable = {
+        let fs = common::mount(&image);
+        fs.groups()[0].inode_table_block
+    };
+    // i_block[5] is the first extent's ee_start_lo; debugfs reseals the inode checksum.
+    let cmd = format!("sif /small block[5] {itable}");
+    let out = std::process::Command::new("debugfs")
+        .args(["-w", "-R", &cmd])
+        .arg(&image)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+
+    let fs = common::mount(&image);
+    let mut io = fs.io().unwrap();
+    let ino = fs.lookup(&mut io, "/small").unwrap();
+    let inode = fs.read_inode(&mut io, ino).unwrap();
+    let err = fs.extent_map(&mut io, &inode).unwrap_err();
+    assert!(
+        matches!(err, FsError::Corrupt { what, .. } if what.contains("system zone")),
+        "read: {err}"
+    );
+    drop(io);
+    drop(fs);
+
+    let device = PsyncDevice::open(&image, PsyncConfig::default()).unwrap();
+    let options = aios_fs::RwOptions {
+        sync: true,
+        ..aios_fs::RwOptions::default()
+    };
+    let mut rw = aios_fs::RwFs::mount(device, options).unwrap();
+    let err = rw.unlink("/small").unwrap_err();
+    assert!(err.to_string().contains("system zone"), "unlink: {err}");
+    for i in 0..4 {
+        let path = format!("/x{i}");
+        rw.create(&path, 0o644).unwrap();
+        rw.write(&path, 0, &vec![i as u8; 8192]).unwrap();
+    }
+    let (_, r) = rw.unmount();
+    r.unwrap();
+    // e2fsck still reports the planted extent (its block shared with the metadata), but no
+    // file written afterwards shares a block: nothing was freed and handed out again.
+    let out = std::process::Command::new("e2fsck")
+        .arg("-fn")
+        .arg(&image)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("shared with 1 file(s)"), "{text}");
+    assert!(!text.contains("/x"), "{text}");
+}

@@ -26,3 +26,4 @@ pub mod hash;
 pub mod htree;
 pub mod inode;
 pub mod superblock;
+pub mod zones;

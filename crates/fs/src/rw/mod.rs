@@ -45,14 +45,20 @@
 //! | `sync` | leading a commit or a data sync, fsync/fdatasync/sync, waiting |
 //! | `txn` | a sealed transaction turned into journal input (`data=ordered`/`journal`) |
 //! | `read` | reading file contents through this mount |
+//! | `file` | open files: open, close, I/O and syncs by handle |
 //! | `flusher` | the periodic commit thread |
 //! | `mount` | mount (recovery, orphans) and unmount |
 //!
+//! Files can also be opened ([`RwShared::open`]: create, exclusive, truncate, append) and
+//! used by handle; an open file unlinked stays readable and writable until its last close
+//! (the orphan list, `file`).
+//!
 //! # Not here yet
-//! Open file handles: `unlink` frees at the last link at once (the orphan list exists in the
-//! mutator, and mount processes a list left on disk).
+//! `rename` over an open file frees the replaced inode at once (only `unlink` defers to the
+//! last close).
 
 mod error;
+mod file;
 mod flusher;
 mod mount;
 mod ops;
@@ -69,6 +75,7 @@ use aios_device::Device;
 use aios_journal::runtime::{CommitOrder, CommitTimes, Committed};
 
 pub use error::RwError;
+pub use file::{OpenOptions, RwFile};
 
 use crate::{Fs, IoCtx, MountOptions};
 use flusher::Flusher;

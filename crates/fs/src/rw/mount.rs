@@ -64,6 +64,12 @@ impl<D: Device + 'static> RwFs<D> {
         }
         let mut io = first.io().map_err(fs_err("mount"))?;
         let extents = journal_extents(&first, &mut io)?;
+        // No other file may map the journal's blocks (a system zone, as in the kernel).
+        let journal_zone: Vec<(u64, u64)> = extents
+            .extents()
+            .iter()
+            .map(|e| (e.device_block, u64::from(e.len_blocks)))
+            .collect();
         let mut replayed = None;
         if first.sb.needs_recovery() {
             // 2. Recovery, then the ext4 flag cleared.
@@ -120,6 +126,9 @@ impl<D: Device + 'static> RwFs<D> {
         encode_sb(&mut sb, &mut block0).map_err(fs_err("mount"))?;
         write_block0(&mut q, fs.device.arena(), &block0, "set needs_recovery")?;
         fs.sb = sb;
+        for e in &journal_zone {
+            fs.zones.add(e.0, e.1);
+        }
         let mutator = Mutator::new(&fs);
         let has_orphans = fs.sb.last_orphan != 0;
         drop(io);

@@ -10,7 +10,7 @@ use crate::error::display_path;
 use crate::{BlockRead, FsError, Inode, Mutator, NewNode, SetAttr};
 
 /// Splits absolute `path` into its parent path and last name.
-fn split(path: &[u8]) -> Result<(&[u8], &[u8]), FsError> {
+pub(super) fn split(path: &[u8]) -> Result<(&[u8], &[u8]), FsError> {
     let trimmed = path.strip_suffix(b"/").unwrap_or(path);
     if !trimmed.starts_with(b"/") {
         return Err(FsError::InvalidPath {
@@ -25,7 +25,11 @@ fn split(path: &[u8]) -> Result<(&[u8], &[u8]), FsError> {
 }
 
 /// The parent directory's inode and the last name of `path`.
-fn parent(m: &mut Mutator, r: &mut dyn BlockRead, path: &[u8]) -> Result<(u32, Vec<u8>), FsError> {
+pub(super) fn parent(
+    m: &mut Mutator,
+    r: &mut dyn BlockRead,
+    path: &[u8],
+) -> Result<(u32, Vec<u8>), FsError> {
     let (parent, name) = split(path)?;
     let ino = m.lookup_path(r, parent)?.ok_or_else(|| FsError::NotFound {
         path: display_path(parent),
@@ -147,7 +151,13 @@ impl<D: Device> RwShared<D> {
             let (dir, name) = parent(m, r, path)?;
             // Its link count changes: an fsync through another name must commit that.
             let victim = m.lookup(r, dir, &name)?;
-            m.unlink(r, dir, &name)?;
+            match victim {
+                // Open: its last name going puts it on the orphan list until the last close.
+                Some(ino) if t.open_inodes.contains(&ino) => {
+                    t.orphaned.extend(m.unlink_open(r, dir, &name)?);
+                }
+                _ => m.unlink(r, dir, &name)?,
+            }
             t.sync.push(dir);
             t.sync.extend(victim);
             Ok(())

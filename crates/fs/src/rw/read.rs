@@ -25,10 +25,24 @@ impl<D: Device> RwShared<D> {
         out: &mut [u8],
     ) -> Result<usize, RwError> {
         let path = path.as_ref();
-        self.read_op(ctx, "read", path, |m, r| {
-            let ino = m.lookup_path(r, path)?.ok_or_else(|| FsError::NotFound {
+        let ino = self.read_op(ctx, "read", path, |m, r| {
+            m.lookup_path(r, path)?.ok_or_else(|| FsError::NotFound {
                 path: display_path(path),
-            })?;
+            })
+        })?;
+        self.read_ino(ctx, path, ino, offset_bytes, out)
+    }
+
+    /// Reads inode `ino` (named `path` in errors); see [`RwShared::read`].
+    pub(super) fn read_ino(
+        &self,
+        ctx: &mut RwCtx<D>,
+        path: &[u8],
+        ino: u32,
+        offset_bytes: u64,
+        out: &mut [u8],
+    ) -> Result<usize, RwError> {
+        self.read_op(ctx, "read", path, |m, r| {
             let inode = m.inode(r, ino)?;
             if !inode.is_regular() {
                 return Err(FsError::NotARegularFile { ino });

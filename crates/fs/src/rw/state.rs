@@ -62,6 +62,10 @@ pub(super) struct State {
     pub(super) last_group: usize,
     /// Moving average of a commit's duration, nanoseconds.
     pub(super) commit_avg_ns: u64,
+    /// Open handles per inode (see `file`).
+    pub(super) open_count: HashMap<u32, usize>,
+    /// Open inodes whose last name was unlinked: on the orphan list until the last close.
+    pub(super) orphaned_open: BTreeSet<u32>,
     /// Inodes whose `fdatasync` waits for a data-only sync (a leader takes them along).
     pub(super) datasync_wanted: BTreeSet<u32>,
     /// Data blocks whose newest contents are not home yet: taken from the running transaction
@@ -92,6 +96,8 @@ impl State {
             join: (0, 0),
             last_group: 1,
             commit_avg_ns: 0,
+            open_count: HashMap::new(),
+            orphaned_open: BTreeSet::new(),
             datasync_wanted: BTreeSet::new(),
             unhomed: BTreeMap::new(),
             replayed,
@@ -101,6 +107,10 @@ impl State {
     /// Records what an operation that returned `Ok` touched, in the running transaction.
     fn note(&mut self, touched: Touched) {
         let tid = self.running;
+        if let Some(ino) = touched.opened {
+            *self.open_count.entry(ino).or_insert(0) += 1;
+        }
+        self.orphaned_open.extend(touched.orphaned);
         for ino in touched.sync {
             self.sync_tid.insert(ino, tid);
         }
@@ -265,6 +275,12 @@ pub(super) struct Touched {
     pub(super) datasync: Vec<u32>,
     /// Inodes with newly dirtied data blocks (an in-place overwrite when only here).
     pub(super) data: Vec<(u32, Vec<u64>)>,
+    /// In: the inodes with open handles when the operation started.
+    pub(super) open_inodes: Vec<u32>,
+    /// An inode the operation opened a handle of.
+    pub(super) opened: Option<u32>,
+    /// Open inodes the operation put on the orphan list (their last name went).
+    pub(super) orphaned: Vec<u32>,
 }
 
 /// Blocks for the mutator: data blocks not yet home first ([`State::unhomed`]), then the
@@ -363,7 +379,10 @@ impl<D: Device> RwShared<D> {
     ) -> Result<T, RwError> {
         let mut st = self.lock();
         Self::check_writable(&st, op, path)?;
-        let mut touched = Touched::default();
+        let mut touched = Touched {
+            open_inodes: st.open_count.keys().copied().collect(),
+            ..Touched::default()
+        };
         let result = {
             let State {
                 mutator, unhomed, ..

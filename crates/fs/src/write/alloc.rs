@@ -192,6 +192,12 @@ impl Mutator {
         len: u64,
     ) -> Result<(), FsError> {
         let bpg = u64::from(self.sb.blocks_per_group);
+        if self.zones.overlaps(start, len) {
+            return Err(FsError::Corrupt {
+                at: BitmapKind::Block.location((start / bpg.max(1)) as u32),
+                what: "freeing file-system metadata (a system zone)",
+            });
+        }
         for b in start..start.saturating_add(len) {
             let group = (b / bpg) as u32;
             let block = self.bitmap_block(r, BitmapKind::Block, group)?;

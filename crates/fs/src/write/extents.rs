@@ -299,8 +299,21 @@ fn load_node(
             what: "extent tree deeper than 5",
         });
     }
+    let in_zone = |m: &Mutator, start: u64, len: u64| {
+        ino != m.sb.journal_inum && m.zones.overlaps(start, len)
+    };
     let entries = match node.entries {
-        ExtentEntries::Leaf(v) => Entries::Leaf(v),
+        ExtentEntries::Leaf(v) => {
+            if v.iter()
+                .any(|e| in_zone(m, e.start_block, e.len_blocks.into()))
+            {
+                return Err(FsError::Corrupt {
+                    at,
+                    what: "an extent maps file-system metadata (a system zone)",
+                });
+            }
+            Entries::Leaf(v)
+        }
         ExtentEntries::Index(v) => {
             let mut children = Vec::with_capacity(v.len());
             for ExtentIndex {
@@ -312,6 +325,12 @@ fn load_node(
                     ino,
                     block: child_block,
                 };
+                if in_zone(m, child_block, 1) {
+                    return Err(FsError::Corrupt {
+                        at: cat,
+                        what: "an extent node lies in file-system metadata (a system zone)",
+                    });
+                }
                 let bytes = m.meta.get(r, child_block, cat)?;
                 if let Some(seed) = seed {
                     verify_extent_tail(bytes, cat, seed)?;

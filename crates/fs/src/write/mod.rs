@@ -108,6 +108,8 @@ pub struct Mutator {
     /// `Some(fs seed)` iff `metadata_csum`.
     pub(crate) csum_seed: Option<u32>,
     pub(crate) meta: MetaBlocks,
+    /// Metadata blocks no file may map or free (the mount's, plus the journal's).
+    pub(crate) zones: aios_ext4::format::zones::SystemZones,
     /// Freed blocks the allocator must not hand out before `release_pending`.
     pub(crate) pending_free: BTreeSet<u64>,
     /// Bitmaps loaded (and verified, or computed for `*_UNINIT`) so far.
@@ -145,6 +147,7 @@ impl Mutator {
             groups: fs.groups.clone(),
             csum_seed: fs.csum_seed,
             meta: MetaBlocks::new(fs.sb.blocks_count),
+            zones: fs.zones.clone(),
             pending_free: BTreeSet::new(),
             loaded_bitmaps: BTreeSet::new(),
             dirty_groups: BTreeSet::new(),

@@ -158,8 +158,9 @@ fn measure(
 /// outer error.
 ///
 /// Every worker of [`run_threads`] gets its own context on the shared mount
-/// ([`aios_fs::RwShared::ctx`]) and writes its own file: `write` then `fsync` (append) or
-/// `fdatasync` (overwrite), as the kernel's rows do; concurrent fsyncs share commits.
+/// ([`aios_fs::RwShared::ctx`]), opens its own file and writes it by handle: `write_at` then
+/// `fsync` (append) or `fdatasync` (overwrite), as the kernel's rows do with a descriptor;
+/// concurrent fsyncs share commits.
 fn run_aios<D: Device + 'static>(
     device: D,
     options: RwOptions,
@@ -176,9 +177,11 @@ fn run_aios<D: Device + 'static>(
         let sample = run_threads(case.threads, run, |t, ready| {
             let mut ctx = shared.ctx()?;
             let path = format!("/{}", case.workload.file_name(t));
+            // A handle, as the kernel's rows use a descriptor: no path lookup per write.
+            let file = shared.open(&mut ctx, &path, aios_fs::OpenOptions::default())?;
             if case.workload == FsyncWorkload::Append {
                 shared.truncate(&mut ctx, &path, 0)?;
-                shared.fsync(&mut ctx, &path)?;
+                shared.fsync_file(&mut ctx, &file)?;
             }
             let ctx = std::cell::RefCell::new(ctx);
             let offsets = Offsets::new(case, setup.file_size, run.thread_seed(t));
@@ -187,19 +190,22 @@ fn run_aios<D: Device + 'static>(
                 ready.go(),
                 |offset| {
                     let ctx = &mut *ctx.borrow_mut();
-                    shared.write(ctx, &path, offset, &data)?;
+                    shared.write_at(ctx, &file, offset, &data)?;
                     match case.workload {
-                        FsyncWorkload::Append => shared.fsync(ctx, &path)?,
-                        FsyncWorkload::Overwrite => shared.fdatasync(ctx, &path)?,
+                        FsyncWorkload::Append => shared.fsync_file(ctx, &file)?,
+                        FsyncWorkload::Overwrite => shared.fdatasync_file(ctx, &file)?,
                     }
                     Ok(())
                 },
                 || {
                     let ctx = &mut *ctx.borrow_mut();
                     shared.truncate(ctx, &path, 0)?;
-                    Ok(shared.fsync(ctx, &path)?)
+                    Ok(shared.fsync_file(ctx, &file)?)
                 },
-            )?;
+            );
+            let mut ctx = ctx.into_inner();
+            shared.close(&mut ctx, file)?;
+            let out = out?;
             writes.fetch_add(out.writes, std::sync::atomic::Ordering::Relaxed);
             Ok((out.hist, out.ops, out.end))
         })?;

@@ -1,0 +1,175 @@
+//! Open files of a read-write mount: `open` with create/truncate/append/exclusive semantics,
+//! I/O and syncs by handle (no path lookup per call), and `close`.
+//!
+//! # Invariants
+//! - `State::open_count[ino]` is the number of [`RwFile`]s of `ino` not yet closed.
+//! - `unlink` of an open file's last name puts the inode on the on-disk orphan list instead of
+//!   freeing it (`Mutator::unlink_open`), so the handle keeps reading and writing it; the last
+//!   `close` frees it in a transaction of its own. A crash (or an unmount with the file still
+//!   open) leaves it on the list, and the next mount frees it, as the kernel's orphan cleanup
+//!   does.
+//! - A handle names an inode, not a path: renames do not affect it.
+
+use aios_device::Device;
+
+use super::{RwCtx, RwError, RwShared};
+use crate::error::display_path;
+use crate::{FsError, NewNode};
+
+/// How to open (the `O_*` flags that matter here).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct OpenOptions {
+    /// `O_CREAT`: create a regular file if the name does not exist.
+    pub create: bool,
+    /// `O_EXCL` (with `create`): fail if the name exists.
+    pub exclusive: bool,
+    /// `O_TRUNC`: empty an existing regular file.
+    pub truncate: bool,
+    /// `O_APPEND`: every write goes to the end of the file, whatever its offset.
+    pub append: bool,
+    /// Permission bits of a created file.
+    pub perm: u16,
+}
+
+impl Default for OpenOptions {
+    fn default() -> Self {
+        OpenOptions {
+            create: false,
+            exclusive: false,
+            truncate: false,
+            append: false,
+            perm: 0o644,
+        }
+    }
+}
+
+/// An open file of a [`RwShared`] mount. Close it with [`RwShared::close`]; a handle dropped
+/// without closing keeps the inode counted open until unmount.
+#[derive(Debug)]
+pub struct RwFile {
+    ino: u32,
+    append: bool,
+    path: Box<[u8]>,
+}
+
+impl RwFile {
+    /// Its inode number.
+    pub fn ino(&self) -> u32 {
+        self.ino
+    }
+}
+
+impl<D: Device> RwShared<D> {
+    /// Opens `path` (see [`OpenOptions`]); the file is created or truncated in the running
+    /// transaction, like any operation.
+    pub fn open(
+        &self,
+        ctx: &mut RwCtx<D>,
+        path: impl AsRef<[u8]>,
+        how: OpenOptions,
+    ) -> Result<RwFile, RwError> {
+        let path = path.as_ref();
+        let ino = self.apply(ctx, "open", path, |m, r, t| {
+            let (dir, name) = super::ops::parent(m, r, path)?;
+            let ino = match m.lookup(r, dir, &name)? {
+                Some(_) if how.create && how.exclusive => {
+                    return Err(FsError::Exists {
+                        name: display_path(path),
+                    })
+                }
+                Some(ino) => {
+                    if how.truncate {
+                        m.truncate(r, ino, 0)?;
+                        t.datasync.push(ino);
+                    }
+                    ino
+                }
+                None if how.create => {
+                    let ino = m.create(r, dir, &name, NewNode::File { perm: how.perm })?;
+                    t.sync.push(dir);
+                    t.datasync.push(ino);
+                    ino
+                }
+                None => {
+                    return Err(FsError::NotFound {
+                        path: display_path(path),
+                    })
+                }
+            };
+            t.opened = Some(ino);
+            Ok(ino)
+        })?;
+        Ok(RwFile {
+            ino,
+            append: how.append,
+            path: path.into(),
+        })
+    }
+
+    /// Closes `file`; the last close of an unlinked file frees it.
+    pub fn close(&self, ctx: &mut RwCtx<D>, file: RwFile) -> Result<(), RwError> {
+        let last_of_orphan = {
+            let mut st = self.lock();
+            let n = st.open_count.entry(file.ino).or_insert(1);
+            *n -= 1;
+            if *n == 0 {
+                st.open_count.remove(&file.ino);
+                st.orphaned_open.remove(&file.ino)
+            } else {
+                false
+            }
+        };
+        if last_of_orphan {
+            self.apply(ctx, "close", &file.path, |m, r, _| {
+                m.release_orphan(r, file.ino)
+            })?;
+        }
+        Ok(())
+    }
+
+    /// Writes `data` at `offset_bytes` of `file` (at its end if opened with `append`);
+    /// buffered like [`RwShared::write`].
+    pub fn write_at(
+        &self,
+        ctx: &mut RwCtx<D>,
+        file: &RwFile,
+        offset_bytes: u64,
+        data: &[u8],
+    ) -> Result<(), RwError> {
+        let ino = file.ino;
+        self.apply(ctx, "write", &file.path, |m, r, t| {
+            let at = if file.append {
+                m.inode(r, ino)?.size_bytes
+            } else {
+                offset_bytes
+            };
+            let report = m.write_report(r, ino, at, data)?;
+            if report.remapped {
+                t.datasync.push(ino);
+            }
+            t.data.push((ino, report.blocks));
+            Ok(())
+        })
+    }
+
+    /// Reads from `file` (see [`RwShared::read`]).
+    pub fn read_at(
+        &self,
+        ctx: &mut RwCtx<D>,
+        file: &RwFile,
+        offset_bytes: u64,
+        out: &mut [u8],
+    ) -> Result<usize, RwError> {
+        self.read_ino(ctx, &file.path, file.ino, offset_bytes, out)
+    }
+
+    /// `fsync(2)` of `file`.
+    pub fn fsync_file(&self, ctx: &mut RwCtx<D>, file: &RwFile) -> Result<(), RwError> {
+        self.sync_inode(ctx, "fsync", &file.path, file.ino, false)
+    }
+
+    /// `fdatasync(2)` of `file`.
+    pub fn fdatasync_file(&self, ctx: &mut RwCtx<D>, file: &RwFile) -> Result<(), RwError> {
+        self.sync_inode(ctx, "fdatasync", &file.path, file.ino, true)
+    }
+}
