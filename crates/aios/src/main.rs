@@ -96,7 +96,7 @@ enum Command {
     /// Check an image: read everything back through aios, then e2fsck -fn.
     Fsck { image: PathBuf },
     /// Measure aios next to the kernel's own I/O path (without a subcommand: the device
-    /// benchmark, then the file-read benchmark with its defaults).
+    /// benchmark, then the file-read and durable-write benchmarks with their defaults).
     #[command(args_conflicts_with_subcommands = true)]
     Bench {
         #[command(subcommand)]
@@ -187,11 +187,13 @@ fn run(cli: Cli) -> Result<()> {
         Command::Fsck { image } => fscmd::fsck(&image),
         Command::Bench { what, device } => match what {
             // The main job: the device benchmark (with the given options), then the file-read
-            // benchmark on its defaults.
+            // and the durable-write benchmarks on their defaults.
             None => {
                 bench::device::run(*device)?;
                 println!();
-                bench::read::run(bench::read::ReadArgs::defaults()).map(drop)
+                bench::read::run(bench::read::ReadArgs::defaults())?;
+                println!();
+                bench::fsync::run(bench::fsync::FsyncArgs::defaults()).map(drop)
             }
             Some(BenchCommand::Device(args)) => bench::device::run(args).map(drop),
             Some(BenchCommand::Lbio(args)) => bench::lbio::run(&args),

@@ -107,6 +107,18 @@ pub struct FsyncArgs {
     pub svg: Option<PathBuf>,
 }
 
+impl FsyncArgs {
+    /// The defaults, as `aios bench fsync` with no options (the main job's last part).
+    pub fn defaults() -> FsyncArgs {
+        #[derive(clap::Parser)]
+        struct Only {
+            #[command(flatten)]
+            args: FsyncArgs,
+        }
+        <Only as clap::Parser>::parse_from(["fsync"]).args
+    }
+}
+
 /// What each durable write does.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum FsyncWorkload {
