@@ -137,19 +137,31 @@ impl<D: Device> RwShared<D> {
         data: &[u8],
     ) -> Result<(), RwError> {
         let ino = file.ino;
-        self.apply(ctx, "write", &file.path, |m, r, t| {
-            let at = if file.append {
-                m.inode(r, ino)?.size_bytes
-            } else {
-                offset_bytes
-            };
-            let report = m.write_report(r, ino, at, data)?;
-            if report.remapped {
-                t.datasync.push(ino);
-            }
-            t.data.push((ino, report.blocks));
-            Ok(())
-        })
+        let mut done = 0usize;
+        // In pieces, as `RwShared::write` (see `write_chunk_bytes`).
+        // An empty write is still one operation (it checks the file exists).
+        let pieces: Vec<&[u8]> = if data.is_empty() {
+            vec![data]
+        } else {
+            data.chunks(self.write_chunk_bytes()).collect()
+        };
+        for chunk in pieces {
+            self.apply(ctx, "write", &file.path, |m, r, t| {
+                let at = if file.append {
+                    m.inode(r, ino)?.size_bytes
+                } else {
+                    offset_bytes + done as u64
+                };
+                let report = m.write_report(r, ino, at, chunk)?;
+                if report.remapped {
+                    t.datasync.push(ino);
+                }
+                t.data.push((ino, report.blocks));
+                Ok(())
+            })?;
+            done += chunk.len();
+        }
+        Ok(())
     }
 
     /// Reads from `file` (see [`RwShared::read`]).

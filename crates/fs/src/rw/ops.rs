@@ -117,15 +117,35 @@ impl<D: Device> RwShared<D> {
         data: &[u8],
     ) -> Result<(), RwError> {
         let path = path.as_ref();
-        self.apply(ctx, "write", path, |m, r, t| {
-            let ino = resolve(m, r, path)?;
-            let report = m.write_report(r, ino, offset_bytes, data)?;
-            if report.remapped {
-                t.datasync.push(ino);
-            }
-            t.data.push((ino, report.blocks));
-            Ok(())
-        })
+        let mut done = 0usize;
+        // An empty write is still one operation (it checks the file exists).
+        let pieces: Vec<&[u8]> = if data.is_empty() {
+            vec![data]
+        } else {
+            data.chunks(self.write_chunk_bytes()).collect()
+        };
+        for chunk in pieces {
+            self.apply(ctx, "write", path, |m, r, t| {
+                let ino = resolve(m, r, path)?;
+                let at = offset_bytes + done as u64;
+                let report = m.write_report(r, ino, at, chunk)?;
+                if report.remapped {
+                    t.datasync.push(ino);
+                }
+                t.data.push((ino, report.blocks));
+                Ok(())
+            })?;
+            done += chunk.len();
+        }
+        Ok(())
+    }
+
+    /// The largest piece of one `write` applied as one operation: half a transaction's
+    /// limit, so a large write commits between pieces (as jbd2 does per handle) instead of
+    /// growing a transaction past what the log and the arena hold. A crash keeps a prefix of
+    /// the pieces, as it may keep part of a large `write(2)`.
+    pub(super) fn write_chunk_bytes(&self) -> usize {
+        (self.txn_blocks_max.min(self.dirty_blocks_max) / 2).max(1) * aios_device::BLOCK_SIZE
     }
 
     /// Sets the size of the regular file `path`.

@@ -66,6 +66,9 @@ pub(super) struct State {
     pub(super) open_count: HashMap<u32, usize>,
     /// Open inodes whose last name was unlinked: on the orphan list until the last close.
     pub(super) orphaned_open: BTreeSet<u32>,
+    /// Syncs waiting for a commit that data syncs in flight hold up: while any, no new data
+    /// sync starts, so commits are not starved.
+    pub(super) commits_wanted: usize,
     /// Inodes whose `fdatasync` waits for a data-only sync (a leader takes them along).
     pub(super) datasync_wanted: BTreeSet<u32>,
     /// Data blocks whose newest contents are not home yet: taken from the running transaction
@@ -98,6 +101,7 @@ impl State {
             commit_avg_ns: 0,
             open_count: HashMap::new(),
             orphaned_open: BTreeSet::new(),
+            commits_wanted: 0,
             datasync_wanted: BTreeSet::new(),
             unhomed: BTreeMap::new(),
             replayed,

@@ -104,8 +104,11 @@ impl<D: Device> RwShared<D> {
             };
         }
         let mapped = st.datasync_tid.get(&ino).copied().unwrap_or(0) <= st.committed;
-        if self.options.data == DataMode::Ordered && mapped {
+        if self.options.data == DataMode::Ordered && mapped && st.commits_wanted == 0 {
             Need::DataSync
+        } else if self.options.data == DataMode::Ordered && mapped {
+            // A commit waits for the data syncs in flight: start no new one before it.
+            Need::Wait
         } else if st.can_commit() {
             Need::Commit
         } else {
@@ -132,12 +135,29 @@ impl<D: Device> RwShared<D> {
             st.join_running();
         }
         let mut batched = false;
-        loop {
-            Self::check_writable(&st, op, path)?;
-            st = match self.need(&st, ino, want) {
+        // Counted in `commits_wanted` while this sync needs a commit that data syncs block.
+        let mut wanting = false;
+        let result = loop {
+            if let Err(e) = Self::check_writable(&st, op, path) {
+                break Err(e);
+            }
+            let need = self.need(&st, ino, want);
+            let blocked_commit = need == Need::Wait
+                && want.meta_tid == st.running
+                && st.journal.is_some()
+                && !st.data_syncing.is_empty();
+            if blocked_commit != wanting {
+                wanting = blocked_commit;
+                if wanting {
+                    st.commits_wanted += 1;
+                } else {
+                    st.commits_wanted -= 1;
+                }
+            }
+            st = match need {
                 Need::Nothing => {
                     st.stats.syncs += 1;
-                    return Ok(());
+                    break Ok(());
                 }
                 Need::Wait => {
                     if datasync {
@@ -149,10 +169,26 @@ impl<D: Device> RwShared<D> {
                     batched = true;
                     self.wait_for_group(st)
                 }
-                Need::Commit => self.lead_commit(ctx, st, op, path, false)?,
-                Need::DataSync => self.lead_data_sync(ctx, st, op, path, ino)?,
+                Need::Commit => match self.lead_commit(ctx, st, op, path, false) {
+                    Ok(st) => st,
+                    Err(e) => {
+                        st = self.lock();
+                        break Err(e);
+                    }
+                },
+                Need::DataSync => match self.lead_data_sync(ctx, st, op, path, ino) {
+                    Ok(st) => st,
+                    Err(e) => {
+                        st = self.lock();
+                        break Err(e);
+                    }
+                },
             };
+        };
+        if wanting {
+            st.commits_wanted -= 1;
         }
+        result
     }
 
     /// Commits until everything applied before the call is committed.
@@ -168,18 +204,41 @@ impl<D: Device> RwShared<D> {
         } else {
             st.running - 1
         };
-        loop {
-            Self::check_writable(&st, op, path)?;
+        // Counted in `commits_wanted` while data syncs in flight hold this up.
+        let mut wanting = false;
+        let result = loop {
+            if let Err(e) = Self::check_writable(&st, op, path) {
+                break Err(e);
+            }
+            let blocked = st.journal.is_some() && !st.data_syncing.is_empty();
+            if blocked != wanting {
+                wanting = blocked;
+                if wanting {
+                    st.commits_wanted += 1;
+                } else {
+                    st.commits_wanted -= 1;
+                }
+            }
             if st.committed >= target && st.idle() {
                 st.stats.syncs += 1;
-                return Ok(());
+                break Ok(());
             }
             st = if !st.can_commit() {
                 self.wait(st)
             } else {
-                self.lead_commit(ctx, st, op, path, false)?
+                match self.lead_commit(ctx, st, op, path, false) {
+                    Ok(st) => st,
+                    Err(e) => {
+                        st = self.lock();
+                        break Err(e);
+                    }
+                }
             };
+        };
+        if wanting {
+            st.commits_wanted -= 1;
         }
+        result
     }
 
     /// Commits the running transaction if it has changes and no commit is in flight (the
@@ -303,7 +362,11 @@ impl<D: Device> RwShared<D> {
         let out = txn::commit(&mut journal, &mut ctx.q, arena, &sealed, self.options.data);
         let mut st = self.lock();
         st.journal = Some(journal);
-        st.homed(&in_place);
+        if out.is_ok() {
+            // On failure the blocks stay readable from memory: the mount is read-only, and
+            // reads must keep showing what the writes stored.
+            st.homed(&in_place);
+        }
         self.wake_all();
         match out {
             Ok(c) => {
@@ -365,7 +428,9 @@ impl<D: Device> RwShared<D> {
         let arena = self.fs.device.arena();
         let out = txn::sync_data(&mut ctx.q, arena, &blocks);
         let mut st = self.lock();
-        st.homed(&in_place);
+        if out.is_ok() {
+            st.homed(&in_place);
+        }
         for i in &inodes {
             st.data_syncing.remove(i);
         }

@@ -31,9 +31,25 @@ use aios_ext4::format::bitmap::{
 use aios_ext4::format::extent::EXT_INIT_MAX_LEN_BLOCKS;
 use aios_ext4::format::features::incompat;
 use aios_ext4::format::group::{BG_BLOCK_UNINIT, BG_INODE_UNINIT};
+use std::collections::BTreeMap;
 
 use super::{BlockRead, Mutator};
 use crate::FsError;
+
+/// The end of a window in `reserved` covering `block` that belongs to someone but `owner`.
+fn reserved_for_other(
+    reserved: &BTreeMap<u64, (u64, u32)>,
+    block: u64,
+    owner: Option<u32>,
+) -> Option<u64> {
+    let (_, &(end, o)) = reserved.range(..=block).next_back()?;
+    (block < end && Some(o) != owner).then_some(end)
+}
+
+/// Blocks of a file's append window (1 MiB).
+const RESERVE_BLOCKS: u64 = 256;
+/// Windows kept at most; past this all are dropped (they are only hints).
+const RESERVATIONS_MAX: usize = 4096;
 
 impl Mutator {
     /// Loads the bitmap `kind` of `group` into the cache (computed for `*_UNINIT`, verified
@@ -109,6 +125,51 @@ impl Mutator {
         goal: u64,
         want: u32,
     ) -> Result<(u64, u32), FsError> {
+        self.alloc_blocks_for(r, goal, want, None)
+    }
+
+    /// [`Mutator::alloc_blocks`] for `owner`'s file data: other owners' reservations are
+    /// skipped while any other free run exists (see [`Mutator::reserve_after`]).
+    pub(crate) fn alloc_blocks_for(
+        &mut self,
+        r: &mut dyn BlockRead,
+        goal: u64,
+        want: u32,
+        owner: Option<u32>,
+    ) -> Result<(u64, u32), FsError> {
+        match self.alloc_pass(r, goal, want, Some(owner)) {
+            Err(FsError::NoSpace { .. }) if !self.reserved.is_empty() => {
+                self.alloc_pass(r, goal, want, None)
+            }
+            other => other,
+        }
+    }
+
+    /// Reserves (in memory only) the `RESERVE_BLOCKS` blocks after `end` for `owner`'s next
+    /// appends, replacing its earlier window: the allocator steers everyone else around it, so
+    /// files appended side by side stay contiguous (mballoc's per-inode preallocation, without
+    /// taking the blocks). Nothing of it reaches the disk.
+    pub(crate) fn reserve_after(&mut self, owner: u32, end: u64) {
+        if self.reserved.len() >= RESERVATIONS_MAX {
+            self.reserved.clear();
+        }
+        self.reserved.retain(|_, (_, o)| *o != owner);
+        self.reserved
+            .insert(end, (end.saturating_add(RESERVE_BLOCKS), owner));
+    }
+
+    /// Forgets `owner`'s window (its file was truncated or freed).
+    pub(crate) fn unreserve(&mut self, owner: u32) {
+        self.reserved.retain(|_, (_, o)| *o != owner);
+    }
+
+    fn alloc_pass(
+        &mut self,
+        r: &mut dyn BlockRead,
+        goal: u64,
+        want: u32,
+        honor: Option<Option<u32>>,
+    ) -> Result<(u64, u32), FsError> {
         let want = want.clamp(1, EXT_INIT_MAX_LEN_BLOCKS.into());
         let groups = self.sb.group_count();
         let goal = if goal >= self.sb.blocks_count {
@@ -125,7 +186,7 @@ impl Mutator {
                 continue;
             }
             let from = if step == 0 { (goal % bpg) as u32 } else { 0 };
-            if let Some(run) = self.take_run(r, group, from, want)? {
+            if let Some(run) = self.take_run(r, group, from, want, honor)? {
                 return Ok(run);
             }
         }
@@ -133,12 +194,15 @@ impl Mutator {
     }
 
     /// The first free, non-pending run in `group` at or after bit `from`, taken.
+    /// `honor`: `Some(owner)` skips windows reserved for anyone but `owner`; `None` ignores
+    /// reservations.
     fn take_run(
         &mut self,
         r: &mut dyn BlockRead,
         group: u32,
         from: u32,
         want: u32,
+        honor: Option<Option<u32>>,
     ) -> Result<Option<(u64, u32)>, FsError> {
         let block = self.bitmap_block(r, BitmapKind::Block, group)?;
         let at = BitmapKind::Block.location(group);
@@ -154,6 +218,14 @@ impl Mutator {
                 cursor = start + 1;
                 continue;
             }
+            let reserved = &self.reserved;
+            let other = |block: u64| honor.and_then(|o| reserved_for_other(reserved, block, o));
+            if let Some(window_end) = other(first + u64::from(start)) {
+                cursor = u32::try_from(window_end.saturating_sub(first))
+                    .unwrap_or(end)
+                    .max(start + 1);
+                continue;
+            }
             let mut len = 1;
             while len < want
                 && start + len < end
@@ -161,6 +233,7 @@ impl Mutator {
                 && !self
                     .pending_free
                     .contains(&(first + u64::from(start + len)))
+                && other(first + u64::from(start + len)).is_none()
             {
                 len += 1;
             }

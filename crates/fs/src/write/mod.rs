@@ -110,6 +110,8 @@ pub struct Mutator {
     pub(crate) meta: MetaBlocks,
     /// Metadata blocks no file may map or free (the mount's, plus the journal's).
     pub(crate) zones: aios_ext4::format::zones::SystemZones,
+    /// Append windows: start -> (end, owner inode); in memory only (see `reserve_after`).
+    pub(crate) reserved: BTreeMap<u64, (u64, u32)>,
     /// Freed blocks the allocator must not hand out before `release_pending`.
     pub(crate) pending_free: BTreeSet<u64>,
     /// Bitmaps loaded (and verified, or computed for `*_UNINIT`) so far.
@@ -148,6 +150,7 @@ impl Mutator {
             csum_seed: fs.csum_seed,
             meta: MetaBlocks::new(fs.sb.blocks_count),
             zones: fs.zones.clone(),
+            reserved: BTreeMap::new(),
             pending_free: BTreeSet::new(),
             loaded_bitmaps: BTreeSet::new(),
             dirty_groups: BTreeSet::new(),

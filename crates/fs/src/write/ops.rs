@@ -427,8 +427,12 @@ impl Mutator {
             || self.goal_for_file_data(inode.ino),
             |e| e.start_block + u64::from(logical - e.first_logical_block),
         );
-        let (start, got) = self.alloc_blocks(r, goal, run)?;
+        let (start, got) = self.alloc_blocks_for(r, goal, run, Some(inode.ino))?;
         self.map_blocks(r, inode, tree, logical, start, got)?;
+        // Appending: keep the blocks after this run for the file's next append.
+        if tree.find(logical + got).is_none() {
+            self.reserve_after(inode.ino, start + u64::from(got));
+        }
         Ok((start, got))
     }
 
@@ -448,6 +452,7 @@ impl Mutator {
         ino: u32,
         size_bytes: u64,
     ) -> Result<(), FsError> {
+        self.unreserve(ino);
         let mut inode = self.load_inode(r, ino)?;
         if !inode.is_regular() {
             return Err(FsError::NotARegularFile { ino });
@@ -595,6 +600,7 @@ impl Mutator {
         mut inode: Inode,
         is_dir: bool,
     ) -> Result<(), FsError> {
+        self.unreserve(inode.ino);
         if inode.uses_extents() {
             let mut tree = Tree::load(self, r, &inode)?;
             self.free_tree_from(r, &mut inode, &mut tree, 0)?;
