@@ -745,3 +745,61 @@ fn interleaved_appends_keep_each_file_contiguous() {
         assert!(extents <= 8, "/a{f}: {extents} extents");
     }
 }
+
+/// Regression (review): `rename` over an open file freed the replaced inode at once, and the
+/// handle then wrote into a freed inode another file could get. It now goes on the orphan list
+/// like an unlinked open file: the handle keeps its data, the last close frees it.
+#[test]
+fn rename_over_an_open_file_defers_its_free_to_the_last_close() {
+    let name = "rename_over_an_open_file_defers_its_free_to_the_last_close";
+    if !have_mke2fs(name) {
+        return;
+    }
+    let dir = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
+    let dev = emu(mkfs(dir.path()));
+    let fs = RwFs::mount(dev.clone(), options(CommitOrder::Async, DataMode::Ordered)).unwrap();
+    let shared = fs.shared();
+    let mut ctx = shared.ctx().unwrap();
+    let create = aios_fs::OpenOptions {
+        create: true,
+        ..aios_fs::OpenOptions::default()
+    };
+    let old = pattern(70, 20_000);
+    let new = pattern(71, 9_000);
+    let a = shared.open(&mut ctx, "/a", create).unwrap();
+    shared.write_at(&mut ctx, &a, 0, &old).unwrap();
+    shared.create(&mut ctx, "/b", 0o644).unwrap();
+    shared.write(&mut ctx, "/b", 0, &new).unwrap();
+    shared.rename(&mut ctx, "/b", "/a").unwrap();
+    // A new file now may take any freed inode or block: none of /a's old ones.
+    shared.create(&mut ctx, "/c", 0o644).unwrap();
+    shared
+        .write(&mut ctx, "/c", 0, &pattern(72, 30_000))
+        .unwrap();
+    shared.write_at(&mut ctx, &a, 0, b"still mine").unwrap();
+    let mut want = old.clone();
+    want[..10].copy_from_slice(b"still mine");
+    let mut got = vec![0u8; want.len()];
+    assert_eq!(
+        shared.read_at(&mut ctx, &a, 0, &mut got).unwrap(),
+        want.len()
+    );
+    assert!(got == want, "the handle lost its file");
+    let mut named = vec![0u8; new.len()];
+    assert_eq!(
+        shared.read(&mut ctx, "/a", 0, &mut named).unwrap(),
+        new.len()
+    );
+    assert!(named == new, "/a is the renamed file");
+    shared.close(&mut ctx, a).unwrap();
+    shared.sync(&mut ctx).unwrap();
+    drop(ctx);
+    let (_, r) = fs.unmount();
+    r.unwrap();
+    let path = dir.path().join("renamed.img");
+    dev.save(&path).unwrap();
+    fsck_clean(&path, name);
+    let files = read_files(&path);
+    have(&files, "a", &new, name);
+    have(&files, "c", &pattern(72, 30_000), name);
+}

@@ -3,9 +3,9 @@
 //!
 //! # Invariants
 //! - `State::open_count[ino]` is the number of [`RwFile`]s of `ino` not yet closed.
-//! - `unlink` of an open file's last name puts the inode on the on-disk orphan list instead of
-//!   freeing it (`Mutator::unlink_open`), so the handle keeps reading and writing it; the last
-//!   `close` frees it in a transaction of its own. A crash (or an unmount with the file still
+//! - `unlink` (or a replacing `rename`) of an open file's last name puts the inode on the
+//!   on-disk orphan list instead of freeing it (`Mutator::unlink_open`), so the handle keeps
+//!   reading and writing it; the last `close` frees it in a transaction of its own. A crash (or an unmount with the file still
 //!   open) leaves it on the list, and the next mount frees it, as the kernel's orphan cleanup
 //!   does.
 //! - A handle names an inode, not a path: renames do not affect it.

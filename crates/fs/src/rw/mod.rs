@@ -50,12 +50,8 @@
 //! | `mount` | mount (recovery, orphans) and unmount |
 //!
 //! Files can also be opened ([`RwShared::open`]: create, exclusive, truncate, append) and
-//! used by handle; an open file unlinked stays readable and writable until its last close
-//! (the orphan list, `file`).
-//!
-//! # Not here yet
-//! `rename` over an open file frees the replaced inode at once (only `unlink` defers to the
-//! last close).
+//! used by handle; an open file unlinked, or replaced by a rename, stays readable and writable
+//! until its last close (the orphan list, `file`).
 
 mod error;
 mod file;

@@ -203,7 +203,21 @@ impl<D: Device> RwShared<D> {
             let moved = m.lookup(r, old_parent, &old_name)?;
             // A replaced entry's inode loses a link (see `unlink`).
             let replaced = m.lookup(r, new_parent, &new_name)?;
-            m.rename(r, old_parent, &old_name, new_parent, &new_name)?;
+            // An open file replaced at its last name goes on the orphan list (freed at its
+            // last close), as `unlink` does; a handle must never write into a freed inode.
+            let orphan_first = match (moved, replaced) {
+                (Some(src), Some(victim)) if src != victim && t.open_inodes.contains(&victim) => {
+                    !m.inode(r, src)?.is_dir() && !m.inode(r, victim)?.is_dir()
+                }
+                _ => false,
+            };
+            let orphaned = &mut t.orphaned;
+            m.atomic(r, |m, r| {
+                if orphan_first {
+                    orphaned.extend(m.unlink_open(r, new_parent, &new_name)?);
+                }
+                m.rename(r, old_parent, &old_name, new_parent, &new_name)
+            })?;
             t.sync.extend([old_parent, new_parent]);
             t.sync.extend(moved);
             t.sync.extend(replaced);

@@ -188,6 +188,9 @@ impl<D: Device> RwShared<D> {
         if wanting {
             st.commits_wanted -= 1;
         }
+        // Waiting ones re-register at each wait; a stale entry would make a later data sync
+        // write this inode's blocks for nobody.
+        st.datasync_wanted.remove(&ino);
         result
     }
 
@@ -440,6 +443,10 @@ impl<D: Device> RwShared<D> {
                 st.stats.data_syncs += 1;
                 st.stats.add_times(&c);
                 st.made_durable(&covered);
+                if !st.mutator.has_changes() {
+                    // Nothing left to commit: the periodic commit's clock restarts.
+                    st.running_since = None;
+                }
                 Ok(st)
             }
             Err(e) => Err(self.fail(&mut st, e.into_rw(op, path))),
