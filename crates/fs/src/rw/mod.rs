@@ -35,12 +35,15 @@
 //!   [`RwError::ReadOnly`] naming the first failure — no data is reported durable after a
 //!   failed write (fsyncgate) — and unmount leaves `needs_recovery` set for the next mount.
 //!   This is stricter than Linux, which keeps a file system writable after a data write error.
-//! - Operations are all-or-nothing (`Mutator::atomic`): a failed one changes nothing.
+//! - Operations are all-or-nothing (`Mutator::atomic`): a failed one changes nothing. A
+//!   `write` larger than half a transaction's limit is applied in pieces, each one operation
+//!   (`RwShared::write_chunk_bytes`), as a large `write(2)` may be cut by a crash.
 //! - Paths are absolute (`/a/b`); no symlink is followed by these operations.
 //!
 //! # Modules
 //! | Module | What |
 //! | --- | --- |
+//! | `ops` | the operations by path (create, write, rename, ...) and what each touches |
 //! | `state` | the shared state, applying an operation, what it touched |
 //! | `sync` | leading a commit or a data sync, fsync/fdatasync/sync, waiting |
 //! | `txn` | a sealed transaction turned into journal input (`data=ordered`/`journal`) |
