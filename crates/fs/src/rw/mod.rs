@@ -2,8 +2,8 @@
 //! group commit, the periodic commit, `data=ordered` and `data=journal` (issue 4).
 //!
 //! # Role
-//! [`RwShared`] joins the in-memory mutation layer ([`Mutator`]) and the journal runtime
-//! ([`Journal`]) for any number of threads, each with its own [`RwCtx`] (its read context and
+//! [`RwShared`] joins the in-memory mutation layer ([`crate::Mutator`]) and the journal runtime
+//! ([`aios_journal::runtime::Journal`]) for any number of threads, each with its own [`RwCtx`] (its read context and
 //! block queue: queues may be `!Send`). An operation is applied to the mutator under the state
 //! lock and joins the *running transaction*; it is durable once that transaction commits:
 //! at an `fsync`/`fdatasync` that needs it, at [`RwShared::sync`], when the transaction grows
