@@ -50,12 +50,18 @@ fn bound(rec: &Recording, ops: &[Op], point: usize, ordered: bool) -> (usize, Ve
         match op {
             Op::Sync => b = b.max(j),
             Op::Fsync(p) => {
-                if let Some(k) = before.ns.get(p).and_then(|&id| last(j, id, &|e| &e.touched)) {
+                if let Some(k) = before
+                    .ns
+                    .get(p)
+                    .and_then(|&id| last(j, id, &|e| &e.touched))
+                {
                     b = b.max(k + 1);
                 }
             }
             Op::Fdatasync(p) => {
-                let Some(&id) = before.ns.get(p) else { continue };
+                let Some(&id) = before.ns.get(p) else {
+                    continue;
+                };
                 let pick: &dyn Fn(&Effect) -> &Vec<u32> = if ordered {
                     &|e| &e.remapped
                 } else {
@@ -86,6 +92,13 @@ fn bound(rec: &Recording, ops: &[Op], point: usize, ordered: bool) -> (usize, Ve
         }
     }
     (b, needs)
+}
+
+/// Whether a crash after `point` events must show an acknowledged sync (a durable bound above
+/// the empty prefix, or bytes an `fdatasync` made durable).
+pub fn has_acknowledged(rec: &Recording, ops: &[Op], point: usize, ordered: bool) -> bool {
+    let (b, needs) = bound(rec, ops, point, ordered);
+    b > 0 || !needs.is_empty()
 }
 
 /// Whether op `k` may have left `byte` at `at` of model inode `id` in place (ordered mode).
@@ -146,7 +159,13 @@ fn check_tags(p: &str, id: u32, d: &[u8]) -> Result<(), String> {
 }
 
 /// Whether `got` is the model after prefix `b` (see the module documentation).
-fn matches(rec: &Recording, ops: &[Op], got: &Tree, b: usize, ctx: (usize, bool)) -> Result<(), String> {
+fn matches(
+    rec: &Recording,
+    ops: &[Op],
+    got: &Tree,
+    b: usize,
+    ctx: (usize, bool),
+) -> Result<(), String> {
     let (started, ordered) = ctx;
     let want = &rec.states[b];
     let missing: Vec<&String> = want.ns.keys().filter(|k| !got.contains_key(*k)).collect();
@@ -203,7 +222,13 @@ fn matches(rec: &Recording, ops: &[Op], got: &Tree, b: usize, ctx: (usize, bool)
 }
 
 /// Checks the recovered `got` of a crash after `point` events (see the module doc).
-pub fn check_state(rec: &Recording, ops: &[Op], got: &Tree, point: usize, ordered: bool) -> Result<(), String> {
+pub fn check_state(
+    rec: &Recording,
+    ops: &[Op],
+    got: &Tree,
+    point: usize,
+    ordered: bool,
+) -> Result<(), String> {
     let (b_min, needs) = bound(rec, ops, point, ordered);
     for need in &needs {
         let Some(Seen {
@@ -211,7 +236,10 @@ pub fn check_state(rec: &Recording, ops: &[Op], got: &Tree, point: usize, ordere
             ..
         }) = got.get(&need.path)
         else {
-            return Err(format!("{}: acknowledged by {} but not a file here", need.path, need.by));
+            return Err(format!(
+                "{}: acknowledged by {} but not a file here",
+                need.path, need.by
+            ));
         };
         let end = need.start + need.want.len();
         let have = d.get(need.start..end);
@@ -222,7 +250,8 @@ pub fn check_state(rec: &Recording, ops: &[Op], got: &Tree, point: usize, ordere
             return Err(format!(
                 "{}: byte {i} lost ({}), acknowledged by {}",
                 need.path,
-                d.get(i).map_or("past the end".to_string(), |_| record_at(d, i)),
+                d.get(i)
+                    .map_or("past the end".to_string(), |_| record_at(d, i)),
                 need.by
             ));
         }

@@ -36,7 +36,7 @@ pub mod recover;
 pub mod states;
 pub mod workload;
 
-use std::collections::HashMap;
+use std::collections::hash_map::{Entry, HashMap};
 use std::path::Path;
 use std::time::{Duration, Instant};
 
@@ -60,6 +60,8 @@ pub struct Options {
     pub only: Vec<String>,
     /// Violations kept in full per workload (all are counted).
     pub keep_per_workload: usize,
+    /// `(n, r)`: only the workloads whose index is `r` modulo `n` (a bounded share).
+    pub stride: Option<(usize, usize)>,
 }
 
 impl Default for Options {
@@ -71,6 +73,7 @@ impl Default for Options {
             fsck_every: 1,
             only: Vec::new(),
             keep_per_workload: 3,
+            stride: None,
         }
     }
 }
@@ -125,6 +128,8 @@ pub struct Report {
     pub workloads: usize,
     pub crash_points: usize,
     pub states: usize,
+    /// Of those, states in which an acknowledged sync must show.
+    pub acked_states: usize,
     pub distinct_images: usize,
     /// Distinct images whose recovery replayed a journal (and was crashed and redone).
     pub replayed: usize,
@@ -143,12 +148,14 @@ impl Report {
 
     pub fn print(&self, options: &Options) {
         println!(
-            "crashtest ({}): {} workloads, {} crash points, {} crash states, {} distinct \
-             images ({} replayed a journal), {:.1} s, {:.0} states/s",
+            "crashtest ({}): {} workloads, {} crash points, {} crash states ({} after an \
+             acknowledged sync), {} distinct images ({} replayed a journal), {:.1} s, {:.0} \
+             states/s",
             options.flags(),
             self.workloads,
             self.crash_points,
             self.states,
+            self.acked_states,
             self.distinct_images,
             self.replayed,
             self.elapsed.as_secs_f64(),
@@ -202,6 +209,9 @@ pub fn run(options: &Options) -> Result<Report, String> {
 fn selected(prepared: &Prepared, options: &Options) -> Vec<Workload> {
     workload::one_op(&prepared.model)
         .into_iter()
+        .enumerate()
+        .filter(|(i, _)| options.stride.is_none_or(|(n, r)| i % n.max(1) == r))
+        .map(|(_, w)| w)
         .filter(|w| options.only.is_empty() || options.only.iter().any(|o| w.name.contains(o)))
         .collect()
 }
@@ -292,24 +302,28 @@ impl Campaign<'_> {
             self.report.crash_points += 1;
             let cands = replay.candidates();
             let salt = states::splitmix(
-                self.options.seed ^ states::name_hash(&wl.name) ^ (point as u64).wrapping_mul(0x9E37),
+                self.options.seed
+                    ^ states::name_hash(&wl.name)
+                    ^ (point as u64).wrapping_mul(0x9E37),
             );
             let seeds = match one {
                 Some((s, _)) => vec![s],
                 None => states::subset_seeds(cands.len(), salt),
             };
+            let ordered = self.options.data == DataMode::Ordered;
+            let acked = check::has_acknowledged(&rec, &wl.ops, point, ordered);
             for seed in seeds {
                 self.report.states += 1;
+                self.report.acked_states += usize::from(acked);
                 let flags = states::kept(seed, &cands);
                 let key = states::image_key(&log, &replay, &cands, &flags);
-                if !cache.contains_key(&key) {
-                    let outcome = self.recover_distinct(&replay, &flags, key);
-                    cache.insert(key, outcome);
-                }
-                let Some((outcome, fscked)) = cache.get(&key) else { continue };
+                let (outcome, fscked) = match cache.entry(key) {
+                    Entry::Occupied(o) => o.into_mut(),
+                    Entry::Vacant(v) => v.insert(self.recover_distinct(&replay, &flags, key)),
+                };
                 self.report.e2fsck_states += usize::from(*fscked);
                 let result = match outcome {
-                    Ok(tree) => check::check_state(&rec, &wl.ops, tree, point, self.options.data == DataMode::Ordered),
+                    Ok(tree) => check::check_state(&rec, &wl.ops, tree, point, ordered),
                     Err(e) => Err(e.clone()),
                 };
                 if let Err(what) = result {
@@ -320,7 +334,12 @@ impl Campaign<'_> {
     }
 
     /// Builds, recovers and fscks one distinct image; `true` when `e2fsck` ran on it.
-    fn recover_distinct(&mut self, replay: &aios_device_emu::Replay<'_>, flags: &[bool], key: u64) -> (Outcome, bool) {
+    fn recover_distinct(
+        &mut self,
+        replay: &aios_device_emu::Replay<'_>,
+        flags: &[bool],
+        key: u64,
+    ) -> (Outcome, bool) {
         self.report.distinct_images += 1;
         let image = match replay.image_subset(flags) {
             Ok(i) => i,
@@ -353,7 +372,11 @@ pub fn check_image(
 }
 
 /// For tests: the prepared image, a workload by name, its recording.
-pub fn record_named(dir: &Path, options: &Options, name: &str) -> Result<(Prepared, Workload, Recording), String> {
+pub fn record_named(
+    dir: &Path,
+    options: &Options,
+    name: &str,
+) -> Result<(Prepared, Workload, Recording), String> {
     let prepared = workload::prepare(dir, options.rw())?;
     let wl = workload::one_op(&prepared.model)
         .into_iter()

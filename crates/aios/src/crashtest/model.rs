@@ -156,14 +156,20 @@ impl std::fmt::Display for Op {
                 offset,
                 len,
                 generation,
-            } => write!(f, "write {path} at {offset}, {len} bytes (gen {generation})"),
+            } => write!(
+                f,
+                "write {path} at {offset}, {len} bytes (gen {generation})"
+            ),
             Op::Truncate(p, s) => write!(f, "truncate {p} to {s}"),
             Op::Fallocate {
                 path,
                 offset,
                 len,
                 keep_size,
-            } => write!(f, "fallocate {path} at {offset}, {len} bytes, keep {keep_size}"),
+            } => write!(
+                f,
+                "fallocate {path} at {offset}, {len} bytes, keep {keep_size}"
+            ),
             Op::Unlink(p) => write!(f, "unlink {p}"),
             Op::Rmdir(p) => write!(f, "rmdir {p}"),
             Op::Rename(a, b) => write!(f, "rename {a} -> {b}"),
@@ -221,9 +227,7 @@ impl Model {
     pub fn subdirs(&self, dir: &str) -> usize {
         self.ns
             .iter()
-            .filter(|(k, id)| {
-                parent_of(k) == dir && matches!(self.inodes.get(id), Some(Node::Dir))
-            })
+            .filter(|(k, id)| parent_of(k) == dir && matches!(self.inodes.get(id), Some(Node::Dir)))
             .count()
     }
 
@@ -369,6 +373,13 @@ mod tests {
         assert_eq!(decode_record(&r), Record::Garbage);
         let d = tagged(3, 40, 60, 1);
         assert_eq!(d.len(), 60);
-        assert_eq!(&d[24..56], &tag_record(Tag { file: 3, generation: 1, offset_bytes: 64 }));
+        assert_eq!(
+            &d[24..56],
+            &tag_record(Tag {
+                file: 3,
+                generation: 1,
+                offset_bytes: 64
+            })
+        );
     }
 }

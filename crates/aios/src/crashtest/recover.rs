@@ -137,7 +137,8 @@ fn describe(n: &Node) -> String {
 
 /// Our fsck: walks and reads everything through a read-only mount of `dev`.
 pub fn read_tree(dev: EmuDevice) -> Result<Tree, String> {
-    let fs = Fs::mount(dev, MountOptions::default()).map_err(|e| format!("our fsck: mount: {e}"))?;
+    let fs =
+        Fs::mount(dev, MountOptions::default()).map_err(|e| format!("our fsck: mount: {e}"))?;
     let mut io = fs.io().map_err(|e| format!("our fsck: {e}"))?;
     let mut tree = Tree::new();
     let mut stack = vec![(String::new(), ROOT_INO)];
@@ -162,7 +163,10 @@ pub fn read_tree(dev: EmuDevice) -> Result<Tree, String> {
                     stack.push((child.clone(), e.ino));
                     Node::Dir
                 }
-                S_IFLNK => Node::Symlink(fs.read_link(&mut io, e.ino).map_err(|x| err("readlink", x))?),
+                S_IFLNK => Node::Symlink(
+                    fs.read_link(&mut io, e.ino)
+                        .map_err(|x| err("readlink", x))?,
+                ),
                 S_IFREG => {
                     let len = usize::try_from(st.size_bytes)
                         .ok()
