@@ -139,6 +139,8 @@ pub struct Report {
     pub violations_total: usize,
     pub violations: Vec<Violation>,
     pub elapsed: Duration,
+    /// With `--replay`: the state described (ops, acknowledgements, candidates kept).
+    pub detail: Vec<String>,
 }
 
 impl Report {
@@ -147,6 +149,9 @@ impl Report {
     }
 
     pub fn print(&self, options: &Options) {
+        for line in &self.detail {
+            println!("{line}");
+        }
         println!(
             "crashtest ({}): {} workloads, {} crash points, {} crash states ({} after an \
              acknowledged sync), {} distinct images ({} replayed a journal), {:.1} s, {:.0} \
@@ -307,7 +312,27 @@ impl Campaign<'_> {
                     ^ (point as u64).wrapping_mul(0x9E37),
             );
             let seeds = match one {
-                Some((s, _)) => vec![s],
+                Some((s, _)) => {
+                    let flags = states::kept(s, &cands);
+                    let d = &mut self.report.detail;
+                    d.push(format!("workload {}:", wl.name));
+                    for (i, op) in wl.ops.iter().enumerate() {
+                        d.push(format!(
+                            "  op {i}: {op} (returned at event {})",
+                            rec.acked[i]
+                        ));
+                    }
+                    d.push(format!("  unmount returned at event {}", rec.unmounted));
+                    d.push(format!(
+                        "crash point {point}/{events}, {} candidates:",
+                        cands.len()
+                    ));
+                    for (c, k) in cands.iter().zip(&flags) {
+                        let what = if *k { "kept" } else { "dropped" };
+                        d.push(format!("  write {} block {}: {what}", c.write_id, c.block));
+                    }
+                    vec![s]
+                }
                 None => states::subset_seeds(cands.len(), salt),
             };
             let ordered = self.options.data == DataMode::Ordered;
