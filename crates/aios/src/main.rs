@@ -142,6 +142,10 @@ struct CrashtestArgs {
     /// Only workloads whose names contain one of these (comma-separated).
     #[arg(long, value_delimiter = ',')]
     only: Vec<String>,
+    /// Self-test: the model believes every write put its first byte differently, so the
+    /// campaign must report violations (and each replays).
+    #[arg(long)]
+    sabotage_model: bool,
 }
 
 fn parse_mode(s: &str) -> Result<aios_fs::DataMode, String> {
@@ -163,6 +167,7 @@ fn crashtest(args: CrashtestArgs) -> Result<()> {
         seed: args.seed,
         fsck_every: args.fsck_every,
         only: args.only,
+        sabotage_model: args.sabotage_model,
         ..crashtest::Options::default()
     };
     let report = match &args.replay {

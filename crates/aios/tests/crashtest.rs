@@ -11,7 +11,7 @@
 use std::process::Command;
 
 use aios::crashtest::model::{tag_record, tagged, Node, Tag};
-use aios::crashtest::{check, check_image, record_named, run, Options};
+use aios::crashtest::{check, check_image, parse_replay, record_named, replay_one, run, Options};
 use aios_device_emu::DiskImage;
 use aios_fs::DataMode;
 use aios_journal::runtime::CommitOrder;
@@ -145,4 +145,36 @@ fn the_checker_reports_a_lost_acknowledged_write_foreign_data_and_a_wrong_model(
     }
     let e = check(good, &rec, acked).unwrap_err();
     assert!(e.contains("byte"), "{e}");
+}
+
+#[test]
+fn a_campaign_violation_prints_a_replay_that_reproduces_it() {
+    if !have_e2fsprogs("a_campaign_violation_prints_a_replay") {
+        return;
+    }
+    let options = Options {
+        only: vec!["overwrite6-fdatasync".into()],
+        sabotage_model: true,
+        fsck_every: 0,
+        ..Options::default()
+    };
+    let report = run(&options).unwrap();
+    assert!(report.violations_total > 0, "{report:?}");
+    let v = &report.violations[0];
+    assert!(v.what.contains("lost"), "{v}");
+    let spec = v.replay.rsplit(' ').next().unwrap();
+    assert_eq!(
+        parse_replay(spec).unwrap(),
+        (v.seed, v.workload.clone(), v.point)
+    );
+    let again = replay_one(&options, spec).unwrap();
+    assert_eq!(again.states, 1);
+    assert_eq!(again.violations_total, 1, "{again:?}");
+    assert_eq!(again.violations[0].what, v.what);
+    // Without the sabotage the same state is fine.
+    let honest = Options {
+        sabotage_model: false,
+        ..options
+    };
+    assert_eq!(replay_one(&honest, spec).unwrap().violations_total, 0);
 }

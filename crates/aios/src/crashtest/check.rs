@@ -248,7 +248,7 @@ pub fn check_state(
                 .find(|&i| d.get(i) != need.want.get(i - need.start))
                 .unwrap_or(need.start);
             return Err(format!(
-                "{}: byte {i} lost ({}), acknowledged by {}",
+                "{}: byte {i} lost (it holds {}), acknowledged by {}",
                 need.path,
                 d.get(i)
                     .map_or("past the end".to_string(), |_| record_at(d, i)),

@@ -62,6 +62,9 @@ pub struct Options {
     pub keep_per_workload: usize,
     /// `(n, r)`: only the workloads whose index is `r` modulo `n` (a bounded share).
     pub stride: Option<(usize, usize)>,
+    /// Self-test of the harness: the model believes every write put one byte differently
+    /// (its first), so states holding an acknowledged write must be reported.
+    pub sabotage_model: bool,
 }
 
 impl Default for Options {
@@ -74,6 +77,7 @@ impl Default for Options {
             only: Vec::new(),
             keep_per_workload: 3,
             stride: None,
+            sabotage_model: false,
         }
     }
 }
@@ -97,7 +101,12 @@ impl Options {
             CommitOrder::Sync => "sync",
             CommitOrder::Async => "async",
         };
-        format!("--mode {mode} --order {order}")
+        let sabotage = if self.sabotage_model {
+            " --sabotage-model"
+        } else {
+            ""
+        };
+        format!("--mode {mode} --order {order}{sabotage}")
     }
 }
 
@@ -286,6 +295,7 @@ impl Campaign<'_> {
     fn workload(&mut self, wl: &Workload, one: Option<(u64, usize)>) {
         self.report.workloads += 1;
         let rec = match workload::record(self.prepared, wl, self.options.rw()) {
+            Ok(r) if self.options.sabotage_model => sabotage(r),
             Ok(r) => r,
             Err(e) => return self.violation(wl, (0, 0, 0), format!("workload run: {e}")),
         };
@@ -379,6 +389,24 @@ impl Campaign<'_> {
         self.report.e2fsck_runs += usize::from(fsck);
         (outcome.map(|(t, _)| std::rc::Rc::new(t)), fsck)
     }
+}
+
+/// Flips the first byte of every write in the model states after it (see
+/// [`Options::sabotage_model`]).
+fn sabotage(mut rec: Recording) -> Recording {
+    for k in 0..rec.effects.len() {
+        let Some((id, start, _)) = rec.effects[k].wrote else {
+            continue;
+        };
+        for state in &mut rec.states[k + 1..] {
+            if let Some(model::Node::File(d)) = state.inodes.get_mut(&id) {
+                if let Some(b) = d.get_mut(start as usize) {
+                    *b ^= 0xff;
+                }
+            }
+        }
+    }
+    rec
 }
 
 /// Recovery (twice), our fsck and, with a directory for the copy, `e2fsck -fn`: the tree, and
