@@ -50,11 +50,13 @@ fn bound(rec: &Recording, ops: &[Op], point: usize, ordered: bool) -> (usize, Ve
         match op {
             Op::Sync => b = b.max(j),
             Op::Fsync(p) => {
-                if let Some(k) = before
-                    .ns
-                    .get(p)
-                    .and_then(|&id| last(j, id, &|e| &e.touched))
-                {
+                // The root is implicit in the model: id 0.
+                let id = if p == "/" {
+                    Some(0)
+                } else {
+                    before.ns.get(p).copied()
+                };
+                if let Some(k) = id.and_then(|id| last(j, id, &|e| &e.touched)) {
                     b = b.max(k + 1);
                 }
             }
