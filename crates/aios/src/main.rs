@@ -175,7 +175,7 @@ fn crashtest(args: CrashtestArgs) -> Result<()> {
         None => crashtest::run(&options),
     }
     .map_err(|e| anyhow::anyhow!("crashtest: {e}"))?;
-    report.print(&options);
+    report.write_to(&mut std::io::stdout().lock(), &options)?;
     if report.violations_total > 0 {
         anyhow::bail!("crashtest: {} violations", report.violations_total);
     }

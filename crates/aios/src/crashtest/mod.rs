@@ -157,11 +157,22 @@ impl Report {
         self.states as f64 / self.elapsed.as_secs_f64().max(1e-9)
     }
 
+    /// Prints the report to standard output (errors ignored: for tests).
     pub fn print(&self, options: &Options) {
+        let _ = self.write_to(&mut std::io::stdout().lock(), options);
+    }
+
+    /// The report: counts, rates, the `e2fsck` share, and every kept violation with its replay.
+    pub fn write_to(
+        &self,
+        out: &mut impl std::io::Write,
+        options: &Options,
+    ) -> std::io::Result<()> {
         for line in &self.detail {
-            println!("{line}");
+            writeln!(out, "{line}")?;
         }
-        println!(
+        writeln!(
+            out,
             "crashtest ({}): {} workloads, {} crash points, {} crash states ({} after an \
              acknowledged sync), {} distinct images ({} replayed a journal), {:.1} s, {:.0} \
              states/s",
@@ -174,8 +185,9 @@ impl Report {
             self.replayed,
             self.elapsed.as_secs_f64(),
             self.states_per_second()
-        );
-        println!(
+        )?;
+        writeln!(
+            out,
             "e2fsck -fn: {} runs, on {} of {} distinct images, covering {} of {} states ({:.1}%)",
             self.e2fsck_runs,
             self.e2fsck_runs,
@@ -183,11 +195,12 @@ impl Report {
             self.e2fsck_states,
             self.states,
             100.0 * self.e2fsck_states as f64 / self.states.max(1) as f64
-        );
-        println!("violations: {}", self.violations_total);
+        )?;
+        writeln!(out, "violations: {}", self.violations_total)?;
         for v in &self.violations {
-            println!("{v}");
+            writeln!(out, "{v}")?;
         }
+        Ok(())
     }
 }
 
@@ -324,23 +337,7 @@ impl Campaign<'_> {
             let seeds = match one {
                 Some((s, _)) => {
                     let flags = states::kept(s, &cands);
-                    let d = &mut self.report.detail;
-                    d.push(format!("workload {}:", wl.name));
-                    for (i, op) in wl.ops.iter().enumerate() {
-                        d.push(format!(
-                            "  op {i}: {op} (returned at event {})",
-                            rec.acked[i]
-                        ));
-                    }
-                    d.push(format!("  unmount returned at event {}", rec.unmounted));
-                    d.push(format!(
-                        "crash point {point}/{events}, {} candidates:",
-                        cands.len()
-                    ));
-                    for (c, k) in cands.iter().zip(&flags) {
-                        let what = if *k { "kept" } else { "dropped" };
-                        d.push(format!("  write {} block {}: {what}", c.write_id, c.block));
-                    }
+                    self.report.detail = describe_state(wl, &rec, (point, events), &cands, &flags);
                     vec![s]
                 }
                 None => states::subset_seeds(cands.len(), salt),
@@ -389,6 +386,30 @@ impl Campaign<'_> {
         self.report.e2fsck_runs += usize::from(fsck);
         (outcome.map(|(t, _)| std::rc::Rc::new(t)), fsck)
     }
+}
+
+/// What `--replay` prints about the state: ops, their acknowledgements, candidates kept.
+fn describe_state(
+    wl: &Workload,
+    rec: &Recording,
+    (point, events): (usize, usize),
+    cands: &[aios_device_emu::BlockWrite],
+    flags: &[bool],
+) -> Vec<String> {
+    let mut d = vec![format!("workload {}:", wl.name)];
+    for (op, at) in wl.ops.iter().zip(&rec.acked) {
+        d.push(format!("  {op} (returned at event {at})"));
+    }
+    d.push(format!("  unmount returned at event {}", rec.unmounted));
+    d.push(format!(
+        "crash point {point}/{events}, {} candidates:",
+        cands.len()
+    ));
+    for (c, k) in cands.iter().zip(flags) {
+        let what = if *k { "kept" } else { "dropped" };
+        d.push(format!("  write {} block {}: {what}", c.write_id, c.block));
+    }
+    d
 }
 
 /// Flips the first byte of every write in the model states after it (see
