@@ -95,6 +95,9 @@ enum Command {
     },
     /// Check an image: read everything back through aios, then e2fsck -fn.
     Fsck { image: PathBuf },
+    /// Crash-consistency campaign on the emulated device: every crash point and subset of
+    /// unflushed writes of each workload, recovered and checked against a model.
+    Crashtest(CrashtestArgs),
     /// Measure aios next to the kernel's own I/O path (without a subcommand: the device
     /// benchmark, then the file-read and durable-write benchmarks with their defaults).
     #[command(args_conflicts_with_subcommands = true)]
@@ -113,6 +116,70 @@ struct RwArgs {
     /// Commit order of each transaction: sync (vanilla ext4) or async (AIOS).
     #[arg(long, default_value = "async", value_parser = parse_order)]
     order: aios_journal::runtime::CommitOrder,
+}
+
+/// Options of `aios crashtest`.
+#[derive(Debug, clap::Args)]
+struct CrashtestArgs {
+    /// Workload set (only `one-op` so far: every op of the vocabulary, then a sync).
+    #[arg(long, default_value = "one-op")]
+    workloads: String,
+    /// Salt of the seeded random subsets.
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    /// data=ordered or data=journal.
+    #[arg(long, default_value = "ordered", value_parser = parse_mode)]
+    mode: aios_fs::DataMode,
+    /// Commit order: sync (vanilla) or async (AIOS).
+    #[arg(long, default_value = "async", value_parser = parse_order)]
+    order: aios_journal::runtime::CommitOrder,
+    /// Check exactly one crash state, as a violation prints it: SEED:WORKLOAD@POINT.
+    #[arg(long)]
+    replay: Option<String>,
+    /// Run e2fsck -fn on every N-th distinct recovered image (1: every one, 0: none).
+    #[arg(long, default_value_t = 1)]
+    fsck_every: usize,
+    /// Only workloads whose names contain one of these (comma-separated).
+    #[arg(long, value_delimiter = ',')]
+    only: Vec<String>,
+    /// Self-test: the model believes every write put its first byte differently, so the
+    /// campaign must report violations (and each replays).
+    #[arg(long)]
+    sabotage_model: bool,
+}
+
+fn parse_mode(s: &str) -> Result<aios_fs::DataMode, String> {
+    match s {
+        "ordered" => Ok(aios_fs::DataMode::Ordered),
+        "journal" => Ok(aios_fs::DataMode::Journal),
+        other => Err(format!("{other}: expected ordered or journal")),
+    }
+}
+
+fn crashtest(args: CrashtestArgs) -> Result<()> {
+    use aios::crashtest;
+    if args.workloads != "one-op" {
+        anyhow::bail!("--workloads {}: only one-op exists so far", args.workloads);
+    }
+    let options = crashtest::Options {
+        data: args.mode,
+        order: args.order,
+        seed: args.seed,
+        fsck_every: args.fsck_every,
+        only: args.only,
+        sabotage_model: args.sabotage_model,
+        ..crashtest::Options::default()
+    };
+    let report = match &args.replay {
+        Some(spec) => crashtest::replay_one(&options, spec),
+        None => crashtest::run(&options),
+    }
+    .map_err(|e| anyhow::anyhow!("crashtest: {e}"))?;
+    report.write_to(&mut std::io::stdout().lock(), &options)?;
+    if report.violations_total > 0 {
+        anyhow::bail!("crashtest: {} violations", report.violations_total);
+    }
+    Ok(())
 }
 
 fn parse_order(s: &str) -> Result<aios_journal::runtime::CommitOrder, String> {
@@ -185,6 +252,7 @@ fn run(cli: Cli) -> Result<()> {
             rw,
         } => fscmd::mv(&image, &from, &to, rw.order),
         Command::Fsck { image } => fscmd::fsck(&image),
+        Command::Crashtest(args) => crashtest(args),
         Command::Bench { what, device } => match what {
             // The main job: the device benchmark (with the given options), then the file-read
             // and the durable-write benchmarks on their defaults.

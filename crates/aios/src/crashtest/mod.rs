@@ -1,0 +1,461 @@
+//! `aios crashtest`: a deterministic crash-consistency harness on the emulated device (an
+//! ACE/CrashMonkey-like campaign over our read-write mount).
+//!
+//! # What it does
+//! For each workload ([`workload`]) it runs the ops on a recording emulated device from a small
+//! prepared image, then for a crash after every event of the write log (each command's
+//! submission and completion) and every subset of the unflushed block-writes there ([`states`]:
+//! all of them up to 10, else 64 seeded plus all-kept and all-dropped), it builds the crash
+//! image and checks ([`recover`], [`check`]):
+//! - recovery mounts and unmounts cleanly, and a crash inside that recovery followed by another
+//!   one gives the same tree;
+//! - our fsck (every directory, file and symlink read back) and `e2fsck -fn` find nothing
+//!   (`e2fsck` on every `fsck_every`-th distinct recovered image, default every one);
+//! - the tree is the model after a prefix of the ops holding every acknowledged sync, byte for
+//!   byte, with no stale or foreign data (tags, [`model`]).
+//!
+//! Equal crash images are recovered once (`states::image_key`); each crash state is still
+//! checked against its own crash point.
+//!
+//! # Replaying
+//! A state is named `SEED:WORKLOAD@POINT`: the state seed (`states`), the workload's name and
+//! the crash point (events applied). [`Violation::replay`] is the exact command that rebuilds
+//! it; [`replay_one`] runs it.
+//!
+//! | Module | What |
+//! | --- | --- |
+//! | `model` | model, ops, effects, data tags |
+//! | `workload` | the prepared image, the 1-op workloads, recording a run |
+//! | `states` | crash points and subsets, state seeds, image keys |
+//! | `recover` | recovery (twice), our fsck walk, `e2fsck -fn` |
+//! | `check` | the model checks of one recovered state |
+
+pub mod check;
+pub mod model;
+pub mod recover;
+pub mod states;
+pub mod workload;
+
+use std::collections::hash_map::{Entry, HashMap};
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use aios_device_emu::DiskImage;
+use aios_fs::{DataMode, RwOptions};
+use aios_journal::runtime::CommitOrder;
+
+use recover::Tree;
+use workload::{Prepared, Recording, Workload};
+
+/// How to run a campaign.
+#[derive(Debug, Clone)]
+pub struct Options {
+    pub data: DataMode,
+    pub order: CommitOrder,
+    /// Salts the seeded subsets.
+    pub seed: u64,
+    /// Run `e2fsck -fn` on every n-th distinct recovered image (1: all; 0: none).
+    pub fsck_every: usize,
+    /// Only workloads whose name contains one of these (empty: all).
+    pub only: Vec<String>,
+    /// Violations kept in full per workload (all are counted).
+    pub keep_per_workload: usize,
+    /// `(n, r)`: only the workloads whose index is `r` modulo `n` (a bounded share).
+    pub stride: Option<(usize, usize)>,
+    /// Self-test of the harness: the model believes every write put one byte differently
+    /// (its first), so states holding an acknowledged write must be reported.
+    pub sabotage_model: bool,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            data: DataMode::Ordered,
+            order: CommitOrder::Async,
+            seed: 0,
+            fsck_every: 1,
+            only: Vec::new(),
+            keep_per_workload: 3,
+            stride: None,
+            sabotage_model: false,
+        }
+    }
+}
+
+impl Options {
+    pub fn rw(&self) -> RwOptions {
+        RwOptions {
+            data: self.data,
+            order: self.order,
+            commit_interval: None,
+            ..RwOptions::default()
+        }
+    }
+
+    fn flags(&self) -> String {
+        let mode = match self.data {
+            DataMode::Ordered => "ordered",
+            DataMode::Journal => "journal",
+        };
+        let order = match self.order {
+            CommitOrder::Sync => "sync",
+            CommitOrder::Async => "async",
+        };
+        let sabotage = if self.sabotage_model {
+            " --sabotage-model"
+        } else {
+            ""
+        };
+        format!("--mode {mode} --order {order}{sabotage}")
+    }
+}
+
+/// One failed check.
+#[derive(Debug, Clone)]
+pub struct Violation {
+    pub workload: String,
+    pub point: usize,
+    pub events: usize,
+    pub seed: u64,
+    pub what: String,
+    pub replay: String,
+}
+
+impl std::fmt::Display for Violation {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{} crash point {}/{} state seed {:#x}: {}\n  replay: {}",
+            self.workload, self.point, self.events, self.seed, self.what, self.replay
+        )
+    }
+}
+
+/// What a campaign did.
+#[derive(Debug, Default)]
+pub struct Report {
+    pub workloads: usize,
+    pub crash_points: usize,
+    pub states: usize,
+    /// Of those, states in which an acknowledged sync must show.
+    pub acked_states: usize,
+    pub distinct_images: usize,
+    /// Distinct images whose recovery replayed a journal (and was crashed and redone).
+    pub replayed: usize,
+    pub e2fsck_runs: usize,
+    /// Crash states whose image `e2fsck -fn` checked.
+    pub e2fsck_states: usize,
+    pub violations_total: usize,
+    pub violations: Vec<Violation>,
+    pub elapsed: Duration,
+    /// With `--replay`: the state described (ops, acknowledgements, candidates kept).
+    pub detail: Vec<String>,
+}
+
+impl Report {
+    pub fn states_per_second(&self) -> f64 {
+        self.states as f64 / self.elapsed.as_secs_f64().max(1e-9)
+    }
+
+    /// Prints the report to standard output (errors ignored: for tests).
+    pub fn print(&self, options: &Options) {
+        let _ = self.write_to(&mut std::io::stdout().lock(), options);
+    }
+
+    /// The report: counts, rates, the `e2fsck` share, and every kept violation with its replay.
+    pub fn write_to(
+        &self,
+        out: &mut impl std::io::Write,
+        options: &Options,
+    ) -> std::io::Result<()> {
+        for line in &self.detail {
+            writeln!(out, "{line}")?;
+        }
+        writeln!(
+            out,
+            "crashtest ({}): {} workloads, {} crash points, {} crash states ({} after an \
+             acknowledged sync), {} distinct images ({} replayed a journal), {:.1} s, {:.0} \
+             states/s",
+            options.flags(),
+            self.workloads,
+            self.crash_points,
+            self.states,
+            self.acked_states,
+            self.distinct_images,
+            self.replayed,
+            self.elapsed.as_secs_f64(),
+            self.states_per_second()
+        )?;
+        writeln!(
+            out,
+            "e2fsck -fn: {} runs, on {} of {} distinct images, covering {} of {} states ({:.1}%)",
+            self.e2fsck_runs,
+            self.e2fsck_runs,
+            self.distinct_images,
+            self.e2fsck_states,
+            self.states,
+            100.0 * self.e2fsck_states as f64 / self.states.max(1) as f64
+        )?;
+        writeln!(out, "violations: {}", self.violations_total)?;
+        for v in &self.violations {
+            writeln!(out, "{v}")?;
+        }
+        Ok(())
+    }
+}
+
+/// The cached outcome of recovering one distinct image.
+type Outcome = Result<std::rc::Rc<Tree>, String>;
+
+/// Campaign state shared by the workloads.
+struct Campaign<'a> {
+    options: &'a Options,
+    prepared: &'a Prepared,
+    dir: &'a Path,
+    report: Report,
+}
+
+/// Runs every 1-op workload (filtered by `options.only`).
+pub fn run(options: &Options) -> Result<Report, String> {
+    let started = Instant::now();
+    let dir = tempfile::tempdir().map_err(|e| format!("temporary directory: {e}"))?;
+    let prepared = workload::prepare(dir.path(), options.rw())?;
+    let mut c = Campaign {
+        options,
+        prepared: &prepared,
+        dir: dir.path(),
+        report: Report::default(),
+    };
+    for wl in selected(&prepared, options) {
+        c.workload(&wl, None);
+    }
+    c.report.elapsed = started.elapsed();
+    Ok(c.report)
+}
+
+fn selected(prepared: &Prepared, options: &Options) -> Vec<Workload> {
+    workload::one_op(&prepared.model)
+        .into_iter()
+        .enumerate()
+        .filter(|(i, _)| options.stride.is_none_or(|(n, r)| i % n.max(1) == r))
+        .map(|(_, w)| w)
+        .filter(|w| options.only.is_empty() || options.only.iter().any(|o| w.name.contains(o)))
+        .collect()
+}
+
+/// Parses `SEED:WORKLOAD@POINT`.
+pub fn parse_replay(s: &str) -> Result<(u64, String, usize), String> {
+    let bad = || format!("{s}: expected SEED:WORKLOAD@POINT");
+    let (seed, rest) = s.split_once(':').ok_or_else(bad)?;
+    let (name, point) = rest.rsplit_once('@').ok_or_else(bad)?;
+    let seed = match seed.strip_prefix("0x") {
+        Some(hex) => u64::from_str_radix(hex, 16),
+        None => seed.parse(),
+    }
+    .map_err(|_| bad())?;
+    Ok((seed, name.to_string(), point.parse().map_err(|_| bad())?))
+}
+
+/// Rebuilds and checks exactly one crash state (`SEED:WORKLOAD@POINT`).
+pub fn replay_one(options: &Options, spec: &str) -> Result<Report, String> {
+    let (seed, name, point) = parse_replay(spec)?;
+    let started = Instant::now();
+    let dir = tempfile::tempdir().map_err(|e| format!("temporary directory: {e}"))?;
+    let prepared = workload::prepare(dir.path(), options.rw())?;
+    let wl = workload::one_op(&prepared.model)
+        .into_iter()
+        .find(|w| w.name == name)
+        .ok_or_else(|| format!("no workload named {name}"))?;
+    let mut c = Campaign {
+        options,
+        prepared: &prepared,
+        dir: dir.path(),
+        report: Report::default(),
+    };
+    c.workload(&wl, Some((seed, point)));
+    c.report.elapsed = started.elapsed();
+    Ok(c.report)
+}
+
+impl Campaign<'_> {
+    fn violation(&mut self, wl: &Workload, at: (usize, usize, u64), what: String) {
+        self.report.violations_total += 1;
+        let kept = self
+            .report
+            .violations
+            .iter()
+            .filter(|v| v.workload == wl.name)
+            .count();
+        if kept >= self.options.keep_per_workload {
+            return;
+        }
+        let (point, events, seed) = at;
+        self.report.violations.push(Violation {
+            workload: wl.name.clone(),
+            point,
+            events,
+            seed,
+            what,
+            replay: format!(
+                "aios crashtest {} --replay {seed:#x}:{}@{point}",
+                self.options.flags(),
+                wl.name
+            ),
+        });
+    }
+
+    /// Records `wl` and checks its crash states (only `one` when given: seed and point).
+    fn workload(&mut self, wl: &Workload, one: Option<(u64, usize)>) {
+        self.report.workloads += 1;
+        let rec = match workload::record(self.prepared, wl, self.options.rw()) {
+            Ok(r) if self.options.sabotage_model => sabotage(r),
+            Ok(r) => r,
+            Err(e) => return self.violation(wl, (0, 0, 0), format!("workload run: {e}")),
+        };
+        let log = rec.log.clone();
+        let events = log.events().len();
+        let mut replay = match log.replay() {
+            Ok(r) => r,
+            Err(e) => return self.violation(wl, (0, events, 0), format!("replay: {e}")),
+        };
+        let mut cache: HashMap<u64, (Outcome, bool)> = HashMap::new();
+        let points: Vec<usize> = match one {
+            Some((_, p)) => vec![p],
+            None => (0..=events).collect(),
+        };
+        for point in points {
+            if let Err(e) = replay.advance_to(log.point(point)) {
+                return self.violation(wl, (point, events, 0), format!("replay: {e}"));
+            }
+            self.report.crash_points += 1;
+            let cands = replay.candidates();
+            let salt = states::splitmix(
+                self.options.seed
+                    ^ states::name_hash(&wl.name)
+                    ^ (point as u64).wrapping_mul(0x9E37),
+            );
+            let seeds = match one {
+                Some((s, _)) => {
+                    let flags = states::kept(s, &cands);
+                    self.report.detail = describe_state(wl, &rec, (point, events), &cands, &flags);
+                    vec![s]
+                }
+                None => states::subset_seeds(cands.len(), salt),
+            };
+            let ordered = self.options.data == DataMode::Ordered;
+            let acked = check::has_acknowledged(&rec, &wl.ops, point, ordered);
+            for seed in seeds {
+                self.report.states += 1;
+                self.report.acked_states += usize::from(acked);
+                let flags = states::kept(seed, &cands);
+                let key = states::image_key(&log, &replay, &cands, &flags);
+                let (outcome, fscked) = match cache.entry(key) {
+                    Entry::Occupied(o) => o.into_mut(),
+                    Entry::Vacant(v) => v.insert(self.recover_distinct(&replay, &flags, key)),
+                };
+                self.report.e2fsck_states += usize::from(*fscked);
+                let result = match outcome {
+                    Ok(tree) => check::check_state(&rec, &wl.ops, tree, point, ordered),
+                    Err(e) => Err(e.clone()),
+                };
+                if let Err(what) = result {
+                    self.violation(wl, (point, events, seed), what);
+                }
+            }
+        }
+    }
+
+    /// Builds, recovers and fscks one distinct image; `true` when `e2fsck` ran on it.
+    fn recover_distinct(
+        &mut self,
+        replay: &aios_device_emu::Replay<'_>,
+        flags: &[bool],
+        key: u64,
+    ) -> (Outcome, bool) {
+        self.report.distinct_images += 1;
+        let image = match replay.image_subset(flags) {
+            Ok(i) => i,
+            Err(e) => return (Err(format!("crash image: {e}")), false),
+        };
+        let fsck = self.options.fsck_every > 0
+            && (self.report.distinct_images - 1).is_multiple_of(self.options.fsck_every);
+        let outcome = check_image(image, self.options.rw(), key, fsck.then_some(self.dir));
+        if let Ok((_, replayed)) = &outcome {
+            self.report.replayed += usize::from(*replayed);
+        }
+        self.report.e2fsck_runs += usize::from(fsck);
+        (outcome.map(|(t, _)| std::rc::Rc::new(t)), fsck)
+    }
+}
+
+/// What `--replay` prints about the state: ops, their acknowledgements, candidates kept.
+fn describe_state(
+    wl: &Workload,
+    rec: &Recording,
+    (point, events): (usize, usize),
+    cands: &[aios_device_emu::BlockWrite],
+    flags: &[bool],
+) -> Vec<String> {
+    let mut d = vec![format!("workload {}:", wl.name)];
+    for (op, at) in wl.ops.iter().zip(&rec.acked) {
+        d.push(format!("  {op} (returned at event {at})"));
+    }
+    d.push(format!("  unmount returned at event {}", rec.unmounted));
+    d.push(format!(
+        "crash point {point}/{events}, {} candidates:",
+        cands.len()
+    ));
+    for (c, k) in cands.iter().zip(flags) {
+        let what = if *k { "kept" } else { "dropped" };
+        d.push(format!("  write {} block {}: {what}", c.write_id, c.block));
+    }
+    d
+}
+
+/// Flips the first byte of every write in the model states after it (see
+/// [`Options::sabotage_model`]).
+fn sabotage(mut rec: Recording) -> Recording {
+    for k in 0..rec.effects.len() {
+        let Some((id, start, _)) = rec.effects[k].wrote else {
+            continue;
+        };
+        for state in &mut rec.states[k + 1..] {
+            if let Some(model::Node::File(d)) = state.inodes.get_mut(&id) {
+                if let Some(b) = d.get_mut(start as usize) {
+                    *b ^= 0xff;
+                }
+            }
+        }
+    }
+    rec
+}
+
+/// Recovery (twice), our fsck and, with a directory for the copy, `e2fsck -fn`: the tree, and
+/// whether recovery replayed a journal.
+pub fn check_image(
+    image: DiskImage,
+    options: RwOptions,
+    key: u64,
+    e2fsck_dir: Option<&Path>,
+) -> Result<(Tree, bool), String> {
+    let rv = recover::recover(image, options, key)?;
+    if let Some(dir) = e2fsck_dir {
+        recover::e2fsck(&rv.image, &dir.join("recovered.img"))?;
+    }
+    Ok((rv.tree, rv.replayed))
+}
+
+/// For tests: the prepared image, a workload by name, its recording.
+pub fn record_named(
+    dir: &Path,
+    options: &Options,
+    name: &str,
+) -> Result<(Prepared, Workload, Recording), String> {
+    let prepared = workload::prepare(dir, options.rw())?;
+    let wl = workload::one_op(&prepared.model)
+        .into_iter()
+        .find(|w| w.name == name)
+        .ok_or_else(|| format!("no workload named {name}"))?;
+    let rec = workload::record(&prepared, &wl, options.rw())?;
+    Ok((prepared, wl, rec))
+}

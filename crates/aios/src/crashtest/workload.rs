@@ -1,0 +1,247 @@
+//! Workloads: the small prepared image (ACE's approach) and every 1-op workload over it, run
+//! on a recording emulated device.
+//!
+//! # Role
+//! [`prepare`] makes a 32 MiB ext4 image with `mke2fs` and fills it through our own mount
+//! (directories, tagged files, a symlink, a hard link), then unmounts cleanly: that image and
+//! its [`Model`] are every workload's starting state. [`one_op`] lists the workloads: each op of
+//! the vocabulary on one or two targets, followed by one persistence op (`fsync` or
+//! `fdatasync` of the target, or `sync`), so something is acknowledged. [`record`] runs one
+//! on the `nand` emulated device (volatile write cache, virtual clock, write log) and notes the
+//! event count when each op returned, then unmounts (its checkpoint is crash-tested too).
+//!
+//! # Invariants
+//! - Deterministic: same workload, same image, same options -> same write log.
+//! - Every workload op succeeds on the prepared image; one that fails is reported, never
+//!   skipped silently.
+
+use std::path::Path;
+use std::process::Command;
+
+use aios_device_emu::{DiskImage, EmuConfig, EmuDevice, WriteLog};
+use aios_fs::{RwError, RwFs, RwOptions};
+
+use super::model::{Model, Node, Op};
+
+/// The device a workload runs on: volatile cache, so unflushed writes may be lost.
+pub const EMU_RECORD: &str = "nand,size=32M,arena=16M,clock=virtual,record";
+/// The device recovery and checks run on (timing does not matter there).
+pub const EMU_CHECK: &str = "instant,size=32M,arena=16M,clock=virtual";
+/// Generation of the prepared image's data, and of the workloads' writes.
+pub const GEN_PREPARED: u32 = 1;
+pub const GEN_WORKLOAD: u32 = 2;
+
+/// One workload: its ops (the last one persists) and a name without spaces or ':'.
+#[derive(Debug, Clone)]
+pub struct Workload {
+    pub name: String,
+    pub ops: Vec<Op>,
+}
+
+fn w(path: &str, offset: u64, len: usize, generation: u32) -> Op {
+    Op::Write {
+        path: path.into(),
+        offset,
+        len,
+        generation,
+    }
+}
+
+/// The prepared image's contents, as operations.
+fn prepare_ops() -> Vec<Op> {
+    let g = GEN_PREPARED;
+    vec![
+        Op::Mkdir("/A".into()),
+        Op::Mkdir("/B".into()),
+        Op::Mkdir("/D".into()),
+        Op::Create("/foo".into()),
+        w("/foo", 0, 8192, g),
+        Op::Create("/A/foo".into()),
+        w("/A/foo", 0, 13_312, g),
+        Op::Create("/A/bar".into()),
+        Op::Link("/A/foo".into(), "/A/hl".into()),
+        Op::Symlink("/s".into(), "foo".into()),
+    ]
+}
+
+/// Runs `op` on the mount.
+pub fn run_op(fs: &mut RwFs<EmuDevice>, model: &Model, op: &Op) -> Result<(), RwError> {
+    match op {
+        Op::Create(p) => fs.create(p, 0o644).map(drop),
+        Op::Mkdir(p) => fs.mkdir(p, 0o755).map(drop),
+        Op::Symlink(p, t) => fs.symlink(p, t.as_bytes()).map(drop),
+        Op::Write { path, offset, .. } => fs.write(path, *offset, &model.data_of(op)),
+        Op::Truncate(p, s) => fs.truncate(p, *s),
+        Op::Fallocate {
+            path,
+            offset,
+            len,
+            keep_size,
+        } => fs.fallocate(path, *offset, *len, *keep_size),
+        Op::Unlink(p) => fs.unlink(p),
+        Op::Rmdir(p) => fs.rmdir(p),
+        Op::Rename(a, b) => fs.rename(a, b),
+        Op::Link(a, b) => fs.link(a, b),
+        Op::Fsync(p) => fs.fsync(p),
+        Op::Fdatasync(p) => fs.fdatasync(p),
+        Op::Sync => fs.sync(),
+    }
+}
+
+/// The prepared image and its model.
+pub struct Prepared {
+    pub image: DiskImage,
+    pub model: Model,
+}
+
+/// Makes the prepared image in `dir` (needs `mke2fs`).
+pub fn prepare(dir: &Path, options: RwOptions) -> Result<Prepared, String> {
+    let path = dir.join("prepared.img");
+    let out = Command::new("mke2fs")
+        .args(["-q", "-t", "ext4", "-F", "-b", "4096"])
+        .arg(&path)
+        .arg("32M")
+        .output()
+        .map_err(|e| format!("run mke2fs (apt-get install e2fsprogs): {e}"))?;
+    if !out.status.success() {
+        return Err(format!("mke2fs: {}", String::from_utf8_lossy(&out.stderr)));
+    }
+    let image = DiskImage::load(&path).map_err(|e| format!("load {}: {e}", path.display()))?;
+    let config = EmuConfig::parse(EMU_CHECK).map_err(|e| e.to_string())?;
+    let dev = EmuDevice::with_image(config, image).map_err(|e| e.to_string())?;
+    let mut fs = RwFs::mount(dev.clone(), options).map_err(|e| format!("prepare mount: {e}"))?;
+    let mut model = Model::default();
+    for op in prepare_ops() {
+        run_op(&mut fs, &model, &op).map_err(|e| format!("prepare {op}: {e}"))?;
+        model.apply(&op)?;
+    }
+    let (_, r) = fs.unmount();
+    r.map_err(|e| format!("prepare unmount: {e}"))?;
+    let image = dev.current_image().map_err(|e| e.to_string())?;
+    Ok(Prepared { image, model })
+}
+
+/// The persistence ops that fit after an op whose main path is `target` (`is_file`: a
+/// regular file there afterwards).
+fn persists(target: &str, is_file: bool) -> Vec<(String, Op)> {
+    let mut v = vec![("fsync".to_string(), Op::Fsync(target.into()))];
+    if is_file {
+        v.push(("fdatasync".into(), Op::Fdatasync(target.into())));
+    }
+    v.push(("sync".into(), Op::Sync));
+    v
+}
+
+/// Every 1-op workload over the prepared image (see the module documentation).
+pub fn one_op(prepared: &Model) -> Vec<Workload> {
+    let g = GEN_WORKLOAD;
+    // (vocabulary word, op, the path its persistence op syncs)
+    let ops: Vec<(&str, Op, &str)> = vec![
+        ("create", Op::Create("/new".into()), "/new"),
+        ("create", Op::Create("/A/new".into()), "/A/new"),
+        ("write", w("/A/bar", 0, 8192, g), "/A/bar"),
+        ("write", w("/foo", 16_384, 4096, g), "/foo"),
+        ("append", w("/foo", 8192, 5024, g), "/foo"),
+        ("append", w("/A/foo", 13_312, 96, g), "/A/foo"),
+        ("overwrite", w("/foo", 4096, 4096, g), "/foo"),
+        ("overwrite", w("/A/foo", 992, 2976, g), "/A/foo"),
+        ("truncate", Op::Truncate("/A/foo".into(), 4992), "/A/foo"),
+        ("truncate", Op::Truncate("/foo".into(), 20_000), "/foo"),
+        ("truncate", Op::Truncate("/foo".into(), 0), "/foo"),
+        (
+            "fallocate",
+            Op::Fallocate {
+                path: "/foo".into(),
+                offset: 8192,
+                len: 16_384,
+                keep_size: false,
+            },
+            "/foo",
+        ),
+        (
+            "fallocate",
+            Op::Fallocate {
+                path: "/A/bar".into(),
+                offset: 0,
+                len: 8192,
+                keep_size: true,
+            },
+            "/A/bar",
+        ),
+        ("unlink", Op::Unlink("/foo".into()), "/"),
+        ("unlink", Op::Unlink("/A/hl".into()), "/A/foo"),
+        (
+            "rename",
+            Op::Rename("/foo".into(), "/A/new".into()),
+            "/A/new",
+        ),
+        (
+            "rename",
+            Op::Rename("/foo".into(), "/A/bar".into()),
+            "/A/bar",
+        ),
+        ("rename", Op::Rename("/A".into(), "/B/A".into()), "/B/A"),
+        ("link", Op::Link("/foo".into(), "/B/foo2".into()), "/B/foo2"),
+        (
+            "symlink",
+            Op::Symlink("/B/sl".into(), "../foo".into()),
+            "/B/sl",
+        ),
+        ("mkdir", Op::Mkdir("/B/sub".into()), "/B/sub"),
+        ("rmdir", Op::Rmdir("/D".into()), "/"),
+        ("fsync", Op::Fsync("/foo".into()), "/foo"),
+        ("fdatasync", Op::Fdatasync("/A/foo".into()), "/A/foo"),
+    ];
+    let mut out = Vec::new();
+    for (i, (word, op, target)) in ops.into_iter().enumerate() {
+        let mut after = prepared.clone();
+        let is_file = after.apply(&op).is_ok() && matches!(after.get(target), Some(Node::File(_)));
+        for (p, persist) in persists(target, is_file) {
+            out.push(Workload {
+                name: format!("{word}{i}-{p}"),
+                ops: vec![op.clone(), persist],
+            });
+        }
+    }
+    out
+}
+
+/// A recorded run of one workload.
+pub struct Recording {
+    pub log: WriteLog,
+    /// `acked[i]`: events in the log when op `i` returned `Ok`.
+    pub acked: Vec<usize>,
+    /// Events when the clean unmount returned (everything durable from there).
+    pub unmounted: usize,
+    /// `states[i]`: the model after the first `i` ops.
+    pub states: Vec<Model>,
+    pub effects: Vec<super::model::Effect>,
+}
+
+/// Runs `wl` from the prepared image on a recording device.
+pub fn record(p: &Prepared, wl: &Workload, options: RwOptions) -> Result<Recording, String> {
+    let config = EmuConfig::parse(EMU_RECORD).map_err(|e| e.to_string())?;
+    let image = p.image.try_clone().map_err(|e| e.to_string())?;
+    let dev = EmuDevice::with_image(config, image).map_err(|e| e.to_string())?;
+    let events = |dev: &EmuDevice| dev.log().map(|l| l.events().len()).unwrap_or(0);
+    let mut fs = RwFs::mount(dev.clone(), options).map_err(|e| format!("mount: {e}"))?;
+    let mut model = p.model.clone();
+    let mut rec = Recording {
+        log: dev.log().map_err(|e| e.to_string())?,
+        acked: Vec::new(),
+        unmounted: 0,
+        states: vec![model.clone()],
+        effects: Vec::new(),
+    };
+    for op in &wl.ops {
+        run_op(&mut fs, &model, op).map_err(|e| format!("{}: {op} failed: {e}", wl.name))?;
+        rec.acked.push(events(&dev));
+        rec.effects.push(model.apply(op)?);
+        rec.states.push(model.clone());
+    }
+    let (_, r) = fs.unmount();
+    r.map_err(|e| format!("{}: unmount: {e}", wl.name))?;
+    rec.log = dev.log().map_err(|e| e.to_string())?;
+    rec.unmounted = rec.log.events().len();
+    Ok(rec)
+}
