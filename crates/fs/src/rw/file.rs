@@ -137,31 +137,14 @@ impl<D: Device> RwShared<D> {
         data: &[u8],
     ) -> Result<(), RwError> {
         let ino = file.ino;
-        let mut done = 0usize;
-        // In pieces, as `RwShared::write` (see `write_chunk_bytes`).
-        // An empty write is still one operation (it checks the file exists).
-        let pieces: Vec<&[u8]> = if data.is_empty() {
-            vec![data]
-        } else {
-            data.chunks(self.write_chunk_bytes()).collect()
-        };
-        for chunk in pieces {
-            self.apply(ctx, "write", &file.path, |m, r, t| {
-                let at = if file.append {
-                    m.inode(r, ino)?.size_bytes
-                } else {
-                    offset_bytes + done as u64
-                };
-                let report = m.write_report(r, ino, at, chunk)?;
-                if report.remapped {
-                    t.datasync.push(ino);
-                }
-                t.data.push((ino, report.blocks));
-                Ok(())
-            })?;
-            done += chunk.len();
-        }
-        Ok(())
+        self.write_pieces(ctx, &file.path, data, |m, r, done| {
+            let at = if file.append {
+                m.inode(r, ino)?.size_bytes
+            } else {
+                offset_bytes + done
+            };
+            Ok((ino, at))
+        })
     }
 
     /// Reads from `file` (see [`RwShared::read`]).

@@ -117,25 +117,38 @@ impl<D: Device> RwShared<D> {
         data: &[u8],
     ) -> Result<(), RwError> {
         let path = path.as_ref();
-        let mut done = 0usize;
-        // An empty write is still one operation (it checks the file exists).
+        self.write_pieces(ctx, path, data, |m, r, done| {
+            Ok((resolve(m, r, path)?, offset_bytes + done))
+        })
+    }
+
+    /// Writes `data` in pieces of [`RwShared::write_chunk_bytes`], each one operation;
+    /// `place(m, r, bytes done)` names the inode and the offset of each piece. An empty write
+    /// is still one operation (it checks the file exists).
+    pub(super) fn write_pieces(
+        &self,
+        ctx: &mut RwCtx<D>,
+        path: &[u8],
+        data: &[u8],
+        place: impl Fn(&mut Mutator, &mut dyn BlockRead, u64) -> Result<(u32, u64), FsError>,
+    ) -> Result<(), RwError> {
         let pieces: Vec<&[u8]> = if data.is_empty() {
             vec![data]
         } else {
             data.chunks(self.write_chunk_bytes()).collect()
         };
-        for chunk in pieces {
+        let mut done = 0u64;
+        for piece in pieces {
             self.apply(ctx, "write", path, |m, r, t| {
-                let ino = resolve(m, r, path)?;
-                let at = offset_bytes + done as u64;
-                let report = m.write_report(r, ino, at, chunk)?;
+                let (ino, at) = place(m, r, done)?;
+                let report = m.write_report(r, ino, at, piece)?;
                 if report.remapped {
                     t.datasync.push(ino);
                 }
                 t.data.push((ino, report.blocks));
                 Ok(())
             })?;
-            done += chunk.len();
+            done += piece.len() as u64;
         }
         Ok(())
     }

@@ -188,6 +188,19 @@ impl State {
         }
     }
 
+    /// Counts a sync in `commits_wanted` while `blocked` (its commit waits for data syncs),
+    /// keeping `wanting` as that sync's own flag.
+    pub(super) fn want_commit(&mut self, wanting: &mut bool, blocked: bool) {
+        if blocked != *wanting {
+            *wanting = blocked;
+            if blocked {
+                self.commits_wanted += 1;
+            } else {
+                self.commits_wanted -= 1;
+            }
+        }
+    }
+
     /// True if a commit may start now: none in flight and no data sync writing.
     pub(super) fn can_commit(&self) -> bool {
         self.journal.is_some() && self.data_syncing.is_empty()
@@ -289,9 +302,9 @@ pub(super) struct Touched {
 
 /// Blocks for the mutator: data blocks not yet home first ([`State::unhomed`]), then the
 /// device.
-pub(super) struct RwBlocks<'a, D: Device> {
-    pub(super) inner: FsBlocks<'a, D>,
-    pub(super) unhomed: &'a BTreeMap<u64, Unhomed>,
+struct RwBlocks<'a, D: Device> {
+    inner: FsBlocks<'a, D>,
+    unhomed: &'a BTreeMap<u64, Unhomed>,
 }
 
 impl<D: Device> BlockRead for RwBlocks<'_, D> {
@@ -346,6 +359,26 @@ impl<D: Device> RwShared<D> {
         self.lock().replayed.clone()
     }
 
+    /// Runs `f` on the mutator with this thread's reader (data blocks not yet home first).
+    pub(super) fn with_mutator<T>(
+        &self,
+        st: &mut State,
+        ctx: &mut RwCtx<D>,
+        f: impl FnOnce(&mut Mutator, &mut dyn BlockRead) -> T,
+    ) -> T {
+        let State {
+            mutator, unhomed, ..
+        } = st;
+        let mut r = RwBlocks {
+            inner: FsBlocks {
+                fs: &self.fs,
+                io: &mut ctx.io,
+            },
+            unhomed,
+        };
+        f(mutator, &mut r)
+    }
+
     /// Runs `f` on the mutator without changing anything (lookups).
     pub(super) fn read_op<T>(
         &self,
@@ -355,21 +388,12 @@ impl<D: Device> RwShared<D> {
         f: impl FnOnce(&mut Mutator, &mut dyn BlockRead) -> Result<T, FsError>,
     ) -> Result<T, RwError> {
         let mut st = self.lock();
-        let State {
-            mutator, unhomed, ..
-        } = &mut *st;
-        let mut r = RwBlocks {
-            inner: FsBlocks {
-                fs: &self.fs,
-                io: &mut ctx.io,
-            },
-            unhomed,
-        };
-        f(mutator, &mut r).map_err(|cause| RwError::Op {
-            op,
-            path: display_path(path),
-            cause,
-        })
+        self.with_mutator(&mut st, ctx, f)
+            .map_err(|cause| RwError::Op {
+                op,
+                path: display_path(path),
+                cause,
+            })
     }
 
     /// Runs operation `f` in the running transaction (see the module documentation), then
@@ -387,19 +411,7 @@ impl<D: Device> RwShared<D> {
             open_inodes: st.open_count.keys().copied().collect(),
             ..Touched::default()
         };
-        let result = {
-            let State {
-                mutator, unhomed, ..
-            } = &mut *st;
-            let mut r = RwBlocks {
-                inner: FsBlocks {
-                    fs: &self.fs,
-                    io: &mut ctx.io,
-                },
-                unhomed,
-            };
-            f(mutator, &mut r, &mut touched)
-        };
+        let result = self.with_mutator(&mut st, ctx, |m, r| f(m, r, &mut touched));
         let value = result.map_err(|cause| RwError::Op {
             op,
             path: display_path(path),

@@ -16,11 +16,10 @@ use std::time::{Duration, Instant};
 
 use aios_device::{Device, PoliteSpin};
 
-use super::state::{MetaWant, RwBlocks, State, Want};
+use super::state::{MetaWant, State, Want};
 use super::txn::{self, Sealed};
 use super::{DataMode, RwCtx, RwError, RwShared};
 use crate::error::display_path;
-use crate::FsBlocks;
 
 /// The longest a leader waits for its group (see `RwShared::wait_for_group`).
 const BATCH_MAX: Duration = Duration::from_micros(200);
@@ -146,14 +145,7 @@ impl<D: Device> RwShared<D> {
                 && want.meta_tid == st.running
                 && st.journal.is_some()
                 && !st.data_syncing.is_empty();
-            if blocked_commit != wanting {
-                wanting = blocked_commit;
-                if wanting {
-                    st.commits_wanted += 1;
-                } else {
-                    st.commits_wanted -= 1;
-                }
-            }
+            st.want_commit(&mut wanting, blocked_commit);
             st = match need {
                 Need::Nothing => {
                     st.stats.syncs += 1;
@@ -185,9 +177,7 @@ impl<D: Device> RwShared<D> {
                 },
             };
         };
-        if wanting {
-            st.commits_wanted -= 1;
-        }
+        st.want_commit(&mut wanting, false);
         // Waiting ones re-register at each wait; a stale entry would make a later data sync
         // write this inode's blocks for nobody.
         st.datasync_wanted.remove(&ino);
@@ -214,14 +204,7 @@ impl<D: Device> RwShared<D> {
                 break Err(e);
             }
             let blocked = st.journal.is_some() && !st.data_syncing.is_empty();
-            if blocked != wanting {
-                wanting = blocked;
-                if wanting {
-                    st.commits_wanted += 1;
-                } else {
-                    st.commits_wanted -= 1;
-                }
-            }
+            st.want_commit(&mut wanting, blocked);
             if st.committed >= target && st.idle() {
                 st.stats.syncs += 1;
                 break Ok(());
@@ -238,9 +221,7 @@ impl<D: Device> RwShared<D> {
                 }
             };
         };
-        if wanting {
-            st.commits_wanted -= 1;
-        }
+        st.want_commit(&mut wanting, false);
         result
     }
 
@@ -328,19 +309,7 @@ impl<D: Device> RwShared<D> {
         st.running += 1;
         st.running_since = None;
         let (_, covered) = st.take_dirty(None);
-        let sealed = {
-            let State {
-                mutator, unhomed, ..
-            } = &mut *st;
-            let mut r = RwBlocks {
-                inner: FsBlocks {
-                    fs: &self.fs,
-                    io: &mut ctx.io,
-                },
-                unhomed,
-            };
-            txn::seal(mutator, &mut r)
-        };
+        let sealed = self.with_mutator(&mut st, ctx, txn::seal);
         let sealed = match sealed {
             Ok(s) => s,
             Err(e) => {

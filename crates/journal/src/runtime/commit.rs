@@ -109,15 +109,43 @@ pub struct CommitOutcome {
 }
 
 /// Lap timer over the real clock.
-struct Lap(Instant);
+pub(super) struct Lap(pub(super) Instant);
 
 impl Lap {
-    fn take(&mut self) -> u64 {
+    pub(super) fn take(&mut self) -> u64 {
         let now = Instant::now();
         let ns = now.duration_since(self.0).as_nanos() as u64;
         self.0 = now;
         ns
     }
+}
+
+/// Stages the in-place data writes, each kept at its index (stops at the first refusal,
+/// which the batch records).
+pub(super) fn stage_data<Q: Queue>(batch: &mut Batch<'_, Q>, data: Vec<DataWrite>) {
+    for (i, d) in data.into_iter().enumerate() {
+        let what = IoWhat::Data {
+            offset_bytes: d.offset_bytes,
+        };
+        let op = Op::Write { fua: false };
+        if !batch.stage(op, d.offset_bytes, vec![d.buf], what, Dest::Keep(i)) {
+            break;
+        }
+    }
+}
+
+/// The data buffers a finished batch hands back, with their offsets, in input order.
+pub(super) fn returned_data<Q: Queue>(
+    offsets: Vec<u64>,
+    mut batch: Batch<'_, Q>,
+) -> Vec<DataWrite> {
+    let kept = std::mem::take(&mut batch.kept);
+    drop(batch);
+    offsets
+        .into_iter()
+        .zip(kept)
+        .filter_map(|(offset_bytes, buf)| buf.map(|buf| DataWrite { offset_bytes, buf }))
+        .collect()
 }
 
 /// What a successful run leaves for the bookkeeping.
@@ -184,13 +212,7 @@ impl Journal {
         };
         let run = self.run(&mut batch, &mut lap, &mut times, data, metadata, revoked);
         batch.wait_all(); // only waits when a step returned early
-        let kept = std::mem::take(&mut batch.kept);
-        drop(batch);
-        let data: Vec<DataWrite> = offsets
-            .into_iter()
-            .zip(kept)
-            .filter_map(|(offset_bytes, buf)| buf.map(|buf| DataWrite { offset_bytes, buf }))
-            .collect();
+        let data = returned_data(offsets, batch);
         let result = run.map(|done| {
             self.head = done.next;
             self.used_blocks += needed;
@@ -226,15 +248,7 @@ impl Journal {
     ) -> RtResult<Done> {
         let order = self.options.order;
         // 1. Data.
-        for (i, d) in data.into_iter().enumerate() {
-            let what = IoWhat::Data {
-                offset_bytes: d.offset_bytes,
-            };
-            let op = Op::Write { fua: false };
-            if !batch.stage(op, d.offset_bytes, vec![d.buf], what, Dest::Keep(i)) {
-                break;
-            }
-        }
+        stage_data(batch, data);
         batch.submit();
         times.submit_ns += lap.take();
         if order == CommitOrder::Sync {

@@ -21,11 +21,13 @@
 use std::time::Instant;
 
 use aios_block::BlockQueue;
-use aios_device::{Arena, Op, Queue};
+use aios_device::{Arena, Queue};
 
-use super::commit::{CommitOutcome, CommitTimes, Committed, DataWrite};
-use super::error::{IoWhat, Phase};
-use super::io::{Batch, Dest};
+use super::commit::{
+    returned_data, stage_data, CommitOutcome, CommitTimes, Committed, DataWrite, Lap,
+};
+use super::error::Phase;
+use super::io::Batch;
 
 /// Writes `data` in place, waits for it, flushes. See the module documentation. The result's
 /// [`Committed`] has sequence 0 and zero journal blocks; its times fill `submit_ns`, `wait_ns`
@@ -37,13 +39,7 @@ pub fn sync_data<Q: Queue>(
 ) -> CommitOutcome {
     let phase = Phase::DataSync;
     let mut times = CommitTimes::default();
-    let mut lap = Instant::now();
-    let mut take = || {
-        let now = Instant::now();
-        let ns = now.duration_since(lap).as_nanos() as u64;
-        lap = now;
-        ns
-    };
+    let mut lap = Lap(Instant::now());
     let offsets: Vec<u64> = data.iter().map(|d| d.offset_bytes).collect();
     let mut batch = match Batch::new(q, arena, phase, data.len()) {
         Ok(b) => b,
@@ -54,38 +50,19 @@ pub fn sync_data<Q: Queue>(
             }
         }
     };
-    for (i, d) in data.into_iter().enumerate() {
-        let what = IoWhat::Data {
-            offset_bytes: d.offset_bytes,
-        };
-        if !batch.stage(
-            Op::Write { fua: false },
-            d.offset_bytes,
-            vec![d.buf],
-            what,
-            Dest::Keep(i),
-        ) {
-            break;
-        }
-    }
+    stage_data(&mut batch, data);
     batch.submit();
-    times.submit_ns = take();
+    times.submit_ns = lap.take();
     batch.wait_all();
-    times.wait_ns = take();
+    times.wait_ns = lap.take();
     let mut error = batch.take_error();
     if error.is_none() {
         batch.stage_flush();
         batch.wait_all();
-        times.flush_ns = take();
+        times.flush_ns = lap.take();
         error = batch.take_error();
     }
-    let kept = std::mem::take(&mut batch.kept);
-    drop(batch);
-    let data = offsets
-        .into_iter()
-        .zip(kept)
-        .filter_map(|(offset_bytes, buf)| buf.map(|buf| DataWrite { offset_bytes, buf }))
-        .collect();
+    let data = returned_data(offsets, batch);
     let result = match error {
         Some(e) => Err(e),
         None => Ok(Committed {
