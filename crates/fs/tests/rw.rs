@@ -128,32 +128,6 @@ fn emu(image: DiskImage) -> EmuDevice {
     EmuDevice::with_image(EmuConfig::parse(EMU).unwrap(), image).unwrap()
 }
 
-fn mkfs(dir: &Path) -> std::path::PathBuf {
-    let image = dir.join("base.img");
-    let out = Command::new("mke2fs")
-        .args(["-q", "-t", "ext4", "-F", "-b", "4096"])
-        .arg(&image)
-        .arg("32M")
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{out:?}");
-    image
-}
-
-fn fsck_clean(image: &Path, what: &str) {
-    let out = Command::new("e2fsck")
-        .arg("-fn")
-        .arg(image)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.code() == Some(0),
-        "{what}: e2fsck -fn: {}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
 /// Every file and directory through a fresh read-only mount (psync over the image file).
 fn read_tree(image: &Path) -> Tree {
     let device =
@@ -209,7 +183,7 @@ fn recover_and_check(dir: &Path, crashed: DiskImage, want: &Tree, failed: Option
     r.unwrap_or_else(|e| panic!("{what}: unmount after recovery: {e}"));
     let path = dir.join("recovered.img");
     dev.save(&path).unwrap();
-    fsck_clean(&path, what);
+    common::assert_fsck_clean(&path, what);
     let mut got = read_tree(&path);
     for (p, w) in &want.files {
         if let Some(g) = got.files.get_mut(p) {
@@ -273,7 +247,7 @@ fn crashes_and_failed_commits_recover_to_the_acknowledged_operations() {
         return;
     }
     let dir = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
-    let base = DiskImage::load(&mkfs(dir.path())).unwrap();
+    let base = common::base_image(dir.path());
     let ops = workload();
     let mut snapshots = vec![Tree::default()];
     for op in &ops {
@@ -303,7 +277,7 @@ fn crashes_and_failed_commits_recover_to_the_acknowledged_operations() {
         r.unwrap();
         let path = dir.path().join("clean.img");
         dev.save(&path).unwrap();
-        fsck_clean(&path, "clean unmount");
+        common::assert_fsck_clean(&path, "clean unmount");
         assert_eq!(read_tree(&path), snapshots[acked], "clean unmount");
     }
 
@@ -366,7 +340,7 @@ fn a_journal_the_kernel_left_is_replayed_by_our_read_write_mount() {
         return;
     }
     let dir = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
-    let image = mkfs(dir.path());
+    let image = common::mke2fs_32m(dir.path(), "base.img", &[]);
     let mnt = dir.path().join("mnt");
     std::fs::create_dir(&mnt).unwrap();
     let out = Command::new("mount")
@@ -444,7 +418,7 @@ fn a_journal_the_kernel_left_is_replayed_by_our_read_write_mount() {
     r.unwrap();
     let path = dir.path().join("after.img");
     dev.save(&path).unwrap();
-    fsck_clean(&path, "kernel journal replayed by aios");
+    common::assert_fsck_clean(&path, "kernel journal replayed by aios");
     assert_eq!(read_tree(&path), want, "files as the kernel wrote them");
 }
 
@@ -457,7 +431,7 @@ fn links_attributes_and_fallocate_through_the_rw_mount() {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
-    let image = mkfs(dir.path());
+    let image = common::mke2fs_32m(dir.path(), "base.img", &[]);
     let device = aios_device_psync::PsyncDevice::open(&image, Default::default()).unwrap();
     let sync = RwOptions {
         sync: true,
@@ -494,7 +468,7 @@ fn links_attributes_and_fallocate_through_the_rw_mount() {
     assert!(commits >= 8, "one transaction per operation: {commits}");
     let (_, unmounted) = fs.unmount();
     unmounted.unwrap();
-    fsck_clean(&image, name);
+    common::assert_fsck_clean(&image, name);
 
     let ro = aios_device_psync::PsyncDevice::open(&image, Default::default()).unwrap();
     let ro = Fs::mount(ro, MountOptions::default()).unwrap();

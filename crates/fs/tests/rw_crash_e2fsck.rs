@@ -200,27 +200,6 @@ fn run_op(fs: &mut RwFs<EmuDevice>, op: &Op) -> Result<(), RwError> {
     }
 }
 
-fn mkfs(dir: &Path) -> std::path::PathBuf {
-    let image = dir.join("base.img");
-    let out = Command::new("mke2fs")
-        .args([
-            "-q",
-            "-t",
-            "ext4",
-            "-O",
-            "metadata_csum",
-            "-F",
-            "-b",
-            "4096",
-        ])
-        .arg(&image)
-        .arg("32M")
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{out:?}");
-    image
-}
-
 fn e2fsck(args: &str, image: &Path) -> (Option<i32>, String) {
     let out = Command::new("e2fsck")
         .arg(args)
@@ -499,7 +478,12 @@ fn e2fsck_replays_our_crashes_to_the_state_our_recovery_produces() {
     }
     let started = std::time::Instant::now();
     let dir = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
-    let base = DiskImage::load(&mkfs(dir.path())).unwrap();
+    let base = DiskImage::load(&common::mke2fs_32m(
+        dir.path(),
+        "base.img",
+        &["-O", "metadata_csum"],
+    ))
+    .unwrap();
     let ops = workload();
     let mut snapshots = vec![Model::new()];
     for op in &ops {

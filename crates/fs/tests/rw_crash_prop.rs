@@ -608,18 +608,6 @@ struct Tally {
     older: usize,
 }
 
-fn mkfs(dir: &Path) -> DiskImage {
-    let image = dir.join("base.img");
-    let out = Command::new("mke2fs")
-        .args(["-q", "-t", "ext4", "-F", "-b", "4096"])
-        .arg(&image)
-        .arg("32M")
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{out:?}");
-    DiskImage::load(&image).unwrap()
-}
-
 /// Recovers `crashed` (crash state `at`), checks it with e2fsck, and matches it against the
 /// operations: `acked` of them returned before the crash, the writes of `upto` may show.
 fn check_crash(
@@ -759,7 +747,11 @@ fn run_case(
     let mut rng = Rng(case_seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1);
     let n = 20 + rng.below(41) as usize;
     let dir = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
-    let dev = EmuDevice::with_image(EmuConfig::parse(EMU).unwrap(), mkfs(dir.path())).unwrap();
+    let dev = EmuDevice::with_image(
+        EmuConfig::parse(EMU).unwrap(),
+        common::base_image(dir.path()),
+    )
+    .unwrap();
     let mut fs = RwFs::mount(dev.clone(), options).map_err(|e| format!("mount: {e}"))?;
     let mut model = Model::default();
     let mut h = History {

@@ -52,7 +52,7 @@ mod common;
 use std::collections::BTreeMap;
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::MetadataExt;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
@@ -1051,29 +1051,6 @@ fn read_ours(image: &Path) -> Tree {
     tree(out)
 }
 
-/// `e2fsck -fn` must exit 0 and print no problem.
-fn fsck_clean(image: &Path, what: &str) {
-    let out = Command::new("e2fsck")
-        .arg("-fn")
-        .arg(image)
-        .output()
-        .unwrap();
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let problems: Vec<&str> = text
-        .lines()
-        .filter(|l| !l.starts_with("Pass ") && !l.contains(" files (") && !l.starts_with("e2fsck "))
-        .collect();
-    assert!(
-        out.status.code() == Some(0) && problems.is_empty(),
-        "e2fsck -fn after {what}: exit {:?}\n{text}",
-        out.status.code()
-    );
-}
-
 static KERNEL_CHECKS: AtomicUsize = AtomicUsize::new(0);
 static KERNEL_SKIPS: AtomicUsize = AtomicUsize::new(0);
 
@@ -1151,23 +1128,11 @@ fn read_kernel(image: &Path) -> Option<Tree> {
 
 /// The image (cleanly unmounted) against the model: e2fsck, our read-only mount, the kernel.
 fn check_image(image: &Path, model: &Model, what: &str) {
-    fsck_clean(image, what);
+    common::assert_fsck_clean(image, what);
     compare(model, &read_ours(image), "our read-only mount", what);
     if let Some(tree) = read_kernel(image) {
         compare(model, &tree, "the kernel", what);
     }
-}
-
-fn mkfs(dir: &Path) -> PathBuf {
-    let image = dir.join("img");
-    let out = Command::new("mke2fs")
-        .args(["-q", "-t", "ext4", "-F", "-b", "4096"])
-        .arg(&image)
-        .arg("32M")
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{out:?}");
-    image
 }
 
 /// The mount options of a case: from its length, so that shrinking keeps them (about one
@@ -1235,7 +1200,7 @@ fn run_case(ops: &[Op], tally: &mut Tally) {
     let order = options_name(&options);
     *tally.options.entry(order.clone()).or_default() += 1;
     let dir = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
-    let image = mkfs(dir.path());
+    let image = common::mke2fs_32m(dir.path(), "img", &[]);
     let uni = universe();
     let mut model = Model::new();
     let mut log: Vec<String> = Vec::new();
@@ -1385,7 +1350,7 @@ fn rename_checks_the_source_parent_before_the_destination_parent() {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
-    let image = mkfs(dir.path());
+    let image = common::mke2fs_32m(dir.path(), "img", &[]);
     let options = RwOptions {
         commit_interval: None,
         ..RwOptions::default()

@@ -7,27 +7,13 @@
 
 mod common;
 
-use std::path::Path;
-use std::process::Command;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use aios_device_emu::{DiskImage, EmuConfig, EmuDevice};
+use aios_device_emu::{EmuConfig, EmuDevice};
 use aios_fs::{DataMode, RwFs, RwOptions};
 use aios_journal::runtime::CommitOrder;
 use common::{have_mke2fs, pattern};
-
-fn mkfs(dir: &Path) -> DiskImage {
-    let image = dir.join("base.img");
-    let out = Command::new("mke2fs")
-        .args(["-q", "-t", "ext4", "-F", "-b", "4096"])
-        .arg(&image)
-        .arg("32M")
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{out:?}");
-    DiskImage::load(&image).unwrap()
-}
 
 fn options(data: DataMode) -> RwOptions {
     RwOptions {
@@ -54,7 +40,7 @@ fn fsync_is_not_starved_by_concurrent_data_syncs() {
     let dir = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
     let dev = EmuDevice::with_image(
         EmuConfig::parse("nand,size=32M,arena=16M").unwrap(),
-        mkfs(dir.path()),
+        common::base_image(dir.path()),
     )
     .unwrap();
     let mut fs = RwFs::mount(dev, options(DataMode::Ordered)).unwrap();
@@ -145,7 +131,11 @@ fn large_write(name: &str, data: DataMode, spec: &str, len: usize) {
     }
     let dir = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
     {
-        let dev = EmuDevice::with_image(EmuConfig::parse(spec).unwrap(), mkfs(dir.path())).unwrap();
+        let dev = EmuDevice::with_image(
+            EmuConfig::parse(spec).unwrap(),
+            common::base_image(dir.path()),
+        )
+        .unwrap();
         let mut fs = RwFs::mount(dev, options(data)).unwrap();
         fs.create("/big", 0o644).unwrap();
         let r = fs.write("/big", 0, &pattern(5, len));
@@ -176,7 +166,7 @@ fn reads_after_a_failed_data_sync_keep_the_written_bytes() {
     let dir = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
     let dev = EmuDevice::with_image(
         EmuConfig::parse("nand,size=32M,arena=16M").unwrap(),
-        mkfs(dir.path()),
+        common::base_image(dir.path()),
     )
     .unwrap();
     let mut fs = RwFs::mount(dev.clone(), options(DataMode::Ordered)).unwrap();

@@ -24,18 +24,6 @@ use common::{have_mke2fs, pattern};
 /// Real clock, so threads overlap; unflushed writes are volatile.
 const EMU: &str = "nand,size=32M,arena=16M";
 
-fn mkfs(dir: &Path) -> DiskImage {
-    let image = dir.join("base.img");
-    let out = Command::new("mke2fs")
-        .args(["-q", "-t", "ext4", "-F", "-b", "4096"])
-        .arg(&image)
-        .arg("32M")
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{out:?}");
-    DiskImage::load(&image).unwrap()
-}
-
 fn emu(image: DiskImage) -> EmuDevice {
     EmuDevice::with_image(EmuConfig::parse(EMU).unwrap(), image).unwrap()
 }
@@ -48,20 +36,6 @@ fn options(order: CommitOrder, data: DataMode) -> RwOptions {
         commit_interval: None,
         ..RwOptions::default()
     }
-}
-
-fn fsck_clean(image: &Path, what: &str) {
-    let out = Command::new("e2fsck")
-        .arg("-fn")
-        .arg(image)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.code() == Some(0),
-        "{what}: e2fsck -fn: {}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
 }
 
 /// Regular files under `/` (one level) through a fresh read-only mount.
@@ -105,7 +79,7 @@ fn crash_and_check(
         r.unwrap_or_else(|e| panic!("{what}: unmount after recovery: {e}"));
         let path = dir.join("recovered.img");
         crashed.save(&path).unwrap();
-        fsck_clean(&path, &what);
+        common::assert_fsck_clean(&path, &what);
         check(&read_files(&path), &what);
     }
 }
@@ -129,7 +103,7 @@ fn fdatasync_of_an_overwrite_needs_no_commit_and_is_durable() {
     }
     let dir = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
     for order in [CommitOrder::Sync, CommitOrder::Async] {
-        let dev = emu(mkfs(dir.path()));
+        let dev = emu(common::base_image(dir.path()));
         let mut fs = RwFs::mount(dev.clone(), options(order, DataMode::Ordered)).unwrap();
         let mut want = pattern(1, 16384);
         fs.create("/f", 0o644).unwrap();
@@ -192,7 +166,7 @@ fn concurrent_fsyncs_share_commits_and_all_are_durable() {
     const THREADS: usize = 4;
     const WRITES: usize = 40;
     let dir = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
-    let dev = emu(mkfs(dir.path()));
+    let dev = emu(common::base_image(dir.path()));
     let mut fs = RwFs::mount(dev.clone(), options(CommitOrder::Async, DataMode::Ordered)).unwrap();
     for t in 0..THREADS {
         fs.create(format!("/t{t}"), 0o644).unwrap();
@@ -246,7 +220,7 @@ fn the_periodic_commit_makes_buffered_writes_durable() {
         return;
     }
     let dir = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
-    let dev = emu(mkfs(dir.path()));
+    let dev = emu(common::base_image(dir.path()));
     let opts = RwOptions {
         commit_interval: Some(Duration::from_millis(50)),
         ..options(CommitOrder::Async, DataMode::Ordered)
@@ -275,7 +249,7 @@ fn data_journal_logs_the_data_and_recovers_it() {
     }
     let dir = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
     for order in [CommitOrder::Sync, CommitOrder::Async] {
-        let dev = emu(mkfs(dir.path()));
+        let dev = emu(common::base_image(dir.path()));
         let mut fs = RwFs::mount(dev.clone(), options(order, DataMode::Journal)).unwrap();
         let mut files = BTreeMap::new();
         for i in 0..6u64 {
@@ -319,7 +293,7 @@ fn data_journal_logs_the_data_and_recovers_it() {
             .output()
             .unwrap();
         assert!(out.status.code().is_some_and(|c| c <= 1), "{what}: {out:?}");
-        fsck_clean(&crashed, &what);
+        common::assert_fsck_clean(&crashed, &what);
         let got = read_files(&crashed);
         for (n, want) in &files {
             have(&got, n, want, &format!("{what}, replayed by e2fsck"));
@@ -345,7 +319,7 @@ fn a_failed_sync_fails_every_later_one() {
         (0, OpFilter::Flushes, false),
     ] {
         let what = format!("fault at {ops:?} #{n}, fdatasync {fdatasync}");
-        let dev = emu(mkfs(dir.path()));
+        let dev = emu(common::base_image(dir.path()));
         let mut fs =
             RwFs::mount(dev.clone(), options(CommitOrder::Async, DataMode::Ordered)).unwrap();
         let old = pattern(50, 8192);
@@ -412,7 +386,7 @@ fn a_partial_write_during_a_commit_keeps_the_newer_bytes() {
     }
     use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
     let dir = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
-    let dev = emu(mkfs(dir.path()));
+    let dev = emu(common::base_image(dir.path()));
     let mut fs = RwFs::mount(dev.clone(), options(CommitOrder::Async, DataMode::Ordered)).unwrap();
     fs.create("/r", 0o644).unwrap();
     fs.write("/r", 0, &[0u8; 4096]).unwrap();
@@ -471,7 +445,7 @@ fn large_buffered_writes_commit_within_a_small_arena() {
     }
     let dir = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
     let config = EmuConfig::parse("nand,size=32M,arena=4M").unwrap();
-    let dev = EmuDevice::with_image(config, mkfs(dir.path())).unwrap();
+    let dev = EmuDevice::with_image(config, common::base_image(dir.path())).unwrap();
     let mut fs = RwFs::mount(dev.clone(), options(CommitOrder::Async, DataMode::Ordered)).unwrap();
     fs.create("/big", 0o644).unwrap();
     let data = pattern(77, 12 << 20);
@@ -498,7 +472,7 @@ fn fsync_through_another_link_commits_an_unlink() {
     }
     let dir = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
     for replace_by_rename in [false, true] {
-        let dev = emu(mkfs(dir.path()));
+        let dev = emu(common::base_image(dir.path()));
         let mut fs =
             RwFs::mount(dev.clone(), options(CommitOrder::Async, DataMode::Ordered)).unwrap();
         let data = pattern(60, 5000);
@@ -541,7 +515,7 @@ fn concurrent_fdatasyncs_of_overwrites_need_no_commit() {
     const WRITES: usize = 40;
     const FILE_BLOCKS: usize = 16;
     let dir = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
-    let dev = emu(mkfs(dir.path()));
+    let dev = emu(common::base_image(dir.path()));
     let mut fs = RwFs::mount(dev.clone(), options(CommitOrder::Async, DataMode::Ordered)).unwrap();
     let mut want: Vec<Vec<u8>> = Vec::new();
     for t in 0..THREADS {
@@ -600,7 +574,7 @@ fn open_files_and_unlink_while_open() {
     }
     use aios_fs::OpenOptions;
     let dir = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
-    let dev = emu(mkfs(dir.path()));
+    let dev = emu(common::base_image(dir.path()));
     let fs = RwFs::mount(dev.clone(), options(CommitOrder::Async, DataMode::Ordered)).unwrap();
     let shared = fs.shared();
     let mut ctx = shared.ctx().unwrap();
@@ -682,7 +656,7 @@ fn open_files_and_unlink_while_open() {
     r.unwrap();
     let path = dir.path().join("closed.img");
     dev.save(&path).unwrap();
-    fsck_clean(&path, "after the last close");
+    common::assert_fsck_clean(&path, "after the last close");
     assert!(read_files(&path).is_empty());
 
     let crashed_dev = emu(crashed);
@@ -695,7 +669,7 @@ fn open_files_and_unlink_while_open() {
     r.unwrap();
     let path = dir.path().join("crashed-open.img");
     crashed_dev.save(&path).unwrap();
-    fsck_clean(&path, &format!("crash with inode {ino} open and unlinked"));
+    common::assert_fsck_clean(&path, &format!("crash with inode {ino} open and unlinked"));
     assert!(read_files(&path).is_empty());
 }
 
@@ -710,7 +684,7 @@ fn interleaved_appends_keep_each_file_contiguous() {
         return;
     }
     let dir = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
-    let dev = emu(mkfs(dir.path()));
+    let dev = emu(common::base_image(dir.path()));
     let mut fs = RwFs::mount(dev.clone(), options(CommitOrder::Async, DataMode::Ordered)).unwrap();
     const FILES: usize = 4;
     const BLOCKS: usize = 600;
@@ -731,7 +705,7 @@ fn interleaved_appends_keep_each_file_contiguous() {
     r.unwrap();
     let path = dir.path().join("appended.img");
     dev.save(&path).unwrap();
-    fsck_clean(&path, name);
+    common::assert_fsck_clean(&path, name);
     let device =
         aios_device_psync::PsyncDevice::open(&path, aios_device_psync::PsyncConfig::default())
             .unwrap();
@@ -756,7 +730,7 @@ fn rename_over_an_open_file_defers_its_free_to_the_last_close() {
         return;
     }
     let dir = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
-    let dev = emu(mkfs(dir.path()));
+    let dev = emu(common::base_image(dir.path()));
     let fs = RwFs::mount(dev.clone(), options(CommitOrder::Async, DataMode::Ordered)).unwrap();
     let shared = fs.shared();
     let mut ctx = shared.ctx().unwrap();
@@ -798,7 +772,7 @@ fn rename_over_an_open_file_defers_its_free_to_the_last_close() {
     r.unwrap();
     let path = dir.path().join("renamed.img");
     dev.save(&path).unwrap();
-    fsck_clean(&path, name);
+    common::assert_fsck_clean(&path, name);
     let files = read_files(&path);
     have(&files, "a", &new, name);
     have(&files, "c", &pattern(72, 30_000), name);

@@ -121,29 +121,6 @@ fn write_home(path: &Path, changes: &Changes) {
     f.sync_all().unwrap();
 }
 
-/// `e2fsck -fn` must exit 0 and print no problem.
-fn fsck_clean(path: &Path, when: &str) {
-    let out = Command::new("e2fsck")
-        .arg("-fn")
-        .arg(path)
-        .output()
-        .unwrap();
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let problems: Vec<&str> = text
-        .lines()
-        .filter(|l| !l.starts_with("Pass ") && !l.contains(" files (") && !l.starts_with("e2fsck "))
-        .collect();
-    assert!(
-        out.status.code() == Some(0) && problems.is_empty(),
-        "e2fsck -fn after {when}: exit {:?}\n{text}",
-        out.status.code()
-    );
-}
-
 /// `debugfs rdump` of the whole image must equal the model.
 fn debugfs_matches(path: &Path, model: &Model) {
     let out_dir = tempfile::tempdir().unwrap();
@@ -312,7 +289,7 @@ impl Session {
         let changes = self.with(|m, r| m.take_changes(r)).unwrap();
         write_home(path, &changes);
         self.m.release_pending();
-        fsck_clean(path, when);
+        common::assert_fsck_clean(path, when);
         if full {
             debugfs_matches(path, model);
             read_path_matches(path, model);
@@ -517,7 +494,7 @@ fn freed_blocks_are_not_reused_before_release() {
     );
     let changes = s.with(|m, r| m.take_changes(r)).unwrap();
     write_home(&path, &changes);
-    fsck_clean(&path, "free then allocate before release");
+    common::assert_fsck_clean(&path, "free then allocate before release");
     s.m.release_pending();
     assert_eq!(s.m.pending_free_blocks(), 0);
     let c = s
@@ -1172,7 +1149,7 @@ fn links_and_the_orphan_list() {
     assert_eq!(rw.stats().commits, 1, "the orphan cleanup commits once");
     let (_, unmounted) = rw.unmount();
     unmounted.unwrap();
-    fsck_clean(&rw_copy, "orphans processed by the read-write mount");
+    common::assert_fsck_clean(&rw_copy, "orphans processed by the read-write mount");
     assert_eq!(mount(&rw_copy).superblock().last_orphan, 0);
     read_path_matches(&rw_copy, &model);
     std::fs::remove_file(&rw_copy).unwrap();
@@ -1217,7 +1194,7 @@ fn kernel_orphan_list_as_e2fsck_sees_it(path: &Path, inos: &[u32], count: usize)
             .any(|i| text.contains(&format!("Clearing orphaned inode {i} "))),
         "{text}"
     );
-    fsck_clean(&copy, "e2fsck -fy processed the orphan list");
+    common::assert_fsck_clean(&copy, "e2fsck -fy processed the orphan list");
 }
 
 #[test]

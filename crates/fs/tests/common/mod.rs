@@ -143,3 +143,46 @@ pub fn debugfs(cmd: &str, image: &Path) -> String {
         .unwrap();
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
+
+/// Makes `dir/name`: a 32 MiB `mke2fs -t ext4` image with 4 KiB blocks (the write tests'
+/// image), plus `extra` options (e.g. `-O metadata_csum`).
+pub fn mke2fs_32m(dir: &Path, name: &str, extra: &[&str]) -> PathBuf {
+    let image = dir.join(name);
+    let out = Command::new("mke2fs")
+        .args(["-q", "-t", "ext4", "-F", "-b", "4096"])
+        .args(extra)
+        .arg(&image)
+        .arg("32M")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    image
+}
+
+/// `e2fsck -fn` exits 0 and prints nothing but its pass headers and summary.
+pub fn assert_fsck_clean(image: &Path, what: &str) {
+    let out = Command::new("e2fsck")
+        .arg("-fn")
+        .arg(image)
+        .output()
+        .unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let problems: Vec<&str> = text
+        .lines()
+        .filter(|l| !l.starts_with("Pass ") && !l.contains(" files (") && !l.starts_with("e2fsck "))
+        .collect();
+    assert!(
+        out.status.code() == Some(0) && problems.is_empty(),
+        "e2fsck -fn after {what}: exit {:?}\n{text}",
+        out.status.code()
+    );
+}
+
+/// [`mke2fs_32m`] as `dir/base.img`, loaded for the emulated device.
+pub fn base_image(dir: &Path) -> aios_device_emu::DiskImage {
+    aios_device_emu::DiskImage::load(&mke2fs_32m(dir, "base.img", &[])).unwrap()
+}
