@@ -121,12 +121,28 @@ struct RwArgs {
 /// Options of `aios crashtest`.
 #[derive(Debug, clap::Args)]
 struct CrashtestArgs {
-    /// Workload set (only `one-op` so far: every op of the vocabulary, then a sync).
+    /// Workload set: one-op (every op of the vocabulary, then a sync), two-op (a seeded
+    /// sample of pairs), random (seeded workloads of many ops on 1-4 thread contexts).
     #[arg(long, default_value = "one-op")]
     workloads: String,
-    /// Salt of the seeded random subsets.
-    #[arg(long, default_value_t = 0)]
+    /// two-op: pairs sampled; random: workloads.
+    #[arg(long, default_value_t = 500)]
+    count: usize,
+    /// random: the most ops of a workload.
+    #[arg(long, default_value_t = 200)]
+    ops_max: usize,
+    /// random: crash points per workload.
+    #[arg(long, default_value_t = 20)]
+    points: usize,
+    /// Seed of the 2-op sample, the random workloads and the random subsets.
+    #[arg(long, default_value_t = 0, value_parser = parse_seed)]
     seed: u64,
+    /// Repeat every set in every mode and order on fresh seeds for --minutes.
+    #[arg(long)]
+    soak: bool,
+    /// With --soak: how long.
+    #[arg(long, default_value_t = 10.0)]
+    minutes: f64,
     /// data=ordered or data=journal.
     #[arg(long, default_value = "ordered", value_parser = parse_mode)]
     mode: aios_fs::DataMode,
@@ -148,6 +164,14 @@ struct CrashtestArgs {
     sabotage_model: bool,
 }
 
+fn parse_seed(s: &str) -> Result<u64, String> {
+    match s.strip_prefix("0x") {
+        Some(hex) => u64::from_str_radix(hex, 16),
+        None => s.parse(),
+    }
+    .map_err(|e| format!("{s}: {e}"))
+}
+
 fn parse_mode(s: &str) -> Result<aios_fs::DataMode, String> {
     match s {
         "ordered" => Ok(aios_fs::DataMode::Ordered),
@@ -158,10 +182,18 @@ fn parse_mode(s: &str) -> Result<aios_fs::DataMode, String> {
 
 fn crashtest(args: CrashtestArgs) -> Result<()> {
     use aios::crashtest;
-    if args.workloads != "one-op" {
-        anyhow::bail!("--workloads {}: only one-op exists so far", args.workloads);
-    }
+    let set = match args.workloads.as_str() {
+        "one-op" => crashtest::WorkloadSet::OneOp,
+        "two-op" => crashtest::WorkloadSet::TwoOp { count: args.count },
+        "random" => crashtest::WorkloadSet::Random {
+            count: args.count,
+            ops_max: args.ops_max,
+            points: args.points,
+        },
+        other => anyhow::bail!("--workloads {other}: expected one-op, two-op or random"),
+    };
     let options = crashtest::Options {
+        set,
         data: args.mode,
         order: args.order,
         seed: args.seed,
@@ -172,6 +204,9 @@ fn crashtest(args: CrashtestArgs) -> Result<()> {
     };
     let report = match &args.replay {
         Some(spec) => crashtest::replay_one(&options, spec),
+        None if args.soak => {
+            crashtest::soak::soak(&options, args.minutes, &mut std::io::stdout().lock())
+        }
         None => crashtest::run(&options),
     }
     .map_err(|e| anyhow::anyhow!("crashtest: {e}"))?;

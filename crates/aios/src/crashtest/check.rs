@@ -9,7 +9,8 @@
 //!   the last earlier op that touched `p`'s inode; `fdatasync(p)` the last that remapped it
 //!   (size or block map; `data=journal`: touched), and also the bytes of the last earlier
 //!   write to `p` (an overwrite synced without a commit), checked separately.
-//! - **Prefix**: the recovered tree equals the model after some `b` at or above the bound:
+//! - **Prefix**: the recovered tree equals the model after some `b` at or above the bound
+//!   that ends at a commit boundary (transactions are atomic; [`at_boundary`]):
 //!   names, types, symlink targets, which names share an inode, link counts, sizes, bytes.
 //!   In `data=ordered`, a byte may instead hold what an op not in the prefix (`k >= b`) that
 //!   had started by the crash wrote there in place (an overwrite; zeros a truncate put in the
@@ -19,13 +20,16 @@
 //!   id) and this offset; a differing byte is described by the tags (foreign file, older
 //!   generation, torn).
 
-use super::model::{decode_record, Effect, Model, Node, Op, Record, RECORD_BYTES};
+use super::model::{decode_record, tagged_byte, Effect, Model, Node, Op, Record, RECORD_BYTES};
 use super::recover::{Seen, Tree};
 use super::workload::Recording;
 
 /// Bytes an acknowledged `fdatasync` made durable: at `path`, `start..end` equal `want`.
 struct DataNeed {
     path: String,
+    /// The model inode, and the index of the `fdatasync` op.
+    id: u32,
+    op: usize,
     start: usize,
     want: Vec<u8>,
     by: String,
@@ -83,6 +87,8 @@ fn bound(rec: &Recording, ops: &[Op], point: usize, ordered: bool) -> (usize, Ve
                     if s < e {
                         needs.push(DataNeed {
                             path: p.clone(),
+                            id,
+                            op: j,
                             start: s,
                             want: d[s..e].to_vec(),
                             by: format!("op {j} ({op}) after op {k} ({})", ops[k]),
@@ -108,9 +114,14 @@ fn in_place(ops: &[Op], states: &[Model], k: usize, id: u32, at: usize, byte: u8
     let before = &states[k];
     let names_id = |p: &str| before.ns.get(p) == Some(&id);
     match &ops[k] {
-        Op::Write { path, offset, .. } if names_id(path) => {
+        Op::Write {
+            path,
+            offset,
+            len,
+            generation,
+        } if names_id(path) => {
             let off = *offset as usize;
-            at >= off && before.data_of(&ops[k]).get(at - off) == Some(&byte)
+            (off..off + len).contains(&at) && tagged_byte(id, *generation, at) == byte
         }
         Op::Truncate(path, size) if names_id(path) => {
             let size = *size as usize;
@@ -223,6 +234,24 @@ fn matches(
     Ok(())
 }
 
+/// Whether prefix `b` may end at a commit boundary: no transaction can hold changes of both
+/// an op before `b` and an op from `b` on. Op `k`'s changes lie in the transactions
+/// `rec.tids[k].0..=rec.tids[k].1`; persistence ops change nothing. A cut between the last
+/// changing op before `b` (`p`) and the first from `b` (`n`) exists iff `p` may end in a
+/// transaction below one `n` may reach: `tids[p].0 < tids[n].1`.
+fn at_boundary(rec: &Recording, ops: &[Op], b: usize) -> bool {
+    let changes = |k: &usize| !matches!(ops[*k], Op::Fsync(_) | Op::Fdatasync(_) | Op::Sync);
+    let prev = (0..b).rev().find(changes);
+    let next = (b..ops.len()).find(changes);
+    match (
+        prev.and_then(|p| rec.tids.get(p)),
+        next.and_then(|n| rec.tids.get(n)),
+    ) {
+        (Some(&(p_first, _)), Some(&(_, n_last))) => p_first < n_last,
+        _ => true,
+    }
+}
+
 /// Checks the recovered `got` of a crash after `point` events (see the module doc).
 pub fn check_state(
     rec: &Recording,
@@ -232,40 +261,21 @@ pub fn check_state(
     ordered: bool,
 ) -> Result<(), String> {
     let (b_min, needs) = bound(rec, ops, point, ordered);
-    for need in &needs {
-        let Some(Seen {
-            node: Node::File(d),
-            ..
-        }) = got.get(&need.path)
-        else {
-            return Err(format!(
-                "{}: acknowledged by {} but not a file here",
-                need.path, need.by
-            ));
-        };
-        let end = need.start + need.want.len();
-        let have = d.get(need.start..end);
-        if have != Some(&need.want[..]) {
-            let i = (need.start..end)
-                .find(|&i| d.get(i) != need.want.get(i - need.start))
-                .unwrap_or(need.start);
-            return Err(format!(
-                "{}: byte {i} lost (it holds {}), acknowledged by {}",
-                need.path,
-                d.get(i)
-                    .map_or("past the end".to_string(), |_| record_at(d, i)),
-                need.by
-            ));
-        }
-    }
     // Ops that had started by the crash: op k once op k-1 returned before it.
     let started = (0..ops.len())
         .take_while(|&k| k == 0 || rec.acked.get(k - 1).is_some_and(|&a| a < point))
         .count();
     let mut why = Vec::new();
     for b in (b_min..rec.states.len()).rev() {
+        if !at_boundary(rec, ops, b) {
+            continue;
+        }
         match matches(rec, ops, got, b, (started, ordered)) {
-            Ok(()) => return Ok(()),
+            Ok(()) => {
+                return needs
+                    .iter()
+                    .try_for_each(|n| check_need(rec, ops, got, n, (b, started)));
+            }
             Err(e) => why.push(format!("prefix {b}: {e}")),
         }
     }
@@ -273,4 +283,81 @@ pub fn check_state(
         "the recovered tree is no allowed prefix (durable bound {b_min}):\n  {}",
         why.join("\n  ")
     ))
+}
+
+/// Whether the bytes an acknowledged `fdatasync` made durable are there, in a tree that
+/// matched prefix `b`. Strict unless an op after the `fdatasync` that had started by the
+/// crash touched the inode: then a byte may also be what the prefix's model holds or what
+/// that op put there in place, and the name may be gone if the prefix has none.
+fn check_need(
+    rec: &Recording,
+    ops: &[Op],
+    got: &Tree,
+    need: &DataNeed,
+    (b, started): (usize, usize),
+) -> Result<(), String> {
+    let later: Vec<usize> = (need.op + 1..started)
+        .filter(|&k| rec.effects[k].touched.contains(&need.id))
+        .collect();
+    // The synced inode under any of its names in the prefix: `fdatasync` makes data
+    // durable, not the name it was called through (a new hard link may not be committed).
+    let at_b = &rec.states[b];
+    let path = if at_b.ns.get(&need.path) == Some(&need.id) {
+        Some(need.path.as_str())
+    } else {
+        at_b.ns
+            .iter()
+            .find(|(_, &i)| i == need.id)
+            .map(|(p, _)| p.as_str())
+    };
+    let Some(path) = path else {
+        if later.is_empty() {
+            return Err(format!(
+                "{}: acknowledged by {}, but the prefix matched ({b}) has no name for it",
+                need.path, need.by
+            ));
+        }
+        // A later op removed the inode's last name, and the prefix has that.
+        return Ok(());
+    };
+    let file = match got.get(path) {
+        Some(Seen {
+            node: Node::File(d),
+            ..
+        }) => d,
+        _ => {
+            return Err(format!(
+                "{path}: acknowledged by {} but not a file here",
+                need.by
+            ))
+        }
+    };
+    let model = match at_b.get(path) {
+        Some(Node::File(d)) => Some(d),
+        _ => None,
+    };
+    for (i, want) in (need.start..).zip(&need.want) {
+        let have = file.get(i);
+        if have == Some(want) {
+            continue;
+        }
+        let explained = !later.is_empty()
+            && match have {
+                None => true,
+                Some(&h) => {
+                    model.and_then(|m| m.get(i)) == Some(&h)
+                        || later
+                            .iter()
+                            .any(|&k| in_place(ops, &rec.states, k, need.id, i, h))
+                }
+            };
+        if !explained {
+            return Err(format!(
+                "{path}: byte {i} lost (it holds {}), acknowledged by {}",
+                have.map_or("past the end".to_string(), |_| record_at(file, i)),
+                need.by
+            ));
+        }
+    }
+    Ok(())
 }

@@ -32,7 +32,9 @@
 
 pub mod check;
 pub mod model;
+pub mod random;
 pub mod recover;
+pub mod soak;
 pub mod states;
 pub mod workload;
 
@@ -45,11 +47,57 @@ use aios_fs::{DataMode, RwOptions};
 use aios_journal::runtime::CommitOrder;
 
 use recover::Tree;
+use states::SubsetPolicy;
 use workload::{Prepared, Recording, Workload};
+
+/// Which workloads a campaign runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WorkloadSet {
+    /// Every 1-op workload, every crash point.
+    OneOp,
+    /// A sample of `count` 2-op workloads (seeded by the campaign seed), every crash point.
+    TwoOp { count: usize },
+    /// `count` random workloads of up to `ops_max` ops (seeds drawn from the campaign
+    /// seed), `points` seeded crash points each.
+    Random {
+        count: usize,
+        ops_max: usize,
+        points: usize,
+    },
+}
+
+impl WorkloadSet {
+    /// The subsets per crash point: the issue's full rule for short workloads; fewer for
+    /// random ones, whose many points and long logs give variety instead.
+    pub fn subsets(self) -> SubsetPolicy {
+        match self {
+            WorkloadSet::OneOp | WorkloadSet::TwoOp { .. } => SubsetPolicy::FULL,
+            WorkloadSet::Random { .. } => SubsetPolicy {
+                all_max: 4,
+                seeded: 14,
+            },
+        }
+    }
+
+    fn flag(self) -> String {
+        match self {
+            WorkloadSet::OneOp => "--workloads one-op".into(),
+            WorkloadSet::TwoOp { count } => format!("--workloads two-op --count {count}"),
+            WorkloadSet::Random {
+                count,
+                ops_max,
+                points,
+            } => {
+                format!("--workloads random --count {count} --ops-max {ops_max} --points {points}")
+            }
+        }
+    }
+}
 
 /// How to run a campaign.
 #[derive(Debug, Clone)]
 pub struct Options {
+    pub set: WorkloadSet,
     pub data: DataMode,
     pub order: CommitOrder,
     /// Salts the seeded subsets.
@@ -70,6 +118,7 @@ pub struct Options {
 impl Default for Options {
     fn default() -> Self {
         Options {
+            set: WorkloadSet::OneOp,
             data: DataMode::Ordered,
             order: CommitOrder::Async,
             seed: 0,
@@ -106,7 +155,11 @@ impl Options {
         } else {
             ""
         };
-        format!("--mode {mode} --order {order}{sabotage}")
+        format!(
+            "{} --mode {mode} --order {order} --seed {:#x}{sabotage}",
+            self.set.flag(),
+            self.seed
+        )
     }
 }
 
@@ -135,6 +188,11 @@ impl std::fmt::Display for Violation {
 #[derive(Debug, Default)]
 pub struct Report {
     pub workloads: usize,
+    /// Ops the workloads ran.
+    pub ops: usize,
+    /// Journal blocks the workloads wrote, in lengths of their log: the fewest and the sum.
+    pub wraps_min: Option<f64>,
+    pub wraps_total: f64,
     pub crash_points: usize,
     pub states: usize,
     /// Of those, states in which an acknowledged sync must show.
@@ -153,6 +211,27 @@ pub struct Report {
 }
 
 impl Report {
+    /// Adds `other`'s counts and violations to this report (elapsed times add up too).
+    pub fn absorb(&mut self, other: Report) {
+        self.workloads += other.workloads;
+        self.ops += other.ops;
+        self.wraps_total += other.wraps_total;
+        self.wraps_min = match (self.wraps_min, other.wraps_min) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+        self.crash_points += other.crash_points;
+        self.states += other.states;
+        self.acked_states += other.acked_states;
+        self.distinct_images += other.distinct_images;
+        self.replayed += other.replayed;
+        self.e2fsck_runs += other.e2fsck_runs;
+        self.e2fsck_states += other.e2fsck_states;
+        self.violations_total += other.violations_total;
+        self.violations.extend(other.violations);
+        self.elapsed += other.elapsed;
+    }
+
     pub fn states_per_second(&self) -> f64 {
         self.states as f64 / self.elapsed.as_secs_f64().max(1e-9)
     }
@@ -186,6 +265,16 @@ impl Report {
             self.elapsed.as_secs_f64(),
             self.states_per_second()
         )?;
+        if let Some(min) = self.wraps_min {
+            writeln!(
+                out,
+                "{} ops; journal written {:.1} times its length per workload on average, {:.1} \
+                 at least",
+                self.ops,
+                self.wraps_total / self.workloads.max(1) as f64,
+                min
+            )?;
+        }
         writeln!(
             out,
             "e2fsck -fn: {} runs, on {} of {} distinct images, covering {} of {} states ({:.1}%)",
@@ -215,11 +304,22 @@ struct Campaign<'a> {
     report: Report,
 }
 
-/// Runs every 1-op workload (filtered by `options.only`).
+/// The prepared image a workload set starts from.
+fn prepare(dir: &Path, options: &Options, random: bool) -> Result<Prepared, String> {
+    if random {
+        let ops = random::prepare_ops();
+        workload::prepare_with(dir, options.rw(), &ops, Some(random::JOURNAL_BLOCKS))
+    } else {
+        workload::prepare(dir, options.rw())
+    }
+}
+
+/// Runs the workloads of `options.set` (filtered by `options.only` and `options.stride`).
 pub fn run(options: &Options) -> Result<Report, String> {
     let started = Instant::now();
     let dir = tempfile::tempdir().map_err(|e| format!("temporary directory: {e}"))?;
-    let prepared = workload::prepare(dir.path(), options.rw())?;
+    let random = matches!(options.set, WorkloadSet::Random { .. });
+    let prepared = prepare(dir.path(), options, random)?;
     let mut c = Campaign {
         options,
         prepared: &prepared,
@@ -234,8 +334,17 @@ pub fn run(options: &Options) -> Result<Report, String> {
 }
 
 fn selected(prepared: &Prepared, options: &Options) -> Vec<Workload> {
-    workload::one_op(&prepared.model)
-        .into_iter()
+    let all = match options.set {
+        WorkloadSet::OneOp => workload::one_op(&prepared.model),
+        WorkloadSet::TwoOp { count } => workload::two_op(&prepared.model, options.seed, count),
+        WorkloadSet::Random { count, ops_max, .. } => (0..count as u64)
+            .map(|i| {
+                let seed = states::splitmix(options.seed ^ i.wrapping_mul(0x9E37_79B9));
+                random::generate(&prepared.model, seed, ops_max)
+            })
+            .collect(),
+    };
+    all.into_iter()
         .enumerate()
         .filter(|(i, _)| options.stride.is_none_or(|(n, r)| i % n.max(1) == r))
         .map(|(_, w)| w)
@@ -261,11 +370,7 @@ pub fn replay_one(options: &Options, spec: &str) -> Result<Report, String> {
     let (seed, name, point) = parse_replay(spec)?;
     let started = Instant::now();
     let dir = tempfile::tempdir().map_err(|e| format!("temporary directory: {e}"))?;
-    let prepared = workload::prepare(dir.path(), options.rw())?;
-    let wl = workload::one_op(&prepared.model)
-        .into_iter()
-        .find(|w| w.name == name)
-        .ok_or_else(|| format!("no workload named {name}"))?;
+    let (prepared, wl) = named(dir.path(), options, &name)?;
     let mut c = Campaign {
         options,
         prepared: &prepared,
@@ -318,10 +423,19 @@ impl Campaign<'_> {
             Ok(r) => r,
             Err(e) => return self.violation(wl, (0, events, 0), format!("replay: {e}")),
         };
+        self.report.ops += wl.ops.len();
+        if rec.log_blocks > 0 {
+            let wraps = rec.journal_blocks as f64 / rec.log_blocks as f64;
+            self.report.wraps_total += wraps;
+            self.report.wraps_min = Some(self.report.wraps_min.map_or(wraps, |m| m.min(wraps)));
+        }
         let mut cache: HashMap<u64, (Outcome, bool)> = HashMap::new();
-        let points: Vec<usize> = match one {
-            Some((_, p)) => vec![p],
-            None => (0..=events).collect(),
+        let points: Vec<usize> = match (one, self.options.set) {
+            (Some((_, p)), _) => vec![p],
+            (None, WorkloadSet::Random { points, .. }) => {
+                states::seeded_points(events, points, states::name_hash(&wl.name))
+            }
+            (None, _) => (0..=events).collect(),
         };
         for point in points {
             if let Err(e) = replay.advance_to(log.point(point)) {
@@ -340,7 +454,7 @@ impl Campaign<'_> {
                     self.report.detail = describe_state(wl, &rec, (point, events), &cands, &flags);
                     vec![s]
                 }
-                None => states::subset_seeds(cands.len(), salt),
+                None => states::subset_seeds(cands.len(), salt, self.options.set.subsets()),
             };
             let ordered = self.options.data == DataMode::Ordered;
             let acked = check::has_acknowledged(&rec, &wl.ops, point, ordered);
@@ -451,11 +565,23 @@ pub fn record_named(
     options: &Options,
     name: &str,
 ) -> Result<(Prepared, Workload, Recording), String> {
-    let prepared = workload::prepare(dir, options.rw())?;
-    let wl = workload::one_op(&prepared.model)
-        .into_iter()
-        .find(|w| w.name == name)
-        .ok_or_else(|| format!("no workload named {name}"))?;
+    let (prepared, wl) = named(dir, options, name)?;
     let rec = workload::record(&prepared, &wl, options.rw())?;
     Ok((prepared, wl, rec))
+}
+
+/// The workload named `name` (of any set) and the image it starts from.
+fn named(dir: &Path, options: &Options, name: &str) -> Result<(Prepared, Workload), String> {
+    if let Some((seed, ops_max)) = random::parse_name(name) {
+        let prepared = prepare(dir, options, true)?;
+        let wl = random::generate(&prepared.model, seed, ops_max);
+        return Ok((prepared, wl));
+    }
+    let prepared = prepare(dir, options, false)?;
+    let wl = workload::one_op(&prepared.model)
+        .into_iter()
+        .chain(workload::two_op_all(&prepared.model))
+        .find(|w| w.name == name)
+        .ok_or_else(|| format!("no workload named {name}"))?;
+    Ok((prepared, wl))
 }

@@ -100,6 +100,16 @@ pub fn decode_record(r: &[u8]) -> Record {
     })
 }
 
+/// The byte a write of generation `generation` puts at offset `at_bytes` of file `file`.
+pub fn tagged_byte(file: u32, generation: u32, at_bytes: usize) -> u8 {
+    let start = at_bytes - at_bytes % RECORD_BYTES;
+    tag_record(Tag {
+        file,
+        generation,
+        offset_bytes: start as u64,
+    })[at_bytes - start]
+}
+
 /// The bytes a write of `len` bytes at `offset` of file `file` puts there.
 pub fn tagged(file: u32, offset_bytes: u64, len: usize, generation: u32) -> Vec<u8> {
     let rec = RECORD_BYTES as u64;
@@ -264,11 +274,52 @@ impl Model {
         self.next
     }
 
+    /// Whether POSIX lets `op` succeed here: the names it creates are free, the ones it
+    /// uses exist with the right kind, a removed directory is empty, a directory is not
+    /// renamed into itself. [`Model::apply`] refuses what this refuses, so a workload (and
+    /// the random generator) holds only ops the file system must accept.
+    pub fn allows(&self, op: &Op) -> bool {
+        let is_dir = |p: &str| p.is_empty() || matches!(self.get(p), Some(Node::Dir));
+        let free = |p: &str| !p.is_empty() && !self.ns.contains_key(p) && is_dir(parent_of(p));
+        let empty = |p: &str| self.subdirs(p) == 0 && !self.ns.keys().any(|k| parent_of(k) == p);
+        match op {
+            Op::Create(p) | Op::Mkdir(p) | Op::Symlink(p, _) => free(p),
+            Op::Write { path, .. }
+            | Op::Truncate(path, _)
+            | Op::Fallocate { path, .. }
+            | Op::Fdatasync(path) => matches!(self.get(path), Some(Node::File(_))),
+            Op::Fsync(p) => p == "/" || self.ns.contains_key(p),
+            Op::Sync => true,
+            Op::Unlink(p) => matches!(self.get(p), Some(Node::File(_) | Node::Symlink(_))),
+            Op::Rmdir(p) => matches!(self.get(p), Some(Node::Dir)) && empty(p),
+            Op::Link(a, b) => matches!(self.get(a), Some(Node::File(_))) && free(b),
+            Op::Rename(a, b) => {
+                let Some(from) = self.get(a) else {
+                    return false;
+                };
+                if a == b || b.starts_with(&format!("{a}/")) || !is_dir(parent_of(b)) {
+                    return false;
+                }
+                match (from, self.get(b)) {
+                    (_, None) => true,
+                    (Node::Dir, Some(Node::Dir)) => empty(b),
+                    (Node::Dir, Some(_)) | (_, Some(Node::Dir)) => false,
+                    // Renaming one hard link over another of the same inode is a no-op in
+                    // POSIX; the model would drop a name, so the vocabulary avoids it.
+                    _ => self.ns.get(a) != self.ns.get(b),
+                }
+            }
+        }
+    }
+
     /// Applies `op`, which succeeded on the file system. `Err` when it cannot apply here (a
     /// workload bug: the harness reports it).
     pub fn apply(&mut self, op: &Op) -> Result<Effect, String> {
         let mut e = Effect::default();
         let bad = || format!("{op}: does not apply to the model");
+        if !self.allows(op) {
+            return Err(format!("{op}: POSIX refuses it here"));
+        }
         let parent = |m: &Model, p: &str| m.id(parent_of(p)).ok_or_else(bad);
         match op {
             Op::Create(p) | Op::Mkdir(p) | Op::Symlink(p, _) => {

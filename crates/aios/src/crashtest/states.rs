@@ -16,30 +16,61 @@
 
 use aios_device_emu::{seeded_choice, BlockWrite, DiskImage, LoggedCommand, Replay, WriteLog};
 
-/// Every subset is enumerated up to this many candidates.
+/// Every subset is enumerated up to this many candidates (bit masks need it below 64).
 pub const SUBSETS_ALL_MAX: usize = 10;
 /// Seeded random subsets above it (besides all-kept and all-dropped).
 pub const SEEDED_SUBSETS: usize = 64;
 
+/// How many subsets a crash point gets: all of them up to `all_max` candidates, else
+/// all-kept, all-dropped and `seeded` random ones.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SubsetPolicy {
+    pub all_max: usize,
+    pub seeded: usize,
+}
+
+impl SubsetPolicy {
+    /// The rule, for short workloads: every subset up to 10 candidates, else 64.
+    pub const FULL: SubsetPolicy = SubsetPolicy {
+        all_max: SUBSETS_ALL_MAX,
+        seeded: SEEDED_SUBSETS,
+    };
+}
+
 /// The state seeds to check at a point with `candidates` candidates; `salt` varies the random
 /// ones by campaign seed, workload and point.
-pub fn subset_seeds(candidates: usize, salt: u64) -> Vec<u64> {
+pub fn subset_seeds(candidates: usize, salt: u64, policy: SubsetPolicy) -> Vec<u64> {
     if candidates == 0 {
         return vec![0];
     }
-    if candidates <= SUBSETS_ALL_MAX {
+    if candidates <= policy.all_max.min(SUBSETS_ALL_MAX) {
         let all = (1u64 << candidates) - 1;
         return (0..all).chain([u64::MAX]).collect();
     }
     let mut seeds = vec![0, u64::MAX];
     let mut x = salt;
-    while seeds.len() < SEEDED_SUBSETS + 2 {
+    while seeds.len() < policy.seeded + 2 {
         x = splitmix(x);
         if x != 0 && x != u64::MAX && !seeds.contains(&x) {
             seeds.push(x);
         }
     }
     seeds
+}
+
+/// `count` distinct crash points of `0..=events`, seeded, in increasing order (all of them
+/// when there are no more).
+pub fn seeded_points(events: usize, count: usize, salt: u64) -> Vec<usize> {
+    if count > events {
+        return (0..=events).collect();
+    }
+    let mut chosen = std::collections::BTreeSet::new();
+    let mut x = salt;
+    while chosen.len() < count {
+        x = splitmix(x);
+        chosen.insert((x % (events as u64 + 1)) as usize);
+    }
+    chosen.into_iter().collect()
 }
 
 /// splitmix64: a well-mixed step, for salts and seeds.
@@ -133,12 +164,19 @@ mod tests {
 
     #[test]
     fn subsets_are_all_up_to_ten_candidates_else_sixty_six() {
-        assert_eq!(subset_seeds(0, 1), vec![0]);
-        assert_eq!(subset_seeds(3, 1).len(), 8);
-        assert_eq!(subset_seeds(10, 1).len(), 1024);
-        let s = subset_seeds(11, 1);
+        let full = SubsetPolicy::FULL;
+        assert_eq!(subset_seeds(0, 1, full), vec![0]);
+        assert_eq!(subset_seeds(3, 1, full).len(), 8);
+        assert_eq!(subset_seeds(10, 1, full).len(), 1024);
+        let s = subset_seeds(11, 1, full);
         assert_eq!(s.len(), 66);
         assert_eq!(&s[..2], &[0, u64::MAX]);
-        assert_eq!(s, subset_seeds(11, 1));
+        assert_eq!(s, subset_seeds(11, 1, full));
+        let small = SubsetPolicy {
+            all_max: 4,
+            seeded: 14,
+        };
+        assert_eq!(subset_seeds(4, 1, small).len(), 16);
+        assert_eq!(subset_seeds(5, 1, small).len(), 16);
     }
 }

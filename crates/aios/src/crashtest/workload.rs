@@ -19,14 +19,14 @@ use std::path::Path;
 use std::process::Command;
 
 use aios_device_emu::{DiskImage, EmuConfig, EmuDevice, WriteLog};
-use aios_fs::{RwError, RwFs, RwOptions};
+use aios_fs::{RwCtx, RwError, RwFs, RwOptions, RwShared};
 
 use super::model::{Model, Node, Op};
 
 /// The device a workload runs on: volatile cache, so unflushed writes may be lost.
 pub const EMU_RECORD: &str = "nand,size=32M,arena=16M,clock=virtual,record";
 /// The device recovery and checks run on (timing does not matter there).
-pub const EMU_CHECK: &str = "instant,size=32M,arena=16M,clock=virtual";
+pub const EMU_CHECK: &str = "instant,size=32M,arena=2M,clock=virtual";
 /// Generation of the prepared image's data, and of the workloads' writes.
 pub const GEN_PREPARED: u32 = 1;
 pub const GEN_WORKLOAD: u32 = 2;
@@ -36,6 +36,24 @@ pub const GEN_WORKLOAD: u32 = 2;
 pub struct Workload {
     pub name: String,
     pub ops: Vec<Op>,
+    /// `ctx[i]`: the thread context that runs op `i` (empty: all on context 0). Contexts
+    /// take turns on one OS thread, so a run is deterministic.
+    pub ctx: Vec<usize>,
+}
+
+impl Workload {
+    pub fn new(name: String, ops: Vec<Op>) -> Self {
+        Workload {
+            name,
+            ops,
+            ctx: Vec::new(),
+        }
+    }
+
+    /// How many thread contexts the workload uses.
+    pub fn threads(&self) -> usize {
+        self.ctx.iter().max().map_or(1, |m| m + 1)
+    }
 }
 
 fn w(path: &str, offset: u64, len: usize, generation: u32) -> Op {
@@ -64,27 +82,32 @@ fn prepare_ops() -> Vec<Op> {
     ]
 }
 
-/// Runs `op` on the mount.
-pub fn run_op(fs: &mut RwFs<EmuDevice>, model: &Model, op: &Op) -> Result<(), RwError> {
+/// Runs `op` on the mount through thread context `ctx`.
+pub fn run_op(
+    fs: &RwShared<EmuDevice>,
+    ctx: &mut RwCtx<EmuDevice>,
+    model: &Model,
+    op: &Op,
+) -> Result<(), RwError> {
     match op {
-        Op::Create(p) => fs.create(p, 0o644).map(drop),
-        Op::Mkdir(p) => fs.mkdir(p, 0o755).map(drop),
-        Op::Symlink(p, t) => fs.symlink(p, t.as_bytes()).map(drop),
-        Op::Write { path, offset, .. } => fs.write(path, *offset, &model.data_of(op)),
-        Op::Truncate(p, s) => fs.truncate(p, *s),
+        Op::Create(p) => fs.create(ctx, p, 0o644).map(drop),
+        Op::Mkdir(p) => fs.mkdir(ctx, p, 0o755).map(drop),
+        Op::Symlink(p, t) => fs.symlink(ctx, p, t.as_bytes()).map(drop),
+        Op::Write { path, offset, .. } => fs.write(ctx, path, *offset, &model.data_of(op)),
+        Op::Truncate(p, s) => fs.truncate(ctx, p, *s),
         Op::Fallocate {
             path,
             offset,
             len,
             keep_size,
-        } => fs.fallocate(path, *offset, *len, *keep_size),
-        Op::Unlink(p) => fs.unlink(p),
-        Op::Rmdir(p) => fs.rmdir(p),
-        Op::Rename(a, b) => fs.rename(a, b),
-        Op::Link(a, b) => fs.link(a, b),
-        Op::Fsync(p) => fs.fsync(p),
-        Op::Fdatasync(p) => fs.fdatasync(p),
-        Op::Sync => fs.sync(),
+        } => fs.fallocate(ctx, path, *offset, *len, *keep_size),
+        Op::Unlink(p) => fs.unlink(ctx, p),
+        Op::Rmdir(p) => fs.rmdir(ctx, p),
+        Op::Rename(a, b) => fs.rename(ctx, a, b),
+        Op::Link(a, b) => fs.link(ctx, a, b),
+        Op::Fsync(p) => fs.fsync(ctx, p),
+        Op::Fdatasync(p) => fs.fdatasync(ctx, p),
+        Op::Sync => fs.sync(ctx),
     }
 }
 
@@ -96,6 +119,17 @@ pub struct Prepared {
 
 /// Makes the prepared image in `dir` (needs `mke2fs`).
 pub fn prepare(dir: &Path, options: RwOptions) -> Result<Prepared, String> {
+    prepare_with(dir, options, &prepare_ops(), None)
+}
+
+/// A fresh 32 MiB ext4 image holding `ops` (made through our mount, cleanly unmounted);
+/// with `journal_blocks`, its journal's `s_maxlen` is cut to that many blocks first.
+pub fn prepare_with(
+    dir: &Path,
+    options: RwOptions,
+    ops: &[Op],
+    journal_blocks: Option<u32>,
+) -> Result<Prepared, String> {
     let path = dir.join("prepared.img");
     let out = Command::new("mke2fs")
         .args(["-q", "-t", "ext4", "-F", "-b", "4096"])
@@ -106,19 +140,71 @@ pub fn prepare(dir: &Path, options: RwOptions) -> Result<Prepared, String> {
     if !out.status.success() {
         return Err(format!("mke2fs: {}", String::from_utf8_lossy(&out.stderr)));
     }
+    if let Some(blocks) = journal_blocks {
+        shrink_journal(&path, blocks)?;
+    }
     let image = DiskImage::load(&path).map_err(|e| format!("load {}: {e}", path.display()))?;
     let config = EmuConfig::parse(EMU_CHECK).map_err(|e| e.to_string())?;
     let dev = EmuDevice::with_image(config, image).map_err(|e| e.to_string())?;
-    let mut fs = RwFs::mount(dev.clone(), options).map_err(|e| format!("prepare mount: {e}"))?;
+    let fs = RwFs::mount(dev.clone(), options).map_err(|e| format!("prepare mount: {e}"))?;
+    let mut ctx = fs.shared().ctx().map_err(|e| e.to_string())?;
     let mut model = Model::default();
-    for op in prepare_ops() {
-        run_op(&mut fs, &model, &op).map_err(|e| format!("prepare {op}: {e}"))?;
-        model.apply(&op)?;
+    for op in ops {
+        run_op(fs.shared(), &mut ctx, &model, op).map_err(|e| format!("prepare {op}: {e}"))?;
+        model.apply(op)?;
     }
+    drop(ctx);
     let (_, r) = fs.unmount();
     r.map_err(|e| format!("prepare unmount: {e}"))?;
     let image = dev.current_image().map_err(|e| e.to_string())?;
     Ok(Prepared { image, model })
+}
+
+/// Cuts the journal of the (clean) image at `path` to `blocks` blocks by lowering `s_maxlen`,
+/// so short workloads wrap it. `e2fsck` and our mount accept this; the kernel's jbd2 refuses
+/// logs under 1024 blocks, so such images are for the harness only.
+fn shrink_journal(path: &Path, blocks: u32) -> Result<(), String> {
+    use aios_journal::format::superblock::{
+        superblock_csum, JournalSuperblock, SUPERBLOCK_SIZE_BYTES, S_CHECKSUM, S_MAXLEN,
+    };
+    use std::io::{Read, Seek, SeekFrom, Write};
+    let out = Command::new("debugfs")
+        .args(["-R", "bmap <8> 0"])
+        .arg(path)
+        .output()
+        .map_err(|e| format!("run debugfs: {e}"))?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    let block: u64 = text
+        .trim()
+        .parse()
+        .map_err(|_| format!("debugfs bmap of the journal: {text:?}"))?;
+    let mut f = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(path)
+        .map_err(|e| format!("open {}: {e}", path.display()))?;
+    let mut raw = [0u8; SUPERBLOCK_SIZE_BYTES];
+    let at = SeekFrom::Start(block * 4096);
+    f.seek(at)
+        .and_then(|_| f.read_exact(&mut raw))
+        .map_err(|e| format!("read the journal superblock: {e}"))?;
+    let sb = JournalSuperblock::decode(&raw).map_err(|e| format!("journal superblock: {e}"))?;
+    // A log of fewer than 32 blocks could not hold one transaction of the smallest limit.
+    if blocks >= sb.maxlen_blocks || blocks < sb.first_block + 32 {
+        return Err(format!(
+            "journal of {blocks} blocks: must be below {} and at least {}",
+            sb.maxlen_blocks,
+            sb.first_block + 32
+        ));
+    }
+    raw[S_MAXLEN..S_MAXLEN + 4].copy_from_slice(&blocks.to_be_bytes());
+    if sb.checksum_type != 0 || sb.checksum != 0 {
+        let csum = superblock_csum(&raw);
+        raw[S_CHECKSUM..S_CHECKSUM + 4].copy_from_slice(&csum.to_be_bytes());
+    }
+    f.seek(at)
+        .and_then(|_| f.write_all(&raw))
+        .map_err(|e| format!("write the journal superblock: {e}"))
 }
 
 /// The persistence ops that fit after an op whose main path is `target` (`is_file`: a
@@ -132,11 +218,10 @@ fn persists(target: &str, is_file: bool) -> Vec<(String, Op)> {
     v
 }
 
-/// Every 1-op workload over the prepared image (see the module documentation).
-pub fn one_op(prepared: &Model) -> Vec<Workload> {
+/// The vocabulary over the prepared image: (word, op, the path its persistence op syncs).
+fn vocabulary() -> Vec<(&'static str, Op, &'static str)> {
     let g = GEN_WORKLOAD;
-    // (vocabulary word, op, the path its persistence op syncs)
-    let ops: Vec<(&str, Op, &str)> = vec![
+    vec![
         ("create", Op::Create("/new".into()), "/new"),
         ("create", Op::Create("/A/new".into()), "/A/new"),
         ("write", w("/A/bar", 0, 8192, g), "/A/bar"),
@@ -191,19 +276,70 @@ pub fn one_op(prepared: &Model) -> Vec<Workload> {
         ("rmdir", Op::Rmdir("/D".into()), "/"),
         ("fsync", Op::Fsync("/foo".into()), "/foo"),
         ("fdatasync", Op::Fdatasync("/A/foo".into()), "/A/foo"),
-    ];
+    ]
+}
+
+/// Every 1-op workload over the prepared image (see the module documentation).
+pub fn one_op(prepared: &Model) -> Vec<Workload> {
     let mut out = Vec::new();
-    for (i, (word, op, target)) in ops.into_iter().enumerate() {
+    for (i, (word, op, target)) in vocabulary().into_iter().enumerate() {
         let mut after = prepared.clone();
         let is_file = after.apply(&op).is_ok() && matches!(after.get(target), Some(Node::File(_)));
         for (p, persist) in persists(target, is_file) {
-            out.push(Workload {
-                name: format!("{word}{i}-{p}"),
-                ops: vec![op.clone(), persist],
-            });
+            out.push(Workload::new(
+                format!("{word}{i}-{p}"),
+                vec![op.clone(), persist],
+            ));
         }
     }
     out
+}
+
+/// Every 2-op workload over the prepared image: op `a`, optionally an `fsync` of its target,
+/// op `b`, then a persistence op of `b`'s target; pairs POSIX refuses in that order (the
+/// first removed what the second needs, a name taken twice) are left out. Named
+/// `WORDi+WORDj-[mid-]PERSIST`.
+pub fn two_op_all(prepared: &Model) -> Vec<Workload> {
+    let vocab = vocabulary();
+    let mut out = Vec::new();
+    for (i, (wa, a, ta)) in vocab.iter().enumerate() {
+        for (j, (wb, b, tb)) in vocab.iter().enumerate() {
+            for mid in [false, true] {
+                let mut ops = vec![a.clone()];
+                if mid {
+                    ops.push(Op::Fsync(ta.to_string()));
+                }
+                ops.push(b.clone());
+                let mut after = prepared.clone();
+                if ops.iter().any(|op| after.apply(op).is_err()) {
+                    continue;
+                }
+                let is_file = matches!(after.get(tb), Some(Node::File(_)));
+                let exists = *tb == "/" || after.ns.contains_key(*tb);
+                for (p, persist) in persists(tb, is_file) {
+                    if !exists && p != "sync" {
+                        continue;
+                    }
+                    let mid_name = if mid { "mid-" } else { "" };
+                    let mut ops = ops.clone();
+                    ops.push(persist);
+                    out.push(Workload::new(format!("{wa}{i}+{wb}{j}-{mid_name}{p}"), ops));
+                }
+            }
+        }
+    }
+    out
+}
+
+/// A seeded sample of `count` 2-op workloads (the same seed, the same sample).
+pub fn two_op(prepared: &Model, seed: u64, count: usize) -> Vec<Workload> {
+    use rand::seq::SliceRandom;
+    use rand::SeedableRng;
+    let mut all = two_op_all(prepared);
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
+    all.shuffle(&mut rng);
+    all.truncate(count);
+    all
 }
 
 /// A recorded run of one workload.
@@ -216,6 +352,12 @@ pub struct Recording {
     /// `states[i]`: the model after the first `i` ops.
     pub states: Vec<Model>,
     pub effects: Vec<super::model::Effect>,
+    /// `tids[i]`: the running transaction before and after op `i`; its changes lie in
+    /// transactions between the two (the checker's commit boundaries).
+    pub tids: Vec<(u64, u64)>,
+    /// Journal blocks the run wrote (commits and the unmount's), and the log's length.
+    pub journal_blocks: u64,
+    pub log_blocks: u64,
 }
 
 /// Runs `wl` from the prepared image on a recording device.
@@ -224,7 +366,12 @@ pub fn record(p: &Prepared, wl: &Workload, options: RwOptions) -> Result<Recordi
     let image = p.image.try_clone().map_err(|e| e.to_string())?;
     let dev = EmuDevice::with_image(config, image).map_err(|e| e.to_string())?;
     let events = |dev: &EmuDevice| dev.log().map(|l| l.events().len()).unwrap_or(0);
-    let mut fs = RwFs::mount(dev.clone(), options).map_err(|e| format!("mount: {e}"))?;
+    let fs = RwFs::mount(dev.clone(), options).map_err(|e| format!("mount: {e}"))?;
+    let shared = fs.shared();
+    let mut ctxs = (0..wl.threads())
+        .map(|_| shared.ctx())
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| format!("thread context: {e}"))?;
     let mut model = p.model.clone();
     let mut rec = Recording {
         log: dev.log().map_err(|e| e.to_string())?,
@@ -232,15 +379,25 @@ pub fn record(p: &Prepared, wl: &Workload, options: RwOptions) -> Result<Recordi
         unmounted: 0,
         states: vec![model.clone()],
         effects: Vec::new(),
+        tids: Vec::new(),
+        journal_blocks: 0,
+        log_blocks: 0,
     };
-    for op in &wl.ops {
-        run_op(&mut fs, &model, op).map_err(|e| format!("{}: {op} failed: {e}", wl.name))?;
+    for (i, op) in wl.ops.iter().enumerate() {
+        let ctx = &mut ctxs[wl.ctx.get(i).copied().unwrap_or(0)];
+        let before = shared.running_tid();
+        run_op(shared, ctx, &model, op).map_err(|e| format!("{}: {op} failed: {e}", wl.name))?;
+        rec.tids.push((before, shared.running_tid()));
         rec.acked.push(events(&dev));
         rec.effects.push(model.apply(op)?);
         rec.states.push(model.clone());
     }
+    drop(ctxs);
+    rec.log_blocks = shared.log_blocks();
+    let stats_before_unmount = shared.stats();
     let (_, r) = fs.unmount();
     r.map_err(|e| format!("{}: unmount: {e}", wl.name))?;
+    rec.journal_blocks = stats_before_unmount.journal_blocks;
     rec.log = dev.log().map_err(|e| e.to_string())?;
     rec.unmounted = rec.log.events().len();
     Ok(rec)

@@ -198,6 +198,8 @@ pub struct RwShared<D: Device> {
     txn_blocks_max: usize,
     /// A running transaction with more dirty data blocks than this commits likewise.
     dirty_blocks_max: usize,
+    /// Blocks of the journal's log (`s_maxlen - s_first`).
+    log_blocks: u64,
 }
 
 /// A file system mounted read-write, driven from one thread (more through [`RwFs::shared`]).
@@ -234,6 +236,11 @@ impl<D: Device> RwShared<D> {
         &self.fs.device
     }
 
+    /// Blocks of the journal's log: with [`RwStats::journal_blocks`], how often it wrapped.
+    pub fn log_blocks(&self) -> u64 {
+        self.log_blocks
+    }
+
     fn new(fs: Fs<D>, options: RwOptions, state: State, log_blocks: u64) -> Self {
         // A commit copies its data and journal blocks into arena buffers all at once, next to
         // the page cache and the thread contexts: each may take an eighth of the arena.
@@ -247,6 +254,7 @@ impl<D: Device> RwShared<D> {
             generation: std::sync::atomic::AtomicU64::new(0),
             txn_blocks_max: log_quarter.min(arena_share).max(16),
             dirty_blocks_max: DIRTY_BLOCKS_MAX.min(arena_share).max(16),
+            log_blocks,
         }
     }
 }

@@ -359,6 +359,13 @@ impl<D: Device> RwShared<D> {
         self.lock().replayed.clone()
     }
 
+    /// The id of the running transaction, the one operations join now. An operation's
+    /// changes lie in the transactions from the id read before it to the id read after it
+    /// (with no other thread in between): crash checkers derive commit boundaries from this.
+    pub fn running_tid(&self) -> u64 {
+        self.lock().running
+    }
+
     /// Runs `f` on the mutator with this thread's reader (data blocks not yet home first).
     pub(super) fn with_mutator<T>(
         &self,
