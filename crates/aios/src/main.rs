@@ -143,6 +143,9 @@ struct CrashtestArgs {
     /// With --soak: how long.
     #[arg(long, default_value_t = 10.0)]
     minutes: f64,
+    /// The CI budget: every set in every mode and order, bounded, on all cores.
+    #[arg(long)]
+    ci: bool,
     /// data=ordered or data=journal.
     #[arg(long, default_value = "ordered", value_parser = parse_mode)]
     mode: aios_fs::DataMode,
@@ -164,6 +167,31 @@ struct CrashtestArgs {
     sabotage_model: bool,
 }
 
+/// `aios crashtest --ci`: the bounded campaign of every set (see `crashtest::suite`).
+fn crashtest_ci() -> Result<()> {
+    use aios::crashtest::suite;
+    let workers = std::thread::available_parallelism().map_or(2, |n| n.get());
+    let total = suite::run_jobs(suite::jobs(), workers, &mut std::io::stdout());
+    println!(
+        "crashtest --ci: {} workloads, {} ops, {} crash states ({} after an acknowledged \
+         sync), {} distinct images, {} e2fsck runs, {:.1} s on {workers} workers, {:.0} \
+         states/s, {} violations",
+        total.workloads,
+        total.ops,
+        total.states,
+        total.acked_states,
+        total.distinct_images,
+        total.e2fsck_runs,
+        total.elapsed.as_secs_f64(),
+        total.states_per_second(),
+        total.violations_total
+    );
+    if total.violations_total > 0 {
+        anyhow::bail!("crashtest --ci: {} violations", total.violations_total);
+    }
+    Ok(())
+}
+
 fn parse_seed(s: &str) -> Result<u64, String> {
     match s.strip_prefix("0x") {
         Some(hex) => u64::from_str_radix(hex, 16),
@@ -182,6 +210,9 @@ fn parse_mode(s: &str) -> Result<aios_fs::DataMode, String> {
 
 fn crashtest(args: CrashtestArgs) -> Result<()> {
     use aios::crashtest;
+    if args.ci {
+        return crashtest_ci();
+    }
     let set = match args.workloads.as_str() {
         "one-op" => crashtest::WorkloadSet::OneOp,
         "two-op" => crashtest::WorkloadSet::TwoOp { count: args.count },

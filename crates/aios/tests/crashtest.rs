@@ -3,15 +3,18 @@
 //! write, holds foreign data, or disagrees with the model (a harness that cannot fail is
 //! worthless).
 //!
-//! The campaign test is bounded for debug builds: each of the four configurations runs a
-//! quarter of the workloads (every workload runs in one of them), `e2fsck -fn` on every third
-//! distinct recovered image, two configurations at a time. `aios crashtest` runs them all.
-//! Skips loudly without e2fsprogs.
+//! The campaign tests are bounded for debug builds: each of the four configurations runs a
+//! quarter of the 1-op workloads (every workload runs in one of them), a few 2-op and one
+//! random workload per set, `e2fsck -fn` on every third or fourth distinct recovered image.
+//! The CI budget proper (all 1-op workloads in every configuration, 500 2-op, 200 random) runs
+//! in release: `aios crashtest --ci`, from `.ci/run`. Skips loudly without e2fsprogs.
 
 use std::process::Command;
 
 use aios::crashtest::model::{tag_record, tagged, Node, Tag};
-use aios::crashtest::{check, check_image, parse_replay, record_named, replay_one, run, Options};
+use aios::crashtest::{
+    check, check_image, parse_replay, record_named, replay_one, run, Options, WorkloadSet,
+};
 use aios_device_emu::DiskImage;
 use aios_fs::DataMode;
 use aios_journal::runtime::CommitOrder;
@@ -177,4 +180,139 @@ fn a_campaign_violation_prints_a_replay_that_reproduces_it() {
         ..options
     };
     assert_eq!(replay_one(&honest, spec).unwrap().violations_total, 0);
+}
+
+#[test]
+fn a_tree_inside_a_transaction_is_no_allowed_prefix() {
+    if !have_e2fsprogs("a_tree_inside_a_transaction") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let options = Options::default();
+    // create /new, create /A/new, sync: both creates are in one transaction.
+    let (_, wl, mut rec) = record_named(dir.path(), &options, "create0+create1-sync").unwrap();
+    assert_eq!(
+        rec.tids[0].0, rec.tids[1].1,
+        "one transaction: {:?}",
+        rec.tids
+    );
+    let log = rec.log.clone();
+    let end = log.events().len();
+    let image = log
+        .replay_to(log.point(end))
+        .unwrap()
+        .image_with(|_| true)
+        .unwrap();
+    let (mut tree, _) = check_image(image, options.rw(), 1, None).unwrap();
+    check::check_state(&rec, &wl.ops, &tree, 0, true).unwrap();
+    // Half the transaction: the model after op 0, which no crash can leave.
+    tree.remove("/A/new");
+    let e = check::check_state(&rec, &wl.ops, &tree, 0, true).unwrap_err();
+    assert!(e.contains("no allowed prefix"), "{e}");
+    // Had the two creates been in different transactions, it would be allowed.
+    rec.tids[1] = (rec.tids[0].1 + 1, rec.tids[0].1 + 1);
+    check::check_state(&rec, &wl.ops, &tree, 0, true).unwrap();
+}
+
+#[test]
+fn two_op_and_random_workloads_find_no_violation_and_the_journal_wraps() {
+    if !have_e2fsprogs("two_op_and_random_workloads") {
+        return;
+    }
+    let started = std::time::Instant::now();
+    let sets = [
+        (
+            WorkloadSet::TwoOp { count: 4 },
+            DataMode::Ordered,
+            CommitOrder::Async,
+        ),
+        (
+            WorkloadSet::TwoOp { count: 4 },
+            DataMode::Journal,
+            CommitOrder::Sync,
+        ),
+        (
+            WorkloadSet::Random {
+                count: 1,
+                ops_max: 200,
+                points: 6,
+            },
+            DataMode::Ordered,
+            CommitOrder::Sync,
+        ),
+        (
+            WorkloadSet::Random {
+                count: 1,
+                ops_max: 200,
+                points: 6,
+            },
+            DataMode::Journal,
+            CommitOrder::Async,
+        ),
+    ];
+    std::thread::scope(|s| {
+        let runs: Vec<_> = sets
+            .iter()
+            .map(|&(set, data, order)| {
+                s.spawn(move || {
+                    let options = Options {
+                        set,
+                        data,
+                        order,
+                        seed: 0x2b,
+                        fsck_every: 4,
+                        ..Options::default()
+                    };
+                    let report = run(&options).unwrap_or_else(|e| panic!("{e}"));
+                    report.print(&options);
+                    (options, report)
+                })
+            })
+            .collect();
+        for h in runs {
+            let (options, report) = h.join().expect("campaign thread");
+            assert!(
+                report.acked_states > 0 && report.e2fsck_runs > 0,
+                "{report:?}"
+            );
+            if let WorkloadSet::Random { .. } = options.set {
+                let wraps = report.wraps_min.unwrap_or(0.0);
+                assert!(wraps >= 3.0, "journal written {wraps} times its length");
+                assert!(report.ops >= 150, "{report:?}");
+            }
+            let first: Vec<String> = report.violations.iter().map(|v| v.to_string()).collect();
+            assert_eq!(
+                report.violations_total,
+                0,
+                "{options:?}:\n{}",
+                first.join("\n")
+            );
+        }
+    });
+    eprintln!("two-op and random: {:.1?}", started.elapsed());
+}
+
+#[test]
+fn a_random_workload_replays_by_name_and_a_sabotaged_model_is_caught() {
+    if !have_e2fsprogs("a_random_workload_replays") {
+        return;
+    }
+    let options = Options {
+        set: WorkloadSet::Random {
+            count: 1,
+            ops_max: 40,
+            points: 4,
+        },
+        sabotage_model: true,
+        fsck_every: 0,
+        seed: 5,
+        ..Options::default()
+    };
+    let report = run(&options).unwrap();
+    assert!(report.violations_total > 0, "{report:?}");
+    let v = &report.violations[0];
+    let spec = v.replay.rsplit(' ').next().unwrap();
+    let again = replay_one(&options, spec).unwrap();
+    assert_eq!(again.violations_total, 1, "{again:?}");
+    assert_eq!(again.violations[0].what, v.what);
 }

@@ -36,6 +36,7 @@ pub mod random;
 pub mod recover;
 pub mod soak;
 pub mod states;
+pub mod suite;
 pub mod workload;
 
 use std::collections::hash_map::{Entry, HashMap};

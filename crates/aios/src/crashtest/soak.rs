@@ -35,6 +35,7 @@ pub fn soak(base: &Options, minutes: f64, out: &mut impl Write) -> Result<Report
             .map_or(1, |d| d.as_nanos() as u64),
         s => s,
     };
+    let _ = writeln!(out, "soak: {minutes} minutes from seed {seed:#x}");
     let mut total = Report::default();
     let mut round = 0u64;
     while round == 0 || started.elapsed() < budget {
