@@ -172,12 +172,17 @@ fn check_tags(p: &str, id: u32, d: &[u8]) -> Result<(), String> {
 }
 
 /// Whether `got` is the model after prefix `b` (see the module documentation).
-fn matches(
+/// Tag checks already done for this tree: (path, model id) -> outcome. They do not depend
+/// on the prefix, and a state tries many prefixes.
+type TagMemo<'a> = std::collections::HashMap<(&'a str, u32), Result<(), String>>;
+
+fn matches<'a>(
     rec: &Recording,
     ops: &[Op],
-    got: &Tree,
+    got: &'a Tree,
     b: usize,
     ctx: (usize, bool),
+    memo: &mut TagMemo<'a>,
 ) -> Result<(), String> {
     let (started, ordered) = ctx;
     let want = &rec.states[b];
@@ -205,7 +210,9 @@ fn matches(
             (Node::Dir, Node::Dir) => {}
             (Node::Symlink(g), Node::Symlink(t)) if g == t => {}
             (Node::File(g), Node::File(t)) => {
-                check_tags(p, id, g)?;
+                memo.entry((p.as_str(), id))
+                    .or_insert_with(|| check_tags(p, id, g))
+                    .clone()?;
                 if g.len() != t.len() {
                     return Err(format!("{p}: {} bytes, want {}", g.len(), t.len()));
                 }
@@ -266,11 +273,12 @@ pub fn check_state(
         .take_while(|&k| k == 0 || rec.acked.get(k - 1).is_some_and(|&a| a < point))
         .count();
     let mut why = Vec::new();
+    let mut memo = TagMemo::new();
     for b in (b_min..rec.states.len()).rev() {
         if !at_boundary(rec, ops, b) {
             continue;
         }
-        match matches(rec, ops, got, b, (started, ordered)) {
+        match matches(rec, ops, got, b, (started, ordered), &mut memo) {
             Ok(()) => {
                 return needs
                     .iter()
