@@ -146,6 +146,31 @@ struct CrashtestArgs {
     /// campaign must report violations (and each replays).
     #[arg(long)]
     sabotage_model: bool,
+    #[command(flatten)]
+    concurrent: ConcurrentArgs,
+}
+
+/// Options of `aios crashtest --concurrent` (with `--seed`, `--mode`, `--order`).
+#[derive(Debug, clap::Args)]
+struct ConcurrentArgs {
+    /// Threads under load on one mount, with a deadlock watchdog and crashes taken mid-run.
+    #[arg(long)]
+    concurrent: bool,
+    /// --concurrent: worker threads.
+    #[arg(long, default_value_t = 4)]
+    threads: usize,
+    /// --concurrent: actions (ops and reads) per thread.
+    #[arg(long, default_value_t = 10_000)]
+    ops: usize,
+    /// --concurrent: crash images taken while the threads run.
+    #[arg(long, default_value_t = 100)]
+    crashes: usize,
+    /// --concurrent: seconds without progress after which the watchdog fails the run.
+    #[arg(long, default_value_t = 10)]
+    watchdog_secs: u64,
+    /// --concurrent: the emulated device (needs a volatile cache).
+    #[arg(long, default_value = aios::crashtest::concurrent::DEVICE_DEFAULT)]
+    device: String,
 }
 
 fn parse_mode(s: &str) -> Result<aios_fs::DataMode, String> {
@@ -158,6 +183,9 @@ fn parse_mode(s: &str) -> Result<aios_fs::DataMode, String> {
 
 fn crashtest(args: CrashtestArgs) -> Result<()> {
     use aios::crashtest;
+    if args.concurrent.concurrent {
+        return crashtest_concurrent(&args);
+    }
     if args.workloads != "one-op" {
         anyhow::bail!("--workloads {}: only one-op exists so far", args.workloads);
     }
@@ -175,6 +203,29 @@ fn crashtest(args: CrashtestArgs) -> Result<()> {
         None => crashtest::run(&options),
     }
     .map_err(|e| anyhow::anyhow!("crashtest: {e}"))?;
+    report.write_to(&mut std::io::stdout().lock(), &options)?;
+    if report.violations_total > 0 {
+        anyhow::bail!("crashtest: {} violations", report.violations_total);
+    }
+    Ok(())
+}
+
+fn crashtest_concurrent(args: &CrashtestArgs) -> Result<()> {
+    use aios::crashtest::concurrent;
+    let c = &args.concurrent;
+    let options = concurrent::Options {
+        data: args.mode,
+        order: args.order,
+        seed: args.seed,
+        threads: c.threads,
+        ops_per_thread: c.ops,
+        crashes: c.crashes,
+        watchdog: std::time::Duration::from_secs(c.watchdog_secs),
+        device: c.device.clone(),
+        keep_dir: Some(std::env::temp_dir()),
+        ..concurrent::Options::default()
+    };
+    let report = concurrent::run(&options).map_err(|e| anyhow::anyhow!("crashtest: {e}"))?;
     report.write_to(&mut std::io::stdout().lock(), &options)?;
     if report.violations_total > 0 {
         anyhow::bail!("crashtest: {} violations", report.violations_total);
