@@ -60,6 +60,10 @@ fn assert_clean_run(options: &Options) {
         "too few crashes demanded an acknowledged sync (vacuous): {report:?}"
     );
     assert!(report.replayed > 0, "no crash needed recovery: {report:?}");
+    assert!(
+        report.cross_thread_demands >= 10,
+        "the cross-thread order check demanded almost nothing: {report:?}"
+    );
     assert_eq!(report.e2fsck_runs, 11, "10 crashes and the final image");
 }
 

@@ -28,11 +28,17 @@
 //!
 //! | Module | What |
 //! | --- | --- |
-//! | `worker` | one thread's actions, model, log and durable bounds |
+//! | `gen` | the seeded choice of each thread's actions |
+//! | `worker` | one thread running its actions: model, log, durable bounds, open files |
 //! | `judge` | the per-thread check of a recovered tree |
+//! | `report` | what a run did, printed |
 
+pub mod gen;
 pub mod judge;
+mod report;
 pub mod worker;
+
+pub use report::Report;
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::Ordering;
@@ -122,94 +128,6 @@ impl Options {
              --crashes {} --device {}",
             self.seed, self.threads, self.ops_per_thread, self.crashes, self.device
         )
-    }
-}
-
-/// What a run did.
-#[derive(Debug, Default)]
-pub struct Report {
-    pub threads: usize,
-    /// Actions each thread finished (ops and reads).
-    pub actions: Vec<usize>,
-    pub ops_logged: usize,
-    pub reads: usize,
-    pub syncs_acked: usize,
-    pub stats: RwStats,
-    pub crashes_taken: usize,
-    /// Crashes recovered and checked for every thread.
-    pub crashes_checked: usize,
-    /// Of those, crashes where some thread had an acknowledged sync to show.
-    pub crashes_demanding: usize,
-    /// Crash images whose recovery replayed a journal.
-    pub replayed: usize,
-    pub e2fsck_runs: usize,
-    pub violations_total: usize,
-    /// The first violations in full.
-    pub violations: Vec<String>,
-    /// The threads' run (mount to unmount).
-    pub run_elapsed: Duration,
-    pub elapsed: Duration,
-}
-
-/// Violations kept in full.
-const VIOLATIONS_KEPT: usize = 10;
-
-impl Report {
-    fn violation(&mut self, what: String) {
-        self.violations_total += 1;
-        if self.violations.len() < VIOLATIONS_KEPT {
-            self.violations.push(what);
-        }
-    }
-
-    pub fn actions_per_second(&self) -> f64 {
-        let total: usize = self.actions.iter().sum();
-        total as f64 / self.run_elapsed.as_secs_f64().max(1e-9)
-    }
-
-    /// Prints the report to standard output (errors ignored: for tests).
-    pub fn print(&self, options: &Options) {
-        let _ = self.write_to(&mut std::io::stdout().lock(), options);
-    }
-
-    pub fn write_to(
-        &self,
-        out: &mut impl std::io::Write,
-        options: &Options,
-    ) -> std::io::Result<()> {
-        let s = &self.stats;
-        writeln!(out, "crashtest {}", options.flags())?;
-        writeln!(
-            out,
-            "run: {} threads, actions per thread {:?} ({} ops logged, {} reads), {:.1} s, \
-             {:.0} actions/s; {} syncs acknowledged, {} commits ({} periodic), {} data syncs",
-            self.threads,
-            self.actions,
-            self.ops_logged,
-            self.reads,
-            self.run_elapsed.as_secs_f64(),
-            self.actions_per_second(),
-            self.syncs_acked,
-            s.commits,
-            s.periodic_commits,
-            s.data_syncs
-        )?;
-        writeln!(
-            out,
-            "crashes: {} taken mid-run, {} checked ({} with acknowledged syncs to show, {} \
-             replayed a journal), e2fsck -fn {} runs (crashes and the final image); {:.1} s in all",
-            self.crashes_taken,
-            self.crashes_checked,
-            self.crashes_demanding,
-            self.replayed,
-            self.e2fsck_runs,
-            self.elapsed.as_secs_f64()
-        )?;
-        writeln!(out, "violations: {}", self.violations_total)?;
-        for v in &self.violations {
-            writeln!(out, "{v}")?;
-        }
-        Ok(())
     }
 }
 
@@ -551,10 +469,18 @@ fn judge_crashes(
             report.violation(format!("{name}: {e}"));
         }
         let mut demanding = false;
+        let mut matching = Vec::new();
         for (judge, &c) in judges.iter_mut().zip(&r.counters) {
             demanding |= judge.demands(c);
-            if let Err(e) = judge.check(&tree, c) {
-                report.violation(format!("{name}: {e}"));
+            match judge.prefixes(&tree, c) {
+                Ok(m) => matching.push(m),
+                Err(e) => report.violation(format!("{name}: {e}")),
+            }
+        }
+        if matching.len() == logs.len() {
+            match judge::cross_thread_order(logs, &matching) {
+                Ok((_, demands)) => report.cross_thread_demands += demands,
+                Err(e) => report.violation(format!("{name}: {e}")),
             }
         }
         report.crashes_checked += 1;

@@ -14,10 +14,16 @@
 //! be there when its write is not in the prefix (or an in-place op after that write overwrote
 //! them). Every file's records are zeros or its own tags (ids differ per thread).
 //!
-//! # What the per-thread prefix does not cover
-//! - Cross-thread order: each thread is checked alone, so a state where thread A's later
-//!   transaction survived and thread B's earlier one did not passes if each alone is a prefix
-//!   (the journal commits transactions in order; this check does not see their order).
+//! # Across threads ([`cross_thread_order`])
+//! Each op takes a global stamp when it starts and when it returns. If thread B's op began
+//! after thread A's op returned, B's op joined a transaction no earlier than A's; so once B's
+//! least matching prefix holds that op, A's prefix must hold its op. The check looks for one
+//! matching prefix per thread meeting all such pairs.
+//!
+//! # What the per-thread prefixes do not cover
+//! - Ops that overlapped in time may land in either order: nothing is demanded of them.
+//! - A prefix holds an op's effect, not its transaction: an op that changes nothing visible
+//!   (a sync, a truncate to the same size) constrains nobody.
 //! - Durability across threads comes only from `sync` (`floor`); an `fsync` covering another
 //!   thread's ops through a shared transaction is not demanded.
 //! - The model ignores modes, times and free-space counts (`e2fsck -fn` checks those counts).
@@ -83,9 +89,15 @@ impl<'a> Judge<'a> {
         Ok(())
     }
 
-    /// Checks `tree` for this thread (see the module documentation). Calls must come with
-    /// non-decreasing bounds (crashes in the order they were taken).
+    /// Checks `tree` for this thread (see the module documentation).
     pub fn check(&mut self, tree: &Tree, c: Counters) -> Result<(), String> {
+        self.prefixes(tree, c).map(drop)
+    }
+
+    /// Every prefix of the window `tree` matches for this thread (at least one, else `Err`
+    /// with the nearest misses). Calls must come with non-decreasing bounds (crashes in the
+    /// order they were taken).
+    pub fn prefixes(&mut self, tree: &Tree, c: Counters) -> Result<Vec<usize>, String> {
         let n = self.log.steps.len();
         let b_min = self.bound(c);
         let started = c.started.min(n);
@@ -96,17 +108,21 @@ impl<'a> Judge<'a> {
         let (dir, sub) = subtree(tree, &thread_dir(self.log.thread));
         let mut m = self.base.clone();
         let mut why = Vec::new();
+        let mut matching = Vec::new();
         for b in b_min..=started.max(b_min) {
             if b > b_min {
                 m.apply(&self.log.steps[b - 1].op)?;
             }
             match self.matches(&m, b, dir, &sub, c) {
-                Ok(()) => return Ok(()),
+                Ok(()) => matching.push(b),
                 Err(e) => why.push(format!("prefix {b}: {e}")),
             }
         }
+        if !matching.is_empty() {
+            return Ok(matching);
+        }
         // The nearest prefixes explain best; a long window would drown the message.
-        let shown: Vec<&String> = why.iter().take(3).collect();
+        let shown: Vec<&str> = why.iter().take(3).map(|s| s.as_str()).collect();
         Err(format!(
             "thread {}: no allowed prefix (acked {}, floor {}, bound {b_min}, started {started}, \
              {} tried):\n    {}",
@@ -114,11 +130,7 @@ impl<'a> Judge<'a> {
             c.acked,
             c.floor,
             why.len(),
-            shown
-                .iter()
-                .map(|s| s.as_str())
-                .collect::<Vec<_>>()
-                .join("\n    ")
+            shown.join("\n    ")
         ))
     }
 
@@ -203,9 +215,12 @@ impl<'a> Judge<'a> {
         want: &[u8],
         ahead: std::ops::Range<usize>,
     ) -> Result<(), String> {
-        check_tags(p, id, got)?;
         if got.len() != want.len() {
             return Err(format!("{p}: {} bytes, want {}", got.len(), want.len()));
+        }
+        check_tags(p, id, got)?;
+        if got == want {
+            return Ok(());
         }
         let allowed = |i: usize| {
             self.ordered
@@ -277,6 +292,59 @@ impl<'a> Judge<'a> {
     }
 }
 
+/// One matching prefix per thread that respects real-time order across threads, given every
+/// thread's matching prefixes (ascending, none empty): an op that began after another
+/// thread's op returned joined a transaction no earlier (transactions commit in order), so
+/// if it is in its thread's prefix, the other op is in its own. Starts from the least
+/// prefixes (the fewest ops claimed) and raises a thread's only when an op of another forces
+/// it; `Err` names the pair when no prefix of that thread can hold the forced op. `Ok`: the
+/// prefixes chosen, and how many thread pairs demanded an op (in the final round).
+pub fn cross_thread_order(
+    logs: &[ThreadLog],
+    matching: &[Vec<usize>],
+) -> Result<(Vec<usize>, usize), String> {
+    let mut cur: Vec<usize> = matching
+        .iter()
+        .map(|m| m.first().copied().unwrap_or(0))
+        .collect();
+    loop {
+        let mut raised = false;
+        let mut demands = 0;
+        for (b, log_b) in logs.iter().enumerate() {
+            let Some(last) = cur[b].checked_sub(1).and_then(|k| log_b.steps.get(k)) else {
+                continue;
+            };
+            for (a, log_a) in logs.iter().enumerate().filter(|(a, _)| *a != b) {
+                // Ops of `a` that returned before `b`'s last op in its prefix began.
+                let need = log_a
+                    .steps
+                    .partition_point(|s| s.returned_at < last.started_at);
+                demands += usize::from(need > 0);
+                if cur[a] >= need {
+                    continue;
+                }
+                let Some(&x) = matching[a].iter().find(|&&x| x >= need) else {
+                    return Err(format!(
+                        "cross-thread order: thread {b}'s op {} ({}) is in the recovered state, \
+                         but thread {a}'s op {} ({}), which returned before it began, is not \
+                         (thread {a} matches prefixes {:?})",
+                        cur[b] - 1,
+                        last.op,
+                        need - 1,
+                        log_a.steps[need - 1].op,
+                        matching[a]
+                    ));
+                };
+                cur[a] = x;
+                raised = true;
+            }
+        }
+        if !raised {
+            return Ok((cur, demands));
+        }
+    }
+}
+
 /// The byte a write of `generation` to model inode `id` puts at `at`.
 fn tag_byte(id: u32, generation: u32, at: u64) -> u8 {
     let rec = RECORD_BYTES as u64;
@@ -303,6 +371,60 @@ fn subtree<'t>(tree: &'t Tree, dir: &str) -> (Option<&'t Seen>, BTreeMap<String,
 mod tests {
     use super::*;
     use crate::crashtest::model::tagged;
+
+    /// A thread whose op `i` ran from stamp `spans[i].0` to `spans[i].1`.
+    fn log_with(thread: usize, spans: &[(u64, u64)]) -> ThreadLog {
+        let steps = spans
+            .iter()
+            .enumerate()
+            .map(
+                |(i, &(started_at, returned_at))| super::super::worker::Step {
+                    op: Op::Create(format!("/n{i}")),
+                    effect: Default::default(),
+                    target: None,
+                    started_at,
+                    returned_at,
+                },
+            )
+            .collect();
+        ThreadLog {
+            thread,
+            steps,
+            ..ThreadLog::default()
+        }
+    }
+
+    #[test]
+    fn cross_thread_order_raises_a_prefix_or_reports_the_pair() {
+        // Thread 0: ops at 0-1 and 4-5; thread 1: one op at 2-3 (after thread 0's first
+        // returned) and one at 6-7.
+        let logs = [
+            log_with(0, &[(0, 1), (4, 5)]),
+            log_with(1, &[(2, 3), (6, 7)]),
+        ];
+        // Thread 1 holds its first op: thread 0's first op must be in, and prefix 1 or 2 of
+        // thread 0 is chosen over 0.
+        assert_eq!(
+            cross_thread_order(&logs, &[vec![0, 1, 2], vec![1]]),
+            Ok((vec![1, 1], 1))
+        );
+        // Thread 1's second op began after thread 0's second returned: both in.
+        assert_eq!(
+            cross_thread_order(&logs, &[vec![0, 2], vec![2]]),
+            Ok((vec![2, 2], 2))
+        );
+        // Overlap-free states that are fine as they are.
+        assert_eq!(
+            cross_thread_order(&logs, &[vec![1], vec![0]]),
+            Ok((vec![1, 0], 0))
+        );
+        // Thread 1's first op survived, thread 0's first (returned before it began) did not.
+        let e = cross_thread_order(&logs, &[vec![0], vec![1, 2]]).unwrap_err();
+        assert!(
+            e.contains("thread 1's op 0") && e.contains("thread 0's op 0"),
+            "{e}"
+        );
+    }
 
     #[test]
     fn tag_byte_is_the_tagged_byte() {

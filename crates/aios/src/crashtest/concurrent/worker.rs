@@ -2,9 +2,12 @@
 //! directory, through its own [`RwCtx`] on the shared mount, with its own [`Model`].
 //!
 //! # Role
-//! [`work`] runs `actions` seeded actions: every op of the vocabulary ([`Op`]) plus reads
-//! through the mount, each one chosen so that it must succeed on the model (the directory is
-//! the thread's alone, so the model predicts every result). It logs each op with its
+//! [`work`] runs `actions` seeded actions ([`super::gen`]): every op of the vocabulary
+//! ([`Op`]), reads through the mount and open files, each one chosen so that it must succeed
+//! on the model (the directory is the thread's alone, so the model predicts every result).
+//! A write or sync by handle of a file that still has a name is logged as the same op by one
+//! of its names; by handle of an orphan (no name left) it is not logged (nothing visible
+//! changes) and its bytes are checked against the thread's copy. It logs each op with its
 //! [`Effect`] and, as the syncs are acknowledged, the *durable bound* (the least per-thread
 //! prefix a crash may recover to) and the byte ranges an `fdatasync` made durable in place.
 //!
@@ -19,23 +22,17 @@
 //!   longer predicts the file system.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Mutex;
 use std::time::Duration;
 
 use aios_device_emu::EmuDevice;
-use aios_fs::{DataMode, RwCtx, RwError, RwShared};
+use aios_fs::{DataMode, OpenOptions, RwCtx, RwError, RwFile, RwShared};
 
-use crate::crashtest::model::{Effect, Model, Node, Op, RECORD_BYTES};
+use crate::crashtest::model::{tagged, Effect, Model, Node, Op};
 use crate::crashtest::states::splitmix;
 
-/// A file never grows past this (tags and the model stay small; no write is split in pieces).
-pub const FILE_BYTES_MAX: u64 = 96 * 1024;
-/// The largest single write.
-pub const WRITE_BYTES_MAX: u64 = 16 * 1024;
-/// Names a directory level may hold (`n0`..), and directories at the thread's root (`d0`..).
-const NAMES_PER_DIR: u64 = 10;
-const DIRS_MAX: u64 = 3;
+use super::gen::{file_len, next_action, Action, Rng};
 
 /// What the monitor reads of one thread while it runs.
 #[derive(Debug, Default)]
@@ -56,6 +53,9 @@ pub struct Progress {
 pub struct Board {
     pub threads: Vec<Progress>,
     pub abort: AtomicBool,
+    /// A global event counter: each op takes a stamp when it starts and when it returns, so
+    /// the checker knows which ops of other threads had returned before an op began.
+    pub clock: AtomicU64,
 }
 
 impl Board {
@@ -63,6 +63,7 @@ impl Board {
         Board {
             threads: (0..threads).map(|_| Progress::default()).collect(),
             abort: AtomicBool::new(false),
+            clock: AtomicU64::new(0),
         }
     }
 
@@ -88,13 +89,15 @@ impl Board {
     }
 }
 
-/// One logged op: the op, what it changed, and the model id of the file a write or truncate
-/// named (for the in-place rule of `data=ordered`).
+/// One logged op: the op, what it changed, the model id of the file a write or truncate
+/// named (for the in-place rule of `data=ordered`), and its `Board::clock` stamps.
 #[derive(Debug, Clone)]
 pub struct Step {
     pub op: Op,
     pub effect: Effect,
     pub target: Option<u32>,
+    pub started_at: u64,
+    pub returned_at: u64,
 }
 
 /// Bytes `start..end` of model inode `id`, as op `write_op` wrote them, made durable by the
@@ -146,211 +149,26 @@ pub fn id_base(thread: usize) -> u32 {
     (thread as u32 + 1) << 20
 }
 
-/// Bytes of one tag record: writes and sizes are multiples of it.
-const REC: u64 = RECORD_BYTES as u64;
-
-fn align(bytes: u64) -> u64 {
-    bytes - bytes % REC
-}
-
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = splitmix(self.0);
-        self.0
-    }
-
-    /// Uniform in `0..n` (`n > 0`).
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n.max(1)
-    }
-
-    fn pick<'a, T>(&mut self, v: &'a [T]) -> Option<&'a T> {
-        v.get(self.below(v.len() as u64) as usize)
-    }
-}
-
-/// One action: an op of the vocabulary, or a read of a file through the mount.
-enum Action {
-    Op(Op),
-    Read(String),
-}
-
-/// Paths of the model by kind.
-fn paths(m: &Model, want: fn(&Node) -> bool) -> Vec<String> {
-    m.ns.iter()
-        .filter(|(_, id)| m.inodes.get(id).is_some_and(want))
-        .map(|(p, _)| p.clone())
-        .collect()
-}
-
-fn file_len(m: &Model, p: &str) -> u64 {
-    match m.get(p) {
-        Some(Node::File(d)) => d.len() as u64,
-        _ => 0,
-    }
-}
-
-/// A name not in use at the root or in an existing directory.
-fn free_name(m: &Model, rng: &mut Rng) -> Option<String> {
-    let mut parents = vec![String::new()];
-    parents.extend(paths(m, |n| matches!(n, Node::Dir)));
-    let parent = rng.pick(&parents)?.clone();
-    let p = format!("{parent}/n{}", rng.below(NAMES_PER_DIR));
-    (!m.ns.contains_key(&p)).then_some(p)
-}
-
-/// Ops chosen by weight (out of the sum); reads are `read`.
-const WEIGHTS: [(&str, u64); 16] = [
-    ("create", 8),
-    ("write", 12),
-    ("append", 10),
-    ("overwrite", 12),
-    ("truncate", 4),
-    ("fallocate", 4),
-    ("unlink", 5),
-    ("rename", 6),
-    ("link", 3),
-    ("symlink", 3),
-    ("mkdir", 3),
-    ("rmdir", 3),
-    ("fsync", 8),
-    ("fdatasync", 7),
-    ("sync", 3),
-    ("read", 9),
-];
-
-/// An action that must succeed on `m`; `generation` tags a write's bytes.
-fn next_action(m: &Model, rng: &mut Rng, generation: u32) -> Action {
-    let total: u64 = WEIGHTS.iter().map(|w| w.1).sum();
-    for _ in 0..32 {
-        let mut r = rng.below(total);
-        let word = WEIGHTS
-            .iter()
-            .find(|(_, w)| {
-                let hit = r < *w;
-                r = r.saturating_sub(*w);
-                hit
-            })
-            .map_or("sync", |w| w.0);
-        if let Some(a) = try_action(word, m, rng, generation) {
-            return a;
-        }
-    }
-    Action::Op(Op::Fsync("/".into()))
-}
-
-fn try_action(word: &str, m: &Model, rng: &mut Rng, generation: u32) -> Option<Action> {
-    let files = paths(m, |n| matches!(n, Node::File(_)));
-    let dirs = paths(m, |n| matches!(n, Node::Dir));
-    // Whole tag records only: a record half of one write and half of another (or of zeros)
-    // would read as torn.
-    let write = |path: &String, offset: u64, len: u64| {
-        let (offset, len) = (align(offset), align(len).max(REC));
-        (offset + len <= FILE_BYTES_MAX).then(|| {
-            Action::Op(Op::Write {
-                path: path.clone(),
-                offset,
-                len: len as usize,
-                generation,
-            })
-        })
-    };
-    let op = match word {
-        "create" => Op::Create(free_name(m, rng)?),
-        "write" => {
-            let f = rng.pick(&files)?.clone();
-            let len = 1 + rng.below(WRITE_BYTES_MAX);
-            return write(&f, rng.below(FILE_BYTES_MAX - len), len);
-        }
-        "append" => {
-            let f = rng.pick(&files)?.clone();
-            return write(&f, file_len(m, &f), 1 + rng.below(8192));
-        }
-        "overwrite" => {
-            let f = rng.pick(&files)?.clone();
-            let size = file_len(m, &f);
-            let offset = rng.below(size);
-            return write(
-                &f,
-                offset,
-                1 + rng.below((size - offset).min(WRITE_BYTES_MAX)),
-            );
-        }
-        "truncate" => {
-            let f = rng.pick(&files)?.clone();
-            let size = rng.below((file_len(m, &f) + 8192).min(FILE_BYTES_MAX));
-            Op::Truncate(f, align(size))
-        }
-        "fallocate" => {
-            let path = rng.pick(&files)?.clone();
-            let offset = rng.below(64 * 1024);
-            let len = 1 + rng.below(WRITE_BYTES_MAX);
-            (offset + len <= FILE_BYTES_MAX).then_some(())?;
-            Op::Fallocate {
-                path,
-                offset,
-                len,
-                keep_size: rng.below(2) == 0,
-            }
-        }
-        "unlink" => Op::Unlink(rng.pick(&paths(m, |n| !matches!(n, Node::Dir)))?.clone()),
-        "rename" => rename(m, rng, &dirs)?,
-        "link" => Op::Link(rng.pick(&files)?.clone(), free_name(m, rng)?),
-        "symlink" => Op::Symlink(free_name(m, rng)?, format!("n{}", rng.below(NAMES_PER_DIR))),
-        "mkdir" => {
-            let p = format!("/d{}", rng.below(DIRS_MAX));
-            (!m.ns.contains_key(&p)).then_some(())?;
-            Op::Mkdir(p)
-        }
-        "rmdir" => {
-            let d = rng.pick(&dirs)?.clone();
-            let prefix = format!("{d}/");
-            (!m.ns.keys().any(|k| k.starts_with(&prefix))).then_some(())?;
-            Op::Rmdir(d)
-        }
-        "fsync" => {
-            let mut targets = files.clone();
-            targets.extend(dirs.iter().cloned());
-            targets.push("/".into());
-            Op::Fsync(rng.pick(&targets)?.clone())
-        }
-        "fdatasync" => Op::Fdatasync(rng.pick(&files)?.clone()),
-        "sync" => Op::Sync,
-        "read" => return Some(Action::Read(rng.pick(&files)?.clone())),
-        _ => return None,
-    };
-    Some(Action::Op(op))
-}
-
-/// A rename that must succeed: a non-directory to a free name or over another non-directory
-/// (never one of its own hard links), or a directory to a free directory name.
-fn rename(m: &Model, rng: &mut Rng, dirs: &[String]) -> Option<Op> {
-    if rng.below(4) == 0 {
-        let from = rng.pick(dirs)?.clone();
-        let to = format!("/d{}", rng.below(DIRS_MAX));
-        return (!m.ns.contains_key(&to)).then_some(Op::Rename(from, to));
-    }
-    let others = paths(m, |n| !matches!(n, Node::Dir));
-    let from = rng.pick(&others)?.clone();
-    let to = if rng.below(3) == 0 {
-        let to = rng.pick(&others)?.clone();
-        (m.ns.get(&to) != m.ns.get(&from)).then_some(to)?
-    } else {
-        free_name(m, rng)?
-    };
-    Some(Op::Rename(from, to))
-}
-
-/// Runs `op` (model paths, under the thread's directory `dir`) on the mount.
+/// Runs `op` (model paths, under the thread's directory `dir`) on the mount; a write or sync
+/// through `via` when given.
 fn run_op(
     fs: &RwShared<EmuDevice>,
     ctx: &mut RwCtx<EmuDevice>,
     dir: &str,
-    m: &Model,
+    (m, via): (&Model, Option<&RwFile>),
     op: &Op,
 ) -> Result<(), RwError> {
+    if let Some(file) = via {
+        return match op {
+            Op::Write { offset, .. } => fs.write_at(ctx, file, *offset, &m.data_of(op)),
+            Op::Fsync(_) => fs.fsync_file(ctx, file),
+            Op::Fdatasync(_) => fs.fdatasync_file(ctx, file),
+            _ => Err(RwError::Unsupported {
+                step: "crashtest",
+                what: "only writes and syncs go through a handle",
+            }),
+        };
+    }
     let real = |p: &str| {
         if p == "/" {
             dir.to_string()
@@ -446,18 +264,37 @@ impl Last {
     }
 }
 
+/// An open file and its model inode.
+struct Handle {
+    id: u32,
+    file: RwFile,
+}
+
+/// One worker's running state.
+struct Worker<'a> {
+    fs: &'a RwShared<EmuDevice>,
+    ctx: RwCtx<EmuDevice>,
+    cfg: &'a WorkerConfig,
+    board: &'a Board,
+    dir: String,
+    log: ThreadLog,
+    last: Last,
+    handles: Vec<Handle>,
+    /// Bytes of each open inode whose last name is gone (shared by its handles).
+    orphans: HashMap<u32, Vec<u8>>,
+}
+
 /// Runs one worker (see the module documentation).
 pub fn work(fs: &RwShared<EmuDevice>, cfg: &WorkerConfig, board: &Board) -> ThreadLog {
     let t = cfg.thread;
     let me = &board.threads[t];
-    let dir = thread_dir(t);
     let mut log = ThreadLog {
         thread: t,
         bound_after: vec![0],
         model: Model::with_id_base(id_base(t)),
         ..ThreadLog::default()
     };
-    let mut ctx = match fs.ctx() {
+    let ctx = match fs.ctx() {
         Ok(c) => c,
         Err(e) => {
             log.failures.push(format!("thread {t}: context: {e}"));
@@ -465,10 +302,20 @@ pub fn work(fs: &RwShared<EmuDevice>, cfg: &WorkerConfig, board: &Board) -> Thre
             return log;
         }
     };
+    let mut w = Worker {
+        fs,
+        ctx,
+        cfg,
+        board,
+        dir: thread_dir(t),
+        log,
+        last: Last::default(),
+        handles: Vec::new(),
+        orphans: HashMap::new(),
+    };
     let mut rng = Rng(splitmix(
         cfg.seed ^ (t as u64).wrapping_mul(0x51_7CC1_B727_220A),
     ));
-    let mut last = Last::default();
     for action_index in 0..cfg.actions {
         if board.abort.load(Ordering::Acquire) {
             break;
@@ -480,97 +327,266 @@ pub fn work(fs: &RwShared<EmuDevice>, cfg: &WorkerConfig, board: &Board) -> Thre
             }
             break;
         }
-        let j = log.steps.len();
-        let generation = u32::try_from(j + 1).unwrap_or(u32::MAX);
-        let outcome = match next_action(&log.model, &mut rng, generation) {
-            Action::Read(p) => {
-                set_doing(me, format!("action {action_index}: read {dir}{p}"));
-                log.reads += 1;
-                read_back(fs, &mut ctx, &dir, &log.model, &p)
-            }
-            Action::Op(op) => {
-                set_doing(me, format!("action {action_index} (op {j}): {op}"));
-                one_op(fs, &mut ctx, (cfg, board), &mut log, &mut last, op)
-            }
-        };
-        if let Err(what) = outcome {
-            log.failures
+        if let Err(what) = w.action(action_index, &mut rng) {
+            w.log
+                .failures
                 .push(format!("thread {t} action {action_index}: {what}"));
             break;
         }
-        log.actions += 1;
+        w.log.actions += 1;
         me.actions.fetch_add(1, Ordering::AcqRel);
+    }
+    set_doing(me, "closing its files".into());
+    while let Some(h) = w.handles.pop() {
+        if let Err(e) = w.fs.close(&mut w.ctx, h.file) {
+            w.log.failures.push(format!("thread {t}: close: {e}"));
+        }
     }
     set_doing(me, "finished".into());
     me.finished.store(true, Ordering::Release);
-    log
+    w.log
 }
 
 fn set_doing(p: &Progress, what: String) {
     *p.doing.lock().unwrap_or_else(|e| e.into_inner()) = what;
 }
 
-/// Runs and logs one op; `Err` when the file system refused what the model allows.
-fn one_op(
-    fs: &RwShared<EmuDevice>,
-    ctx: &mut RwCtx<EmuDevice>,
-    (cfg, board): (&WorkerConfig, &Board),
-    log: &mut ThreadLog,
-    last: &mut Last,
-    op: Op,
-) -> Result<(), String> {
-    let (t, j) = (cfg.thread, log.steps.len());
-    let dir = thread_dir(t);
-    let target = match &op {
-        Op::Write { path, .. } | Op::Truncate(path, _) => log.model.ns.get(path).copied(),
-        _ => None,
-    };
-    // What every thread had acknowledged before a sync was called: it covers those.
-    let before_sync = matches!(op, Op::Sync).then(|| board.acked());
-    run_op(fs, ctx, &dir, &log.model, &op).map_err(|e| format!("op {j} ({op}) failed: {e}"))?;
-    if let Some(acked) = before_sync {
-        for (p, a) in board.threads.iter().zip(acked) {
-            p.floor.fetch_max(a, Ordering::AcqRel);
+impl Worker<'_> {
+    /// Chooses and runs one action; `Err` is a finding.
+    fn action(&mut self, index: usize, rng: &mut Rng) -> Result<(), String> {
+        let j = self.log.steps.len();
+        let generation = u32::try_from(j + 1).unwrap_or(u32::MAX);
+        let open: Vec<u64> = self.handles.iter().map(|h| self.size_of(h)).collect();
+        let me = &self.board.threads[self.cfg.thread];
+        let dir = self.dir.clone();
+        let action = next_action(&self.log.model, &open, rng, generation);
+        let what = match &action {
+            Action::Op(op) => format!("(op {j}) {op}"),
+            Action::Read(p) => format!("read {dir}{p}"),
+            Action::Open(p) => format!("open {dir}{p}"),
+            Action::HandleWrite { slot, offset, len } => {
+                format!("write by handle {slot} at {offset}, {len} bytes")
+            }
+            Action::HandleRead(slot) => format!("read by handle {slot}"),
+            Action::HandleSync { slot, data } => format!("sync by handle {slot} (data {data})"),
+            Action::Close(slot) => format!("close handle {slot}"),
+        };
+        set_doing(me, format!("action {index}: {what}"));
+        match action {
+            Action::Op(op) => self.one_op(op, None),
+            Action::Read(p) => {
+                self.log.reads += 1;
+                let Some(Node::File(want)) = self.log.model.get(&p) else {
+                    return Ok(());
+                };
+                read_back(self.fs, &mut self.ctx, &dir, &p, want)
+            }
+            Action::Open(p) => {
+                let id = self
+                    .log
+                    .model
+                    .ns
+                    .get(&p)
+                    .copied()
+                    .ok_or("open: no such file")?;
+                let file = self
+                    .fs
+                    .open(&mut self.ctx, format!("{dir}{p}"), OpenOptions::default())
+                    .map_err(|e| format!("open {dir}{p}: {e}"))?;
+                self.handles.push(Handle { id, file });
+                Ok(())
+            }
+            Action::HandleWrite { slot, offset, len } => {
+                self.handle_write(slot, offset, len as usize, generation)
+            }
+            Action::HandleRead(slot) => self.handle_read(slot),
+            Action::HandleSync { slot, data } => self.handle_sync(slot, data),
+            Action::Close(slot) => {
+                let h = self.handles.swap_remove(slot);
+                if !self.handles.iter().any(|o| o.id == h.id) {
+                    self.orphans.remove(&h.id);
+                }
+                self.fs
+                    .close(&mut self.ctx, h.file)
+                    .map_err(|e| format!("close: {e}"))
+            }
         }
     }
-    if matches!(op, Op::Sync | Op::Fsync(_) | Op::Fdatasync(_)) {
-        log.syncs_acked += 1;
-        last.acknowledge(j, &op, &log.model, cfg.data, &mut log.needs);
+
+    /// Bytes of handle `h`'s file now.
+    fn size_of(&self, h: &Handle) -> u64 {
+        self.bytes_of(h.id).map_or(0, |d| d.len() as u64)
     }
-    let effect = log.model.apply(&op).map_err(|e| format!("op {j}: {e}"))?;
-    last.record(j, &effect);
-    log.steps.push(Step { op, effect, target });
-    log.bound_after.push(last.bound);
-    board.threads[t].acked.store(j + 1, Ordering::Release);
-    Ok(())
+
+    /// The bytes of model inode `id` (named or orphan).
+    fn bytes_of(&self, id: u32) -> Option<&Vec<u8>> {
+        match (self.orphans.get(&id), self.log.model.inodes.get(&id)) {
+            (Some(d), _) | (None, Some(Node::File(d))) => Some(d),
+            _ => None,
+        }
+    }
+
+    /// A name of model inode `id`, if it has one left.
+    fn name_of(&self, id: u32) -> Option<String> {
+        self.log
+            .model
+            .ns
+            .iter()
+            .find(|(_, &i)| i == id)
+            .map(|(p, _)| p.clone())
+    }
+
+    fn handle_write(
+        &mut self,
+        slot: usize,
+        offset: u64,
+        len: usize,
+        generation: u32,
+    ) -> Result<(), String> {
+        let h = &self.handles[slot];
+        let Some(path) = self.name_of(h.id) else {
+            let data = tagged(h.id, offset, len, generation);
+            self.fs
+                .write_at(&mut self.ctx, &h.file, offset, &data)
+                .map_err(|e| format!("write to an orphan: {e}"))?;
+            let d = self.orphans.entry(h.id).or_default();
+            let end = offset as usize + len;
+            if d.len() < end {
+                d.resize(end, 0);
+            }
+            d[offset as usize..end].copy_from_slice(&data);
+            return Ok(());
+        };
+        let op = Op::Write {
+            path,
+            offset,
+            len,
+            generation,
+        };
+        self.one_op(op, Some(slot))
+    }
+
+    fn handle_read(&mut self, slot: usize) -> Result<(), String> {
+        let h = &self.handles[slot];
+        let Some(want) = self.bytes_of(h.id).cloned() else {
+            return Err(format!("handle of inode {} without a model", h.id));
+        };
+        self.log.reads += 1;
+        let mut buf = vec![0u8; want.len() + 64];
+        let n = self
+            .fs
+            .read_at(&mut self.ctx, &h.file, 0, &mut buf)
+            .map_err(|e| format!("read by handle: {e}"))?;
+        compare("read by handle", &buf[..n], &want)
+    }
+
+    fn handle_sync(&mut self, slot: usize, data: bool) -> Result<(), String> {
+        let h = &self.handles[slot];
+        let Some(path) = self.name_of(h.id) else {
+            let r = if data {
+                self.fs.fdatasync_file(&mut self.ctx, &h.file)
+            } else {
+                self.fs.fsync_file(&mut self.ctx, &h.file)
+            };
+            return r.map_err(|e| format!("sync of an orphan: {e}"));
+        };
+        let op = if data {
+            Op::Fdatasync(path)
+        } else {
+            Op::Fsync(path)
+        };
+        self.one_op(op, Some(slot))
+    }
+
+    /// Runs and logs one op (through handle `via` if given); `Err` when the file system
+    /// refused what the model allows.
+    fn one_op(&mut self, op: Op, via: Option<usize>) -> Result<(), String> {
+        let (t, j) = (self.cfg.thread, self.log.steps.len());
+        let board = self.board;
+        let m = &self.log.model;
+        let target = match &op {
+            Op::Write { path, .. } | Op::Truncate(path, _) => m.ns.get(path).copied(),
+            _ => None,
+        };
+        // Open files this op may orphan: their bytes as the last name goes.
+        let before: Vec<Option<Node>> = match op {
+            Op::Unlink(_) | Op::Rename(..) => self
+                .handles
+                .iter()
+                .map(|h| m.inodes.get(&h.id).cloned())
+                .collect(),
+            _ => Vec::new(),
+        };
+        // What every thread had acknowledged before a sync was called: it covers those.
+        let before_sync = matches!(op, Op::Sync).then(|| board.acked());
+        let file = via.map(|s| &self.handles[s].file);
+        let started_at = board.clock.fetch_add(1, Ordering::AcqRel);
+        run_op(self.fs, &mut self.ctx, &self.dir, (m, file), &op)
+            .map_err(|e| format!("op {j} ({op}) failed: {e}"))?;
+        let returned_at = board.clock.fetch_add(1, Ordering::AcqRel);
+        if let Some(acked) = before_sync {
+            for (p, a) in board.threads.iter().zip(acked) {
+                p.floor.fetch_max(a, Ordering::AcqRel);
+            }
+        }
+        if matches!(op, Op::Sync | Op::Fsync(_) | Op::Fdatasync(_)) {
+            self.log.syncs_acked += 1;
+            let log = &mut self.log;
+            self.last
+                .acknowledge(j, &op, &log.model, self.cfg.data, &mut log.needs);
+        }
+        let effect = self
+            .log
+            .model
+            .apply(&op)
+            .map_err(|e| format!("op {j}: {e}"))?;
+        for (h, node) in self.handles.iter().zip(before) {
+            if let (None, Some(Node::File(d))) = (self.log.model.inodes.get(&h.id), node) {
+                self.orphans.entry(h.id).or_insert(d);
+            }
+        }
+        self.last.record(j, &effect);
+        self.log.steps.push(Step {
+            op,
+            effect,
+            target,
+            started_at,
+            returned_at,
+        });
+        self.log.bound_after.push(self.last.bound);
+        board.threads[t].acked.store(j + 1, Ordering::Release);
+        Ok(())
+    }
 }
 
-/// Reads file `p` through the mount and compares it with the model.
+/// Reads file `p` through the mount and compares it with the model's `want`.
 fn read_back(
     fs: &RwShared<EmuDevice>,
     ctx: &mut RwCtx<EmuDevice>,
     dir: &str,
-    m: &Model,
     p: &str,
+    want: &[u8],
 ) -> Result<(), String> {
-    let Some(Node::File(want)) = m.get(p) else {
-        return Ok(());
-    };
     let mut buf = vec![0u8; want.len() + 64];
     let n = fs
         .read(ctx, format!("{dir}{p}"), 0, &mut buf)
         .map_err(|e| format!("read {dir}{p}: {e}"))?;
-    if n != want.len() {
+    compare(&format!("read {dir}{p}"), &buf[..n], want)
+}
+
+fn compare(what: &str, got: &[u8], want: &[u8]) -> Result<(), String> {
+    if got.len() != want.len() {
         return Err(format!(
-            "read {dir}{p}: {n} bytes, the model has {}",
+            "{what}: {} bytes, the model has {}",
+            got.len(),
             want.len()
         ));
     }
-    if let Some(i) = (0..n).find(|&i| buf[i] != want[i]) {
-        return Err(format!(
-            "read {dir}{p}: byte {i} is {:#04x}, the model has {:#04x}",
-            buf[i], want[i]
-        ));
+    match (0..got.len()).find(|&i| got[i] != want[i]) {
+        None => Ok(()),
+        Some(i) => Err(format!(
+            "{what}: byte {i} is {:#04x}, the model has {:#04x}",
+            got[i], want[i]
+        )),
     }
-    Ok(())
 }
