@@ -18,7 +18,11 @@
 //! Each op takes a global stamp when it starts and when it returns. If thread B's op began
 //! after thread A's op returned, B's op joined a transaction no earlier than A's; so once B's
 //! least matching prefix holds that op, A's prefix must hold its op. The check looks for one
-//! matching prefix per thread meeting all such pairs.
+//! matching prefix per thread meeting all such pairs. It assumes every op that changes what
+//! the model sees joins the running transaction when it is applied (an overwrite too: it
+//! changes the inode's times), and takes a thread's least matching prefix, so an op whose
+//! bytes show only in place (ordered mode, or an `fdatasync` without a commit) constrains
+//! nobody.
 //!
 //! # What the per-thread prefixes do not cover
 //! - Ops that overlapped in time may land in either order: nothing is demanded of them.
