@@ -153,7 +153,8 @@ struct CrashtestArgs {
 /// Options of `aios crashtest --concurrent` (with `--seed`, `--mode`, `--order`).
 #[derive(Debug, clap::Args)]
 struct ConcurrentArgs {
-    /// Threads under load on one mount, with a deadlock watchdog and crashes taken mid-run.
+    /// Threads under load on one mount, with a deadlock watchdog and crashes taken mid-run
+    /// (--seed seeds their actions and the crash moments).
     #[arg(long)]
     concurrent: bool,
     /// --concurrent: worker threads.
