@@ -134,7 +134,8 @@ struct CrashtestArgs {
     /// random: crash points per workload.
     #[arg(long, default_value_t = 20)]
     points: usize,
-    /// Seed of the 2-op sample, the random workloads and the random subsets.
+    /// Seed of the 2-op sample, the random workloads and the random subsets (with
+    /// --concurrent: of the threads' actions and the crash moments).
     #[arg(long, default_value_t = 0, value_parser = parse_seed)]
     seed: u64,
     /// Repeat every set in every mode and order on fresh seeds for --minutes.
@@ -165,6 +166,32 @@ struct CrashtestArgs {
     /// campaign must report violations (and each replays).
     #[arg(long)]
     sabotage_model: bool,
+    #[command(flatten)]
+    concurrent: ConcurrentArgs,
+}
+
+/// Options of `aios crashtest --concurrent` (with `--seed`, `--mode`, `--order`).
+#[derive(Debug, clap::Args)]
+struct ConcurrentArgs {
+    /// Threads under load on one mount, with a deadlock watchdog and crashes taken mid-run
+    /// (--seed seeds their actions and the crash moments).
+    #[arg(long)]
+    concurrent: bool,
+    /// --concurrent: worker threads.
+    #[arg(long, default_value_t = 4)]
+    threads: usize,
+    /// --concurrent: actions (ops and reads) per thread.
+    #[arg(long, default_value_t = 10_000)]
+    ops: usize,
+    /// --concurrent: crash images taken while the threads run.
+    #[arg(long, default_value_t = 100)]
+    crashes: usize,
+    /// --concurrent: seconds without progress after which the watchdog fails the run.
+    #[arg(long, default_value_t = 10)]
+    watchdog_secs: u64,
+    /// --concurrent: the emulated device (needs a volatile cache).
+    #[arg(long, default_value = aios::crashtest::concurrent::DEVICE_DEFAULT)]
+    device: String,
 }
 
 /// `aios crashtest --ci`: the bounded campaign of every set (see `crashtest::suite`).
@@ -213,6 +240,9 @@ fn crashtest(args: CrashtestArgs) -> Result<()> {
     if args.ci {
         return crashtest_ci();
     }
+    if args.concurrent.concurrent {
+        return crashtest_concurrent(&args);
+    }
     let set = match args.workloads.as_str() {
         "one-op" => crashtest::WorkloadSet::OneOp,
         "two-op" => crashtest::WorkloadSet::TwoOp { count: args.count },
@@ -241,6 +271,29 @@ fn crashtest(args: CrashtestArgs) -> Result<()> {
         None => crashtest::run(&options),
     }
     .map_err(|e| anyhow::anyhow!("crashtest: {e}"))?;
+    report.write_to(&mut std::io::stdout().lock(), &options)?;
+    if report.violations_total > 0 {
+        anyhow::bail!("crashtest: {} violations", report.violations_total);
+    }
+    Ok(())
+}
+
+fn crashtest_concurrent(args: &CrashtestArgs) -> Result<()> {
+    use aios::crashtest::concurrent;
+    let c = &args.concurrent;
+    let options = concurrent::Options {
+        data: args.mode,
+        order: args.order,
+        seed: args.seed,
+        threads: c.threads,
+        ops_per_thread: c.ops,
+        crashes: c.crashes,
+        watchdog: std::time::Duration::from_secs(c.watchdog_secs),
+        device: c.device.clone(),
+        keep_dir: Some(std::env::temp_dir()),
+        ..concurrent::Options::default()
+    };
+    let report = concurrent::run(&options).map_err(|e| anyhow::anyhow!("crashtest: {e}"))?;
     report.write_to(&mut std::io::stdout().lock(), &options)?;
     if report.violations_total > 0 {
         anyhow::bail!("crashtest: {} violations", report.violations_total);

@@ -132,7 +132,7 @@ fn in_place(ops: &[Op], states: &[Model], k: usize, id: u32, at: usize, byte: u8
 }
 
 /// Describes the record holding byte `at` for a message.
-fn record_at(d: &[u8], at: usize) -> String {
+pub fn record_at(d: &[u8], at: usize) -> String {
     let r = at - at % RECORD_BYTES;
     match d.get(r..r + RECORD_BYTES).map(decode_record) {
         Some(Record::Tag(t)) => format!(
@@ -146,7 +146,7 @@ fn record_at(d: &[u8], at: usize) -> String {
 }
 
 /// Tags of file `p` (model id `id`): every whole record zeros or this file's own.
-fn check_tags(p: &str, id: u32, d: &[u8]) -> Result<(), String> {
+pub fn check_tags(p: &str, id: u32, d: &[u8]) -> Result<(), String> {
     for (i, r) in d.chunks_exact(RECORD_BYTES).enumerate() {
         let at = (i * RECORD_BYTES) as u64;
         match decode_record(r) {

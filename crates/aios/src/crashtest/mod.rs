@@ -29,8 +29,10 @@
 //! | `states` | crash points and subsets, state seeds, image keys |
 //! | `recover` | recovery (twice), our fsck walk, `e2fsck -fn` |
 //! | `check` | the model checks of one recovered state |
+//! | `concurrent` | `--concurrent`: threads under load, a watchdog, crashes taken mid-run |
 
 pub mod check;
+pub mod concurrent;
 pub mod model;
 pub mod random;
 pub mod recover;

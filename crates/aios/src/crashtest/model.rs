@@ -215,6 +215,15 @@ pub fn parent_of(p: &str) -> &str {
 }
 
 impl Model {
+    /// An empty model whose inode ids start above `base`: models with different bases never
+    /// share an id, so their tags never pass for each other's (one per concurrent thread).
+    pub fn with_id_base(base: u32) -> Model {
+        Model {
+            next: base,
+            ..Model::default()
+        }
+    }
+
     pub fn get(&self, p: &str) -> Option<&Node> {
         self.ns.get(p).and_then(|id| self.inodes.get(id))
     }
