@@ -8,7 +8,9 @@
 //! - **Durable bound**: an acknowledged `sync` at op `j` needs prefix `b >= j`; `fsync(p)` needs
 //!   the last earlier op that touched `p`'s inode; `fdatasync(p)` the last that remapped it
 //!   (size or block map; `data=journal`: touched), and also the bytes of the last earlier
-//!   write to `p` (an overwrite synced without a commit), checked separately.
+//!   write to `p` (an overwrite synced without a commit), checked separately for the prefixes
+//!   that end at or before that write (later prefixes hold those bytes in the model, or what
+//!   later ops of a multi-op workload made of them).
 //! - **Prefix**: the recovered tree equals the model after some `b` at or above the bound:
 //!   names, types, symlink targets, which names share an inode, link counts, sizes, bytes.
 //!   In `data=ordered`, a byte may instead hold what an op not in the prefix (`k >= b`) that
@@ -29,6 +31,9 @@ struct DataNeed {
     start: usize,
     want: Vec<u8>,
     by: String,
+    /// The write's op: prefixes past it hold the bytes in the model (or what later ops made
+    /// of them: a truncate, a rename, an overwrite), and are checked against that instead.
+    write_op: usize,
 }
 
 /// The least prefix allowed at `point`, and the data needs.
@@ -86,6 +91,7 @@ fn bound(rec: &Recording, ops: &[Op], point: usize, ordered: bool) -> (usize, Ve
                             start: s,
                             want: d[s..e].to_vec(),
                             by: format!("op {j} ({op}) after op {k} ({})", ops[k]),
+                            write_op: k,
                         });
                     }
                 }
@@ -232,39 +238,17 @@ pub fn check_state(
     ordered: bool,
 ) -> Result<(), String> {
     let (b_min, needs) = bound(rec, ops, point, ordered);
-    for need in &needs {
-        let Some(Seen {
-            node: Node::File(d),
-            ..
-        }) = got.get(&need.path)
-        else {
-            return Err(format!(
-                "{}: acknowledged by {} but not a file here",
-                need.path, need.by
-            ));
-        };
-        let end = need.start + need.want.len();
-        let have = d.get(need.start..end);
-        if have != Some(&need.want[..]) {
-            let i = (need.start..end)
-                .find(|&i| d.get(i) != need.want.get(i - need.start))
-                .unwrap_or(need.start);
-            return Err(format!(
-                "{}: byte {i} lost (it holds {}), acknowledged by {}",
-                need.path,
-                d.get(i)
-                    .map_or("past the end".to_string(), |_| record_at(d, i)),
-                need.by
-            ));
-        }
-    }
     // Ops that had started by the crash: op k once op k-1 returned before it.
     let started = (0..ops.len())
         .take_while(|&k| k == 0 || rec.acked.get(k - 1).is_some_and(|&a| a < point))
         .count();
     let mut why = Vec::new();
     for b in (b_min..rec.states.len()).rev() {
-        match matches(rec, ops, got, b, (started, ordered)) {
+        let mut needed = needs.iter().filter(|n| n.write_op >= b);
+        match needed
+            .try_for_each(|n| check_need(got, n))
+            .and_then(|()| matches(rec, ops, got, b, (started, ordered)))
+        {
             Ok(()) => return Ok(()),
             Err(e) => why.push(format!("prefix {b}: {e}")),
         }
@@ -272,5 +256,33 @@ pub fn check_state(
     Err(format!(
         "the recovered tree is no allowed prefix (durable bound {b_min}):\n  {}",
         why.join("\n  ")
+    ))
+}
+
+/// The bytes `need` names are in `got` (see [`DataNeed`]).
+fn check_need(got: &Tree, need: &DataNeed) -> Result<(), String> {
+    let Some(Seen {
+        node: Node::File(d),
+        ..
+    }) = got.get(&need.path)
+    else {
+        return Err(format!(
+            "{}: acknowledged by {} but not a file here",
+            need.path, need.by
+        ));
+    };
+    let end = need.start + need.want.len();
+    if d.get(need.start..end) == Some(&need.want[..]) {
+        return Ok(());
+    }
+    let i = (need.start..end)
+        .find(|&i| d.get(i) != need.want.get(i - need.start))
+        .unwrap_or(need.start);
+    Err(format!(
+        "{}: byte {i} lost (it holds {}), acknowledged by {}",
+        need.path,
+        d.get(i)
+            .map_or("past the end".to_string(), |_| record_at(d, i)),
+        need.by
     ))
 }
