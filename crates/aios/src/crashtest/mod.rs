@@ -8,7 +8,8 @@
 //! all of them up to 10, else 64 seeded plus all-kept and all-dropped), it builds the crash
 //! image and checks ([`recover`], [`check`]):
 //! - recovery mounts and unmounts cleanly, and a crash inside that recovery followed by another
-//!   one gives the same tree;
+//!   one gives the same tree ([`RecoveryCrashes`]: by default at every event of the recovery's
+//!   write log, its unflushed writes all dropped and all kept);
 //! - our fsck (every directory, file and symlink read back) and `e2fsck -fn` find nothing
 //!   (`e2fsck` on every `fsck_every`-th distinct recovered image, default every one);
 //! - the tree is the model after a prefix of the ops holding every acknowledged sync, byte for
@@ -16,6 +17,13 @@
 //!
 //! Equal crash images are recovered once (`states::image_key`); each crash state is still
 //! checked against its own crash point.
+//!
+//! # Self-tests
+//! A harness that cannot fail is worthless: `--sabotage-model` breaks the model, and
+//! `--plant NAME` ([`Options::plant`], test-only) plants one known protocol bug in every mount
+//! (`aios_journal::runtime::PlantedBug`), adds the multi-op workloads that expose what 1-op
+//! workloads cannot (`workload::planted`), and stops at the first violation, reaching the
+//! cheapest states first (`cheapest_first`). [`eio`] is the EIO sweep (`--eio`).
 //!
 //! # Replaying
 //! A state is named `SEED:WORKLOAD@POINT`: the state seed (`states`), the workload's name and
@@ -25,12 +33,14 @@
 //! | Module | What |
 //! | --- | --- |
 //! | `model` | model, ops, effects, data tags |
-//! | `workload` | the prepared image, the 1-op workloads, recording a run |
+//! | `workload` | the prepared image, the 1-op and multi-op workloads, recording a run |
 //! | `states` | crash points and subsets, state seeds, image keys |
-//! | `recover` | recovery (twice), our fsck walk, `e2fsck -fn` |
+//! | `recover` | recovery (crashed and redone), our fsck walk, `e2fsck -fn` |
 //! | `check` | the model checks of one recovered state |
+//! | `eio` | the EIO sweep: a fault at each write and flush of a 50-op run |
 
 pub mod check;
+pub mod eio;
 pub mod model;
 pub mod recover;
 pub mod states;
@@ -42,8 +52,9 @@ use std::time::{Duration, Instant};
 
 use aios_device_emu::DiskImage;
 use aios_fs::{DataMode, RwOptions};
-use aios_journal::runtime::CommitOrder;
+use aios_journal::runtime::{CommitOrder, PlantedBug};
 
+pub use recover::RecoveryCrashes;
 use recover::Tree;
 use workload::{Prepared, Recording, Workload};
 
@@ -65,6 +76,14 @@ pub struct Options {
     /// Self-test of the harness: the model believes every write put one byte differently
     /// (its first), so states holding an acknowledged write must be reported.
     pub sabotage_model: bool,
+    /// Self-test of the harness, test-only: a protocol bug planted in every mount (the
+    /// workload runs and the recoveries), and the workloads that expose bugs (`workload::planted`)
+    /// run first.
+    pub plant: Option<PlantedBug>,
+    /// End the campaign at the first violation (its time is in [`Report::first_violation`]).
+    pub stop_at_first: bool,
+    /// Where each replaying recovery is crashed and redone.
+    pub recovery_crashes: RecoveryCrashes,
 }
 
 impl Default for Options {
@@ -78,6 +97,29 @@ impl Default for Options {
             keep_per_workload: 3,
             stride: None,
             sabotage_model: false,
+            plant: None,
+            stop_at_first: false,
+            recovery_crashes: RECOVERY_CRASHES_DEFAULT,
+        }
+    }
+}
+
+/// The default campaign's recovery crashes: every event, all-dropped and all-kept only.
+pub const RECOVERY_CRASHES_DEFAULT: RecoveryCrashes =
+    RecoveryCrashes::EveryPoint { seeded_subsets: 0 };
+/// A `--plant` campaign's: every event, and two seeded subsets more.
+pub const RECOVERY_CRASHES_PLANT: RecoveryCrashes =
+    RecoveryCrashes::EveryPoint { seeded_subsets: 2 };
+
+impl Options {
+    /// The options of a `--plant` campaign for `bug` (data mode and order as `self`): stops at
+    /// the first violation, crashes recoveries more densely.
+    pub fn planted(&self, bug: PlantedBug) -> Options {
+        Options {
+            plant: Some(bug),
+            stop_at_first: true,
+            recovery_crashes: RECOVERY_CRASHES_PLANT,
+            ..self.clone()
         }
     }
 }
@@ -88,6 +130,7 @@ impl Options {
             data: self.data,
             order: self.order,
             commit_interval: None,
+            plant: self.plant,
             ..RwOptions::default()
         }
     }
@@ -106,7 +149,10 @@ impl Options {
         } else {
             ""
         };
-        format!("--mode {mode} --order {order}{sabotage}")
+        let plant = self
+            .plant
+            .map_or(String::new(), |b| format!(" --plant {}", b.name()));
+        format!("--mode {mode} --order {order}{sabotage}{plant}")
     }
 }
 
@@ -148,6 +194,10 @@ pub struct Report {
     pub violations_total: usize,
     pub violations: Vec<Violation>,
     pub elapsed: Duration,
+    /// From the campaign's start (image preparation included) to its first violation.
+    pub first_violation: Option<Duration>,
+    /// Crashed recoveries redone (distinct images, see [`RecoveryCrashes`]).
+    pub recovery_crashes: usize,
     /// With `--replay`: the state described (ops, acknowledgements, candidates kept).
     pub detail: Vec<String>,
 }
@@ -196,7 +246,16 @@ impl Report {
             self.states,
             100.0 * self.e2fsck_states as f64 / self.states.max(1) as f64
         )?;
-        writeln!(out, "violations: {}", self.violations_total)?;
+        writeln!(
+            out,
+            "recovery crashed and redone: {} distinct images",
+            self.recovery_crashes
+        )?;
+        write!(out, "violations: {}", self.violations_total)?;
+        match self.first_violation {
+            Some(t) => writeln!(out, " (first after {:.2} s)", t.as_secs_f64())?,
+            None => writeln!(out)?,
+        }
         for v in &self.violations {
             writeln!(out, "{v}")?;
         }
@@ -213,6 +272,7 @@ struct Campaign<'a> {
     prepared: &'a Prepared,
     dir: &'a Path,
     report: Report,
+    started: Instant,
 }
 
 /// Runs every 1-op workload (filtered by `options.only`).
@@ -225,22 +285,105 @@ pub fn run(options: &Options) -> Result<Report, String> {
         prepared: &prepared,
         dir: dir.path(),
         report: Report::default(),
+        started,
     };
-    for wl in selected(&prepared, options) {
-        c.workload(&wl, None);
+    let wls = selected(&prepared, options);
+    if options.stop_at_first {
+        for (wl, pass) in cheapest_first(&prepared, options, wls) {
+            if !c.stopped() {
+                c.workload(&wl, None, pass);
+            }
+        }
+    } else {
+        for wl in wls {
+            c.workload(&wl, None, Pass::All);
+        }
     }
     c.report.elapsed = started.elapsed();
     Ok(c.report)
 }
 
 fn selected(prepared: &Prepared, options: &Options) -> Vec<Workload> {
-    workload::one_op(&prepared.model)
+    all_workloads(prepared, options)
         .into_iter()
         .enumerate()
         .filter(|(i, _)| options.stride.is_none_or(|(n, r)| i % n.max(1) == r))
         .map(|(_, w)| w)
         .filter(|w| options.only.is_empty() || options.only.iter().any(|o| w.name.contains(o)))
         .collect()
+}
+
+/// The 1-op workloads, after the multi-op ones that expose planted bugs when one is planted
+/// or `only` names them (`plant-`).
+fn all_workloads(prepared: &Prepared, options: &Options) -> Vec<Workload> {
+    let wanted = options.plant.is_some() || options.only.iter().any(|o| o.starts_with("plant-"));
+    let mut all = if wanted {
+        workload::planted()
+    } else {
+        Vec::new()
+    };
+    all.extend(workload::one_op(&prepared.model));
+    all
+}
+
+/// The order of a campaign that stops at its first violation: the cheapest states first,
+/// every state still checked unless a violation ends it. First the all-dropped and all-kept
+/// states of the multi-op workloads (`plant-`, they expose what 1-op workloads cannot), then
+/// each 1-op workload by write-log length, its extreme states before the other subsets,
+/// then the other subsets of the multi-op workloads.
+fn cheapest_first(
+    prepared: &Prepared,
+    options: &Options,
+    wls: Vec<Workload>,
+) -> Vec<(Workload, Pass)> {
+    let (multi, one): (Vec<Workload>, Vec<Workload>) =
+        wls.into_iter().partition(|w| w.ops.len() > 2);
+    let mut sized: Vec<(usize, Workload)> = one
+        .into_iter()
+        .map(|wl| {
+            let rec = workload::record(prepared, &wl, options.rw());
+            (rec.map_or(0, |r| r.log.events().len()), wl)
+        })
+        .collect();
+    sized.sort_by_key(|(events, _)| *events);
+    let mut order: Vec<(Workload, Pass)> =
+        multi.iter().map(|w| (w.clone(), Pass::Extremes)).collect();
+    for (_, wl) in sized {
+        order.push((wl.clone(), Pass::Extremes));
+        order.push((wl, Pass::Rest));
+    }
+    order.extend(multi.into_iter().map(|w| (w, Pass::Rest)));
+    order
+}
+
+/// Which subsets of each crash point a walk over a workload checks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Pass {
+    All,
+    /// All-dropped and all-kept only.
+    Extremes,
+    /// The others.
+    Rest,
+}
+
+impl Pass {
+    fn wants(self, seed: u64) -> bool {
+        let extreme = seed == 0 || seed == u64::MAX;
+        match self {
+            Pass::All => true,
+            Pass::Extremes => extreme,
+            Pass::Rest => !extreme,
+        }
+    }
+}
+
+/// The workload named `name`, multi-op or 1-op (whatever the options select).
+fn named(prepared: &Prepared, name: &str) -> Result<Workload, String> {
+    workload::planted()
+        .into_iter()
+        .chain(workload::one_op(&prepared.model))
+        .find(|w| w.name == name)
+        .ok_or_else(|| format!("no workload named {name}"))
 }
 
 /// Parses `SEED:WORKLOAD@POINT`.
@@ -262,24 +405,30 @@ pub fn replay_one(options: &Options, spec: &str) -> Result<Report, String> {
     let started = Instant::now();
     let dir = tempfile::tempdir().map_err(|e| format!("temporary directory: {e}"))?;
     let prepared = workload::prepare(dir.path(), options.rw())?;
-    let wl = workload::one_op(&prepared.model)
-        .into_iter()
-        .find(|w| w.name == name)
-        .ok_or_else(|| format!("no workload named {name}"))?;
+    let wl = named(&prepared, &name)?;
     let mut c = Campaign {
         options,
         prepared: &prepared,
         dir: dir.path(),
         report: Report::default(),
+        started,
     };
-    c.workload(&wl, Some((seed, point)));
+    c.workload(&wl, Some((seed, point)), Pass::All);
     c.report.elapsed = started.elapsed();
     Ok(c.report)
 }
 
 impl Campaign<'_> {
+    /// True once `stop_at_first` has its violation.
+    fn stopped(&self) -> bool {
+        self.options.stop_at_first && self.report.violations_total > 0
+    }
+
     fn violation(&mut self, wl: &Workload, at: (usize, usize, u64), what: String) {
         self.report.violations_total += 1;
+        if self.report.first_violation.is_none() {
+            self.report.first_violation = Some(self.started.elapsed());
+        }
         let kept = self
             .report
             .violations
@@ -304,9 +453,11 @@ impl Campaign<'_> {
         });
     }
 
-    /// Records `wl` and checks its crash states (only `one` when given: seed and point).
-    fn workload(&mut self, wl: &Workload, one: Option<(u64, usize)>) {
-        self.report.workloads += 1;
+    /// Records `wl` and checks its crash states (only `one` when given: seed and point), those
+    /// of `pass`.
+    fn workload(&mut self, wl: &Workload, one: Option<(u64, usize)>, pass: Pass) {
+        let first_pass = pass != Pass::Rest;
+        self.report.workloads += usize::from(first_pass);
         let rec = match workload::record(self.prepared, wl, self.options.rw()) {
             Ok(r) if self.options.sabotage_model => sabotage(r),
             Ok(r) => r,
@@ -324,10 +475,13 @@ impl Campaign<'_> {
             None => (0..=events).collect(),
         };
         for point in points {
+            if self.stopped() {
+                return;
+            }
             if let Err(e) = replay.advance_to(log.point(point)) {
                 return self.violation(wl, (point, events, 0), format!("replay: {e}"));
             }
-            self.report.crash_points += 1;
+            self.report.crash_points += usize::from(first_pass);
             let cands = replay.candidates();
             let salt = states::splitmix(
                 self.options.seed
@@ -342,9 +496,13 @@ impl Campaign<'_> {
                 }
                 None => states::subset_seeds(cands.len(), salt),
             };
+            let seeds = seeds.into_iter().filter(|&s| pass.wants(s));
             let ordered = self.options.data == DataMode::Ordered;
             let acked = check::has_acknowledged(&rec, &wl.ops, point, ordered);
             for seed in seeds {
+                if self.stopped() {
+                    return;
+                }
                 self.report.states += 1;
                 self.report.acked_states += usize::from(acked);
                 let flags = states::kept(seed, &cands);
@@ -379,12 +537,18 @@ impl Campaign<'_> {
         };
         let fsck = self.options.fsck_every > 0
             && (self.report.distinct_images - 1).is_multiple_of(self.options.fsck_every);
-        let outcome = check_image(image, self.options.rw(), key, fsck.then_some(self.dir));
-        if let Ok((_, replayed)) = &outcome {
-            self.report.replayed += usize::from(*replayed);
+        let outcome = check_image(
+            image,
+            self.options.rw(),
+            (key, self.options.recovery_crashes),
+            fsck.then_some(self.dir),
+        );
+        if let Ok(c) = &outcome {
+            self.report.replayed += usize::from(c.replayed);
+            self.report.recovery_crashes += c.redone;
         }
         self.report.e2fsck_runs += usize::from(fsck);
-        (outcome.map(|(t, _)| std::rc::Rc::new(t)), fsck)
+        (outcome.map(|c| std::rc::Rc::new(c.tree)), fsck)
     }
 }
 
@@ -430,19 +594,19 @@ fn sabotage(mut rec: Recording) -> Recording {
     rec
 }
 
-/// Recovery (twice), our fsck and, with a directory for the copy, `e2fsck -fn`: the tree, and
-/// whether recovery replayed a journal.
+/// Recovery (then crashed and redone as `crashes` says, `key` seeding it), our fsck and, with
+/// a directory for the copy, `e2fsck -fn`.
 pub fn check_image(
     image: DiskImage,
     options: RwOptions,
-    key: u64,
+    (key, crashes): (u64, RecoveryCrashes),
     e2fsck_dir: Option<&Path>,
-) -> Result<(Tree, bool), String> {
-    let rv = recover::recover(image, options, key)?;
+) -> Result<recover::Recovered, String> {
+    let rv = recover::recover(image, options, key, crashes)?;
     if let Some(dir) = e2fsck_dir {
         recover::e2fsck(&rv.image, &dir.join("recovered.img"))?;
     }
-    Ok((rv.tree, rv.replayed))
+    Ok(rv)
 }
 
 /// For tests: the prepared image, a workload by name, its recording.
@@ -452,10 +616,7 @@ pub fn record_named(
     name: &str,
 ) -> Result<(Prepared, Workload, Recording), String> {
     let prepared = workload::prepare(dir, options.rw())?;
-    let wl = workload::one_op(&prepared.model)
-        .into_iter()
-        .find(|w| w.name == name)
-        .ok_or_else(|| format!("no workload named {name}"))?;
+    let wl = named(&prepared, name)?;
     let rec = workload::record(&prepared, &wl, options.rw())?;
     Ok((prepared, wl, rec))
 }

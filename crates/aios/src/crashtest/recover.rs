@@ -3,9 +3,10 @@
 //!
 //! # Role
 //! [`recover`] mounts a crash image read-write (journal recovery, orphan cleanup) and
-//! unmounts, on a recording device; then it crashes that recovery at a point chosen by the
-//! image's key, recovers again, and requires the same tree ("recovering twice gives the same
-//! result"). [`read_tree`] is our fsck: every directory, file and symlink read back through
+//! unmounts, on a recording device; then it crashes that recovery ([`RecoveryCrashes`]: at one
+//! point chosen by the image's key, or at every event of its write log with its unflushed
+//! writes all dropped, all kept and a few seeded subsets), recovers again, and requires the
+//! same tree ("recovering twice gives the same result"). [`read_tree`] is our fsck: every directory, file and symlink read back through
 //! the read-only mount; any error is a finding. [`e2fsck`] runs `e2fsck -fn` on a saved copy.
 //!
 //! # Invariants
@@ -57,46 +58,96 @@ fn mount_unmount(dev: &EmuDevice, options: RwOptions, what: &str) -> Result<bool
     Ok(replayed)
 }
 
+/// Where recovery itself is crashed before it is redone (see the module documentation).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RecoveryCrashes {
+    /// One point strictly inside the recovery and one seeded subset, both chosen by the
+    /// image's key (the cheapest).
+    Seeded,
+    /// Every event of the recovery's write log, each with its unflushed writes all dropped,
+    /// all kept, and `seeded_subsets` seeded subsets; equal images are recovered once.
+    EveryPoint { seeded_subsets: usize },
+}
+
 /// What recovering one crash image gave.
 pub struct Recovered {
     pub tree: Tree,
     pub image: DiskImage,
     /// Recovery replayed a journal (and was crashed and redone).
     pub replayed: bool,
+    /// Crashed recoveries redone (distinct images).
+    pub redone: usize,
 }
 
-/// Recovers `crashed`, then redoes the recovery after a crash inside it (see the module doc).
-pub fn recover(crashed: DiskImage, options: RwOptions, key: u64) -> Result<Recovered, String> {
+/// Recovers `crashed`, then redoes the recovery after crashes inside it (see the module doc).
+pub fn recover(
+    crashed: DiskImage,
+    options: RwOptions,
+    key: u64,
+    crashes: RecoveryCrashes,
+) -> Result<Recovered, String> {
     let dev = device(crashed, true)?;
     let replayed = mount_unmount(&dev, options, "recovery")?;
     let image = dev.current_image().map_err(|e| e.to_string())?;
     let tree = read_tree(dev.clone())?;
+    let mut redone = 0;
     if replayed {
         let log = dev.log().map_err(|e| e.to_string())?;
         let events = log.events().len();
-        // A point strictly inside the recovery, and a seed for what its cache loses.
         let r = splitmix(key);
-        let point = 1 + (r % events.max(1) as u64) as usize;
-        let seed = splitmix(r);
-        let replay = log
-            .replay_to(log.point(point.min(events)))
+        let states: Vec<(usize, u64)> = match crashes {
+            // A point strictly inside the recovery, and a seed for what its cache loses.
+            RecoveryCrashes::Seeded => {
+                vec![(1 + (r % events.max(1) as u64) as usize, splitmix(r))]
+            }
+            RecoveryCrashes::EveryPoint { seeded_subsets } => (1..events)
+                .flat_map(|p| {
+                    let mut x = r ^ (p as u64).wrapping_mul(0x9E37);
+                    let seeded = (0..seeded_subsets).map(move |_| {
+                        x = splitmix(x);
+                        x
+                    });
+                    [0, u64::MAX].into_iter().chain(seeded).map(move |s| (p, s))
+                })
+                .collect(),
+        };
+        let mut replay = log.replay().map_err(|e| e.to_string())?;
+        let mut seen = std::collections::HashSet::new();
+        for (point, seed) in states {
+            let point = point.min(events);
+            replay
+                .advance_to(log.point(point))
+                .map_err(|e| e.to_string())?;
+            let again = match crashes {
+                RecoveryCrashes::Seeded => replay.image_seeded(seed),
+                RecoveryCrashes::EveryPoint { .. } => {
+                    let cands = replay.candidates();
+                    let flags = super::states::kept(seed, &cands);
+                    if !seen.insert(super::states::image_key(&log, &replay, &cands, &flags)) {
+                        continue;
+                    }
+                    replay.image_subset(&flags)
+                }
+            }
             .map_err(|e| e.to_string())?;
-        let again = replay.image_seeded(seed).map_err(|e| e.to_string())?;
-        let dev2 = device(again, false)?;
-        let what = format!("recovery after a crash at recovery event {point}/{events}");
-        mount_unmount(&dev2, options, &what)?;
-        let tree2 = read_tree(dev2)?;
-        if tree2 != tree {
-            return Err(format!(
-                "{what} (seed {seed:#x}) gives another tree than one recovery:\n{}",
-                tree_diff(&tree, &tree2)
-            ));
+            redone += 1;
+            let dev2 = device(again, false)?;
+            let what = format!("recovery after a crash at recovery event {point}/{events}");
+            mount_unmount(&dev2, options, &what)?;
+            let tree2 = read_tree(dev2)?;
+            if tree2 != tree {
+                return Err(format!(
+                    "{what} (state seed {seed:#x}) gives another tree than one recovery:\n{}",
+                    tree_diff(&tree, &tree2)
+                ));
+            }
         }
     }
     Ok(Recovered {
         tree,
         image,
         replayed,
+        redone,
     })
 }
 
