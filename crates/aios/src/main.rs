@@ -152,22 +152,28 @@ struct CrashtestArgs {
     /// The EIO sweep (--replay takes write|flush:N:once|sticky).
     #[arg(long)]
     eio: bool,
-    /// Where recoveries are crashed and redone: seeded (one point), every (every event, all
-    /// dropped and all kept), every:N (and N seeded subsets); default every, --plant every:2.
+    /// Where recoveries are crashed and redone: seeded (one point and subset), dropped (and
+    /// every event, all dropped), every (and all kept), every:N (and N seeded subsets);
+    /// default dropped, --plant every:2.
     #[arg(long, value_parser = parse_recovery_crashes)]
     recovery_crashes: Option<aios::crashtest::RecoveryCrashes>,
 }
 
 fn parse_recovery_crashes(s: &str) -> Result<aios::crashtest::RecoveryCrashes, String> {
     use aios::crashtest::RecoveryCrashes;
+    let every = |all_kept, seeded_subsets| RecoveryCrashes::EveryPoint {
+        all_kept,
+        seeded_subsets,
+    };
     match s.split_once(':') {
         _ if s == "seeded" => Ok(RecoveryCrashes::Seeded),
-        _ if s == "every" => Ok(RecoveryCrashes::EveryPoint { seeded_subsets: 0 }),
+        _ if s == "dropped" => Ok(every(false, 0)),
+        _ if s == "every" => Ok(every(true, 0)),
         Some(("every", n)) => n
             .parse()
-            .map(|seeded_subsets| RecoveryCrashes::EveryPoint { seeded_subsets })
-            .map_err(|_| format!("{s}: expected seeded, every or every:N")),
-        _ => Err(format!("{s}: expected seeded, every or every:N")),
+            .map(|n| every(true, n))
+            .map_err(|_| format!("{s}: expected seeded, dropped, every or every:N")),
+        _ => Err(format!("{s}: expected seeded, dropped, every or every:N")),
     }
 }
 

@@ -8,8 +8,8 @@
 //! all of them up to 10, else 64 seeded plus all-kept and all-dropped), it builds the crash
 //! image and checks ([`recover`], [`check`]):
 //! - recovery mounts and unmounts cleanly, and a crash inside that recovery followed by another
-//!   one gives the same tree ([`RecoveryCrashes`]: by default at every event of the recovery's
-//!   write log, its unflushed writes all dropped and all kept);
+//!   one gives the same tree ([`RecoveryCrashes`]: by default at one seeded point and subset,
+//!   and at every event of the recovery's write log with its unflushed writes dropped);
 //! - our fsck (every directory, file and symlink read back) and `e2fsck -fn` find nothing
 //!   (`e2fsck` on every `fsck_every`-th distinct recovered image, default every one);
 //! - the tree is the model after a prefix of the ops holding every acknowledged sync, byte for
@@ -104,12 +104,18 @@ impl Default for Options {
     }
 }
 
-/// The default campaign's recovery crashes: every event, all-dropped and all-kept only.
-pub const RECOVERY_CRASHES_DEFAULT: RecoveryCrashes =
-    RecoveryCrashes::EveryPoint { seeded_subsets: 0 };
-/// A `--plant` campaign's: every event, and two seeded subsets more.
-pub const RECOVERY_CRASHES_PLANT: RecoveryCrashes =
-    RecoveryCrashes::EveryPoint { seeded_subsets: 2 };
+/// The default campaign's recovery crashes: the seeded one, and every event with its
+/// unflushed writes all dropped (where a recovery that marks the journal clean too early
+/// loses its replay).
+pub const RECOVERY_CRASHES_DEFAULT: RecoveryCrashes = RecoveryCrashes::EveryPoint {
+    all_kept: false,
+    seeded_subsets: 0,
+};
+/// A `--plant` campaign's: every event all dropped, all kept and two seeded subsets.
+pub const RECOVERY_CRASHES_PLANT: RecoveryCrashes = RecoveryCrashes::EveryPoint {
+    all_kept: true,
+    seeded_subsets: 2,
+};
 
 impl Options {
     /// The options of a `--plant` campaign for `bug` (data mode and order as `self`): stops at

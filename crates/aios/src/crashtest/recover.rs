@@ -4,9 +4,9 @@
 //! # Role
 //! [`recover`] mounts a crash image read-write (journal recovery, orphan cleanup) and
 //! unmounts, on a recording device; then it crashes that recovery ([`RecoveryCrashes`]: at one
-//! point chosen by the image's key, or at every event of its write log with its unflushed
-//! writes all dropped, all kept and a few seeded subsets), recovers again, and requires the
-//! same tree ("recovering twice gives the same result"). [`read_tree`] is our fsck: every directory, file and symlink read back through
+//! point and subset chosen by the image's key, and optionally at every event of its write log
+//! with its unflushed writes all dropped, all kept, or a few seeded subsets), recovers again,
+//! and requires the same tree ("recovering twice gives the same result"). [`read_tree`] is our fsck: every directory, file and symlink read back through
 //! the read-only mount; any error is a finding. [`e2fsck`] runs `e2fsck -fn` on a saved copy.
 //!
 //! # Invariants
@@ -64,9 +64,13 @@ pub enum RecoveryCrashes {
     /// One point strictly inside the recovery and one seeded subset, both chosen by the
     /// image's key (the cheapest).
     Seeded,
-    /// Every event of the recovery's write log, each with its unflushed writes all dropped,
-    /// all kept, and `seeded_subsets` seeded subsets; equal images are recovered once.
-    EveryPoint { seeded_subsets: usize },
+    /// The `Seeded` state, and every event of the recovery's write log with its unflushed
+    /// writes all dropped (the durable image there), all kept when `all_kept`, and
+    /// `seeded_subsets` seeded subsets; equal images are recovered once.
+    EveryPoint {
+        all_kept: bool,
+        seeded_subsets: usize,
+    },
 }
 
 /// What recovering one crash image gave.
@@ -95,22 +99,27 @@ pub fn recover(
         let log = dev.log().map_err(|e| e.to_string())?;
         let events = log.events().len();
         let r = splitmix(key);
-        let states: Vec<(usize, u64)> = match crashes {
-            // A point strictly inside the recovery, and a seed for what its cache loses.
-            RecoveryCrashes::Seeded => {
-                vec![(1 + (r % events.max(1) as u64) as usize, splitmix(r))]
+        // A point strictly inside the recovery, and a seed for what its cache loses.
+        let mut states = vec![(1 + (r % events.max(1) as u64) as usize, splitmix(r))];
+        if let RecoveryCrashes::EveryPoint {
+            all_kept,
+            seeded_subsets,
+        } = crashes
+        {
+            for p in 1..events {
+                states.push((p, 0));
+                if all_kept {
+                    states.push((p, u64::MAX));
+                }
+                let mut x = r ^ (p as u64).wrapping_mul(0x9E37);
+                for _ in 0..seeded_subsets {
+                    x = splitmix(x);
+                    states.push((p, x));
+                }
             }
-            RecoveryCrashes::EveryPoint { seeded_subsets } => (1..events)
-                .flat_map(|p| {
-                    let mut x = r ^ (p as u64).wrapping_mul(0x9E37);
-                    let seeded = (0..seeded_subsets).map(move |_| {
-                        x = splitmix(x);
-                        x
-                    });
-                    [0, u64::MAX].into_iter().chain(seeded).map(move |s| (p, s))
-                })
-                .collect(),
-        };
+            // Replays only go forward.
+            states.sort_by_key(|&(p, _)| p);
+        }
         let mut replay = log.replay().map_err(|e| e.to_string())?;
         let mut seen = std::collections::HashSet::new();
         for (point, seed) in states {
@@ -118,18 +127,13 @@ pub fn recover(
             replay
                 .advance_to(log.point(point))
                 .map_err(|e| e.to_string())?;
-            let again = match crashes {
-                RecoveryCrashes::Seeded => replay.image_seeded(seed),
-                RecoveryCrashes::EveryPoint { .. } => {
-                    let cands = replay.candidates();
-                    let flags = super::states::kept(seed, &cands);
-                    if !seen.insert(super::states::image_key(&log, &replay, &cands, &flags)) {
-                        continue;
-                    }
-                    replay.image_subset(&flags)
-                }
+            // Each seed a subset (`states::kept`), as the crash states of a workload.
+            let cands = replay.candidates();
+            let flags = super::states::kept(seed, &cands);
+            if !seen.insert(super::states::image_key(&log, &replay, &cands, &flags)) {
+                continue;
             }
-            .map_err(|e| e.to_string())?;
+            let again = replay.image_subset(&flags).map_err(|e| e.to_string())?;
             redone += 1;
             let dev2 = device(again, false)?;
             let what = format!("recovery after a crash at recovery event {point}/{events}");

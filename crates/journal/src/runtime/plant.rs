@@ -79,7 +79,7 @@ impl PlantedBug {
 
 impl std::fmt::Display for PlantedBug {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.name())
+        f.pad(self.name())
     }
 }
 
