@@ -6,7 +6,8 @@
 //! 1. **No false durability**: the device's durable image at the end (every unflushed write
 //!    dropped) is recovered; every op acknowledged by a sync that returned `Ok` is there byte for
 //!    byte, as [`super::check::check_state`] rules (the failed ops changed nothing: the model
-//!    applies only the ops that returned `Ok`).
+//!    applies only the ops that returned `Ok`; no op of the workload grows a transaction past
+//!    its limits, the one way an op is applied and still fails).
 //! 2. **Read-only after a failure**: once an injected write or flush failed, the mount is
 //!    read-only by the end of the op that issued it, and every later op returns
 //!    [`RwError::ReadOnly`] (no later `Ok`, so nothing is silently lost); unmount fails too.
@@ -397,36 +398,54 @@ fn run_one(
     }
     dev.faults().disarm();
     rec.log = dev.log().map_err(|e| e.to_string())?;
-    let point = rec.log.events().len();
     if unmounted.is_ok() {
-        rec.unmounted = point;
+        rec.unmounted = rec.log.events().len();
     }
-    // 1 and 3: the durable image, recovered, checked.
-    let durable = dev.crash_with(|_| false).map_err(|e| e.to_string())?;
     let key = fault.map_or(0, |f| f.index * 4 + u64::from(f.sticky) * 2);
-    let recovered = check_image(
-        durable,
-        options.rw(),
-        (key, RecoveryCrashes::Seeded),
-        e2fsck_dir,
-    );
-    let ordered = options.data == DataMode::Ordered;
-    match recovered {
-        Ok(r) => {
-            out.replayed = r.replayed;
-            if let Err(mut e) = check::check_state(&rec, &done_ops, &r.tree, point, ordered) {
-                if !failed_ops.is_empty() {
-                    // The check numbers ops and prefixes among those that returned Ok.
-                    e.push_str(&format!(
-                        "\n  (ops and prefixes counted without the ops that failed: {failed_ops:?})"
-                    ));
-                }
-                out.image.get_or_insert(format!("durable image: {e}"));
-            }
-        }
-        Err(e) => {
-            out.image.get_or_insert(format!("durable image: {e}"));
-        }
+    let ran = Ran {
+        rec: &rec,
+        done_ops: &done_ops,
+        failed_ops: &failed_ops,
+    };
+    match check_durable(&dev, &ran, options, key, e2fsck_dir) {
+        Ok(replayed) => out.replayed = replayed,
+        Err(e) => out.image = Some(format!("durable image: {e}")),
     }
     Ok(out)
+}
+
+/// What a run did, for [`check_durable`].
+struct Ran<'a> {
+    rec: &'a Recording,
+    /// The ops that returned `Ok` (the model applied only those).
+    done_ops: &'a [Op],
+    /// Indexes of the others in the workload.
+    failed_ops: &'a [usize],
+}
+
+/// Checks 1 and 3 on the durable image of `dev` (every unflushed write dropped) after the
+/// whole run; `Ok(true)` when its recovery replayed a journal.
+fn check_durable(
+    dev: &EmuDevice,
+    ran: &Ran<'_>,
+    options: &Options,
+    key: u64,
+    e2fsck_dir: Option<&Path>,
+) -> Result<bool, String> {
+    let durable = dev.crash_with(|_| false).map_err(|e| e.to_string())?;
+    let crashes = (key, RecoveryCrashes::Seeded);
+    let r = check_image(durable, options.rw(), crashes, e2fsck_dir)?;
+    let point = ran.rec.log.events().len();
+    let ordered = options.data == DataMode::Ordered;
+    check::check_state(ran.rec, ran.done_ops, &r.tree, point, ordered).map_err(|mut e| {
+        if !ran.failed_ops.is_empty() {
+            // The check numbers ops and prefixes among those that returned Ok.
+            e.push_str(&format!(
+                "\n  (ops and prefixes counted without the ops that failed: {:?})",
+                ran.failed_ops
+            ));
+        }
+        e
+    })?;
+    Ok(r.replayed)
 }
