@@ -166,6 +166,17 @@ struct CrashtestArgs {
     /// campaign must report violations (and each replays).
     #[arg(long)]
     sabotage_model: bool,
+    /// Self-test: plant a protocol bug (test-only), stop at the first violation.
+    #[arg(long, value_parser = parse_plant)]
+    plant: Option<aios_journal::runtime::PlantedBug>,
+    /// The EIO sweep (--replay takes write|flush:N:once|sticky).
+    #[arg(long)]
+    eio: bool,
+    /// Where recoveries are crashed and redone: seeded (one point and subset), dropped (and
+    /// every event, all dropped), every (and all kept), every:N (and N seeded subsets);
+    /// default dropped, --plant every:2.
+    #[arg(long, value_parser = parse_recovery_crashes)]
+    recovery_crashes: Option<aios::crashtest::RecoveryCrashes>,
     #[command(flatten)]
     concurrent: ConcurrentArgs,
 }
@@ -227,6 +238,34 @@ fn parse_seed(s: &str) -> Result<u64, String> {
     .map_err(|e| format!("{s}: {e}"))
 }
 
+fn parse_recovery_crashes(s: &str) -> Result<aios::crashtest::RecoveryCrashes, String> {
+    use aios::crashtest::RecoveryCrashes;
+    let every = |all_kept, seeded_subsets| RecoveryCrashes::EveryPoint {
+        all_kept,
+        seeded_subsets,
+    };
+    match s.split_once(':') {
+        _ if s == "seeded" => Ok(RecoveryCrashes::Seeded),
+        _ if s == "dropped" => Ok(every(false, 0)),
+        _ if s == "every" => Ok(every(true, 0)),
+        Some(("every", n)) => n
+            .parse()
+            .map(|n| every(true, n))
+            .map_err(|_| format!("{s}: expected seeded, dropped, every or every:N")),
+        _ => Err(format!("{s}: expected seeded, dropped, every or every:N")),
+    }
+}
+
+fn parse_plant(s: &str) -> Result<aios_journal::runtime::PlantedBug, String> {
+    aios_journal::runtime::PlantedBug::parse(s).ok_or_else(|| {
+        let names: Vec<&str> = aios_journal::runtime::PlantedBug::ALL
+            .iter()
+            .map(|b| b.name())
+            .collect();
+        format!("{s}: expected one of {}", names.join(", "))
+    })
+}
+
 fn parse_mode(s: &str) -> Result<aios_fs::DataMode, String> {
     match s {
         "ordered" => Ok(aios_fs::DataMode::Ordered),
@@ -263,17 +302,44 @@ fn crashtest(args: CrashtestArgs) -> Result<()> {
         sabotage_model: args.sabotage_model,
         ..crashtest::Options::default()
     };
-    let report = match &args.replay {
-        Some(spec) => crashtest::replay_one(&options, spec),
-        None if args.soak => {
-            crashtest::soak::soak(&options, args.minutes, &mut std::io::stdout().lock())
-        }
-        None => crashtest::run(&options),
+    let mut options = match args.plant {
+        Some(bug) => options.planted(bug),
+        None => options,
+    };
+    if let Some(c) = args.recovery_crashes {
+        options.recovery_crashes = c;
     }
-    .map_err(|e| anyhow::anyhow!("crashtest: {e}"))?;
-    report.write_to(&mut std::io::stdout().lock(), &options)?;
-    if report.violations_total > 0 {
-        anyhow::bail!("crashtest: {} violations", report.violations_total);
+    if args.soak && args.replay.is_none() {
+        let report = crashtest::soak::soak(&options, args.minutes, &mut std::io::stdout().lock())
+            .map_err(|e| anyhow::anyhow!("crashtest --soak: {e}"))?;
+        report.write_to(&mut std::io::stdout().lock(), &options)?;
+        if report.violations_total > 0 {
+            anyhow::bail!("crashtest --soak: {} violations", report.violations_total);
+        }
+        return Ok(());
+    }
+    // Bug (h) needs a failing write: only the EIO sweep exposes it.
+    let eio =
+        args.eio || args.plant == Some(aios_journal::runtime::PlantedBug::CleanAfterFailedWrite);
+    let violations = if eio {
+        let report = match &args.replay {
+            Some(spec) => crashtest::eio::replay_one(&options, spec),
+            None => crashtest::eio::run(&options),
+        }
+        .map_err(|e| anyhow::anyhow!("crashtest --eio: {e}"))?;
+        report.write_to(&mut std::io::stdout().lock(), &options)?;
+        report.violations_total
+    } else {
+        let report = match &args.replay {
+            Some(spec) => crashtest::replay_one(&options, spec),
+            None => crashtest::run(&options),
+        }
+        .map_err(|e| anyhow::anyhow!("crashtest: {e}"))?;
+        report.write_to(&mut std::io::stdout().lock(), &options)?;
+        report.violations_total
+    };
+    if violations > 0 {
+        anyhow::bail!("crashtest: {violations} violations");
     }
     Ok(())
 }

@@ -110,7 +110,13 @@ fn the_checker_reports_a_lost_acknowledged_write_foreign_data_and_a_wrong_model(
     let replay = log.replay_to(log.point(acked)).unwrap();
     let good = replay.image_with(|_| true).unwrap();
     let check = |image: DiskImage, rec: &aios::crashtest::workload::Recording, point: usize| {
-        let (tree, _) = check_image(image, options.rw(), 1, Some(dir.path()))?;
+        let tree = check_image(
+            image,
+            options.rw(),
+            (1, options.recovery_crashes),
+            Some(dir.path()),
+        )?
+        .tree;
         check::check_state(rec, &wl.ops, &tree, point, true)
     };
     // The real state passes.
@@ -203,7 +209,9 @@ fn a_tree_inside_a_transaction_is_no_allowed_prefix() {
         .unwrap()
         .image_with(|_| true)
         .unwrap();
-    let (mut tree, _) = check_image(image, options.rw(), 1, None).unwrap();
+    let mut tree = check_image(image, options.rw(), (1, options.recovery_crashes), None)
+        .unwrap()
+        .tree;
     check::check_state(&rec, &wl.ops, &tree, 0, true).unwrap();
     // Half the transaction: the model after op 0, which no crash can leave.
     tree.remove("/A/new");

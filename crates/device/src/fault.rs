@@ -171,6 +171,19 @@ impl FaultInjector {
         fail.then_some(libc::EIO)
     }
 
+    /// Commands each rule of the plan has matched so far (in rule order): with a rule that
+    /// never fires, a count of a run's commands.
+    pub fn counts(&self) -> Vec<u64> {
+        let rules = self.rules.lock().unwrap_or_else(|p| p.into_inner());
+        rules.iter().map(|st| st.seen).collect()
+    }
+
+    /// True once any rule of the plan fired (a command failed).
+    pub fn fired(&self) -> bool {
+        let rules = self.rules.lock().unwrap_or_else(|p| p.into_inner());
+        rules.iter().any(|st| st.fired)
+    }
+
     /// A sticky n-th-command rule fails everything after it; a sticky range rule keeps failing only
     /// commands in its range (handled by `triggered`).
     fn sticky_applies(trigger: Trigger) -> bool {
@@ -207,8 +220,11 @@ mod tests {
     fn nth_sticky_fails_everything_after() {
         let f = FaultInjector::default();
         f.arm(FaultPlan::nth(1, OpFilter::Any).sticky());
+        assert!(!f.fired());
         let fails: Vec<bool> = (0..4).map(|_| f.check(&Io::flush(), 0).is_some()).collect();
         assert_eq!(fails, [false, true, true, true]);
+        assert!(f.fired());
+        assert_eq!(f.counts(), [4]);
     }
 
     #[test]

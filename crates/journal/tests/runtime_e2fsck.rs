@@ -60,6 +60,7 @@ fn e2fsck_replays_what_the_runtime_commits_and_so_do_we() {
             order: CommitOrder::Sync,
             bit64: true,
             csum_v3: true,
+            plant: None,
         },
     )
     .unwrap();

@@ -8,7 +8,9 @@
 //! - **Durable bound**: an acknowledged `sync` at op `j` needs prefix `b >= j`; `fsync(p)` needs
 //!   the last earlier op that touched `p`'s inode; `fdatasync(p)` the last that remapped it
 //!   (size or block map; `data=journal`: touched), and also the bytes of the last earlier
-//!   write to `p` (an overwrite synced without a commit), checked separately.
+//!   write to `p` (an overwrite synced without a commit), checked separately for the prefixes
+//!   that end at or before that write (later prefixes hold those bytes in the model, or what
+//!   later ops made of them).
 //! - **Prefix**: the recovered tree equals the model after some `b` at or above the bound
 //!   that ends at a commit boundary (transactions are atomic; [`at_boundary`]):
 //!   names, types, symlink targets, which names share an inode, link counts, sizes, bytes.
@@ -33,6 +35,9 @@ struct DataNeed {
     start: usize,
     want: Vec<u8>,
     by: String,
+    /// The write's op: prefixes past it hold the bytes in the model (or what later ops made
+    /// of them: a truncate, a rename, an overwrite), and are checked against that instead.
+    write_op: usize,
 }
 
 /// The least prefix allowed at `point`, and the data needs.
@@ -92,6 +97,7 @@ fn bound(rec: &Recording, ops: &[Op], point: usize, ordered: bool) -> (usize, Ve
                             start: s,
                             want: d[s..e].to_vec(),
                             by: format!("op {j} ({op}) after op {k} ({})", ops[k]),
+                            write_op: k,
                         });
                     }
                 }
@@ -282,6 +288,7 @@ pub fn check_state(
             Ok(()) => {
                 return needs
                     .iter()
+                    .filter(|n| n.write_op >= b)
                     .try_for_each(|n| check_need(rec, ops, got, n, (b, started)));
             }
             Err(e) => why.push(format!("prefix {b}: {e}")),

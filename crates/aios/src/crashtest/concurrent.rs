@@ -303,10 +303,11 @@ fn spawn_checker(
         for c in crashes {
             let saved = keep.join(format!("concurrent-crash{}-{:#x}.img", c.index, c.seed));
             let failed_copy = c.image.try_clone().ok();
-            let result = recover::recover(c.image, rw, c.seed).and_then(|rv| {
-                recover::e2fsck(&rv.image, &scratch)?;
-                Ok(rv)
-            });
+            let result = recover::recover(c.image, rw, c.seed, recover::RecoveryCrashes::Seeded)
+                .and_then(|rv| {
+                    recover::e2fsck(&rv.image, &scratch)?;
+                    Ok(rv)
+                });
             let (tree, replayed) = match result {
                 Ok(rv) => (Ok(rv.tree), rv.replayed),
                 Err(e) => {
@@ -523,7 +524,7 @@ fn final_check(
         return report.violation(format!("final image: {e}"));
     }
     report.e2fsck_runs += 1;
-    let tree = match recover::recover(image, options.rw(), 0) {
+    let tree = match recover::recover(image, options.rw(), 0, recover::RecoveryCrashes::Seeded) {
         Ok(rv) if rv.replayed => {
             return report.violation("final image: a clean unmount left a journal to replay".into())
         }

@@ -8,7 +8,8 @@
 //! all of them up to 10, else 64 seeded plus all-kept and all-dropped), it builds the crash
 //! image and checks ([`recover`], [`check`]):
 //! - recovery mounts and unmounts cleanly, and a crash inside that recovery followed by another
-//!   one gives the same tree;
+//!   one gives the same tree ([`RecoveryCrashes`]: by default at one seeded point and subset,
+//!   and at every event of the recovery's write log with its unflushed writes dropped);
 //! - our fsck (every directory, file and symlink read back) and `e2fsck -fn` find nothing
 //!   (`e2fsck` on every `fsck_every`-th distinct recovered image, default every one);
 //! - the tree is the model after a prefix of the ops holding every acknowledged sync, byte for
@@ -16,6 +17,13 @@
 //!
 //! Equal crash images are recovered once (`states::image_key`); each crash state is still
 //! checked against its own crash point.
+//!
+//! # Self-tests
+//! A harness that cannot fail is worthless: `--sabotage-model` breaks the model, and
+//! `--plant NAME` ([`Options::plant`], test-only) plants one known protocol bug in every mount
+//! (`aios_journal::runtime::PlantedBug`), adds the multi-op workloads that expose what 1-op
+//! workloads cannot (`workload::planted`), and stops at the first violation, reaching the
+//! cheapest states first (`cheapest_first`). [`eio`] is the EIO sweep (`--eio`).
 //!
 //! # Replaying
 //! A state is named `SEED:WORKLOAD@POINT`: the state seed (`states`), the workload's name and
@@ -25,14 +33,16 @@
 //! | Module | What |
 //! | --- | --- |
 //! | `model` | model, ops, effects, data tags |
-//! | `workload` | the prepared image, the 1-op workloads, recording a run |
+//! | `workload` | the prepared image, the 1-op and multi-op workloads, recording a run |
 //! | `states` | crash points and subsets, state seeds, image keys |
-//! | `recover` | recovery (twice), our fsck walk, `e2fsck -fn` |
+//! | `recover` | recovery (crashed and redone), our fsck walk, `e2fsck -fn` |
 //! | `check` | the model checks of one recovered state |
 //! | `concurrent` | `--concurrent`: threads under load, a watchdog, crashes taken mid-run |
+//! | `eio` | the EIO sweep: a fault at each write and flush of a 50-op run |
 
 pub mod check;
 pub mod concurrent;
+pub mod eio;
 pub mod model;
 pub mod random;
 pub mod recover;
@@ -47,8 +57,9 @@ use std::time::{Duration, Instant};
 
 use aios_device_emu::DiskImage;
 use aios_fs::{DataMode, RwOptions};
-use aios_journal::runtime::CommitOrder;
+use aios_journal::runtime::{CommitOrder, PlantedBug};
 
+pub use recover::RecoveryCrashes;
 use recover::Tree;
 use states::SubsetPolicy;
 use workload::{Prepared, Recording, Workload};
@@ -116,6 +127,14 @@ pub struct Options {
     /// Self-test of the harness: the model believes every write put one byte differently
     /// (its first), so states holding an acknowledged write must be reported.
     pub sabotage_model: bool,
+    /// Self-test of the harness, test-only: a protocol bug planted in every mount (the
+    /// workload runs and the recoveries), and the workloads that expose bugs (`workload::planted`)
+    /// run first.
+    pub plant: Option<PlantedBug>,
+    /// End the campaign at the first violation (its time is in [`Report::first_violation`]).
+    pub stop_at_first: bool,
+    /// Where each replaying recovery is crashed and redone.
+    pub recovery_crashes: RecoveryCrashes,
 }
 
 impl Default for Options {
@@ -130,6 +149,35 @@ impl Default for Options {
             keep_per_workload: 3,
             stride: None,
             sabotage_model: false,
+            plant: None,
+            stop_at_first: false,
+            recovery_crashes: RECOVERY_CRASHES_DEFAULT,
+        }
+    }
+}
+
+/// The default campaign's recovery crashes: the seeded one, and every event with its
+/// unflushed writes all dropped (where a recovery that marks the journal clean too early
+/// loses its replay).
+pub const RECOVERY_CRASHES_DEFAULT: RecoveryCrashes = RecoveryCrashes::EveryPoint {
+    all_kept: false,
+    seeded_subsets: 0,
+};
+/// A `--plant` campaign's: every event all dropped, all kept and two seeded subsets.
+pub const RECOVERY_CRASHES_PLANT: RecoveryCrashes = RecoveryCrashes::EveryPoint {
+    all_kept: true,
+    seeded_subsets: 2,
+};
+
+impl Options {
+    /// The options of a `--plant` campaign for `bug` (data mode and order as `self`): stops at
+    /// the first violation, crashes recoveries more densely.
+    pub fn planted(&self, bug: PlantedBug) -> Options {
+        Options {
+            plant: Some(bug),
+            stop_at_first: true,
+            recovery_crashes: RECOVERY_CRASHES_PLANT,
+            ..self.clone()
         }
     }
 }
@@ -140,6 +188,7 @@ impl Options {
             data: self.data,
             order: self.order,
             commit_interval: None,
+            plant: self.plant,
             ..RwOptions::default()
         }
     }
@@ -158,8 +207,11 @@ impl Options {
         } else {
             ""
         };
+        let plant = self
+            .plant
+            .map_or(String::new(), |b| format!(" --plant {}", b.name()));
         format!(
-            "{} --mode {mode} --order {order} --seed {:#x}{sabotage}",
+            "{} --mode {mode} --order {order} --seed {:#x}{sabotage}{plant}",
             self.set.flag(),
             self.seed
         )
@@ -209,6 +261,10 @@ pub struct Report {
     pub violations_total: usize,
     pub violations: Vec<Violation>,
     pub elapsed: Duration,
+    /// From the campaign's start (image preparation included) to its first violation.
+    pub first_violation: Option<Duration>,
+    /// Crashed recoveries redone (distinct images, see [`RecoveryCrashes`]).
+    pub recovery_crashes: usize,
     /// With `--replay`: the state described (ops, acknowledgements, candidates kept).
     pub detail: Vec<String>,
 }
@@ -288,7 +344,16 @@ impl Report {
             self.states,
             100.0 * self.e2fsck_states as f64 / self.states.max(1) as f64
         )?;
-        writeln!(out, "violations: {}", self.violations_total)?;
+        writeln!(
+            out,
+            "recovery crashed and redone: {} distinct images",
+            self.recovery_crashes
+        )?;
+        write!(out, "violations: {}", self.violations_total)?;
+        match self.first_violation {
+            Some(t) => writeln!(out, " (first after {:.2} s)", t.as_secs_f64())?,
+            None => writeln!(out)?,
+        }
         for v in &self.violations {
             writeln!(out, "{v}")?;
         }
@@ -305,6 +370,7 @@ struct Campaign<'a> {
     prepared: &'a Prepared,
     dir: &'a Path,
     report: Report,
+    started: Instant,
 }
 
 /// The prepared image a workload set starts from.
@@ -328,9 +394,19 @@ pub fn run(options: &Options) -> Result<Report, String> {
         prepared: &prepared,
         dir: dir.path(),
         report: Report::default(),
+        started,
     };
-    for wl in selected(&prepared, options) {
-        c.workload(&wl, None);
+    let wls = selected(&prepared, options);
+    if options.stop_at_first {
+        for (wl, pass) in cheapest_first(&prepared, options, wls) {
+            if !c.stopped() {
+                c.workload(&wl, None, pass);
+            }
+        }
+    } else {
+        for wl in wls {
+            c.workload(&wl, None, Pass::All);
+        }
     }
     c.report.elapsed = started.elapsed();
     Ok(c.report)
@@ -338,7 +414,7 @@ pub fn run(options: &Options) -> Result<Report, String> {
 
 fn selected(prepared: &Prepared, options: &Options) -> Vec<Workload> {
     let all = match options.set {
-        WorkloadSet::OneOp => workload::one_op(&prepared.model),
+        WorkloadSet::OneOp => all_workloads(prepared, options),
         WorkloadSet::TwoOp { count } => workload::two_op(&prepared.model, options.seed, count),
         WorkloadSet::Random { count, ops_max, .. } => (0..count as u64)
             .map(|i| {
@@ -353,6 +429,70 @@ fn selected(prepared: &Prepared, options: &Options) -> Vec<Workload> {
         .map(|(_, w)| w)
         .filter(|w| options.only.is_empty() || options.only.iter().any(|o| w.name.contains(o)))
         .collect()
+}
+
+/// The 1-op workloads, after the multi-op ones that expose planted bugs when one is planted
+/// or `only` names them (`plant-`).
+fn all_workloads(prepared: &Prepared, options: &Options) -> Vec<Workload> {
+    let wanted = options.plant.is_some() || options.only.iter().any(|o| o.starts_with("plant-"));
+    let mut all = if wanted {
+        workload::planted()
+    } else {
+        Vec::new()
+    };
+    all.extend(workload::one_op(&prepared.model));
+    all
+}
+
+/// The order of a campaign that stops at its first violation: the cheapest states first,
+/// every state still checked unless a violation ends it. First the all-dropped and all-kept
+/// states of the multi-op workloads (`plant-`, they expose what 1-op workloads cannot), then
+/// each 1-op workload by write-log length, its extreme states before the other subsets,
+/// then the other subsets of the multi-op workloads.
+fn cheapest_first(
+    prepared: &Prepared,
+    options: &Options,
+    wls: Vec<Workload>,
+) -> Vec<(Workload, Pass)> {
+    let (multi, one): (Vec<Workload>, Vec<Workload>) =
+        wls.into_iter().partition(|w| w.ops.len() > 2);
+    let mut sized: Vec<(usize, Workload)> = one
+        .into_iter()
+        .map(|wl| {
+            let rec = workload::record(prepared, &wl, options.rw());
+            (rec.map_or(0, |r| r.log.events().len()), wl)
+        })
+        .collect();
+    sized.sort_by_key(|(events, _)| *events);
+    let mut order: Vec<(Workload, Pass)> =
+        multi.iter().map(|w| (w.clone(), Pass::Extremes)).collect();
+    for (_, wl) in sized {
+        order.push((wl.clone(), Pass::Extremes));
+        order.push((wl, Pass::Rest));
+    }
+    order.extend(multi.into_iter().map(|w| (w, Pass::Rest)));
+    order
+}
+
+/// Which subsets of each crash point a walk over a workload checks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Pass {
+    All,
+    /// All-dropped and all-kept only.
+    Extremes,
+    /// The others.
+    Rest,
+}
+
+impl Pass {
+    fn wants(self, seed: u64) -> bool {
+        let extreme = seed == 0 || seed == u64::MAX;
+        match self {
+            Pass::All => true,
+            Pass::Extremes => extreme,
+            Pass::Rest => !extreme,
+        }
+    }
 }
 
 /// Parses `SEED:WORKLOAD@POINT`.
@@ -379,15 +519,24 @@ pub fn replay_one(options: &Options, spec: &str) -> Result<Report, String> {
         prepared: &prepared,
         dir: dir.path(),
         report: Report::default(),
+        started,
     };
-    c.workload(&wl, Some((seed, point)));
+    c.workload(&wl, Some((seed, point)), Pass::All);
     c.report.elapsed = started.elapsed();
     Ok(c.report)
 }
 
 impl Campaign<'_> {
+    /// True once `stop_at_first` has its violation.
+    fn stopped(&self) -> bool {
+        self.options.stop_at_first && self.report.violations_total > 0
+    }
+
     fn violation(&mut self, wl: &Workload, at: (usize, usize, u64), what: String) {
         self.report.violations_total += 1;
+        if self.report.first_violation.is_none() {
+            self.report.first_violation = Some(self.started.elapsed());
+        }
         let kept = self
             .report
             .violations
@@ -412,9 +561,11 @@ impl Campaign<'_> {
         });
     }
 
-    /// Records `wl` and checks its crash states (only `one` when given: seed and point).
-    fn workload(&mut self, wl: &Workload, one: Option<(u64, usize)>) {
-        self.report.workloads += 1;
+    /// Records `wl` and checks its crash states (only `one` when given: seed and point), those
+    /// of `pass`.
+    fn workload(&mut self, wl: &Workload, one: Option<(u64, usize)>, pass: Pass) {
+        let first_pass = pass != Pass::Rest;
+        self.report.workloads += usize::from(first_pass);
         let rec = match workload::record(self.prepared, wl, self.options.rw()) {
             Ok(r) if self.options.sabotage_model => sabotage(r),
             Ok(r) => r,
@@ -441,10 +592,13 @@ impl Campaign<'_> {
             (None, _) => (0..=events).collect(),
         };
         for point in points {
+            if self.stopped() {
+                return;
+            }
             if let Err(e) = replay.advance_to(log.point(point)) {
                 return self.violation(wl, (point, events, 0), format!("replay: {e}"));
             }
-            self.report.crash_points += 1;
+            self.report.crash_points += usize::from(first_pass);
             let cands = replay.candidates();
             let salt = states::splitmix(
                 self.options.seed
@@ -459,9 +613,13 @@ impl Campaign<'_> {
                 }
                 None => states::subset_seeds(cands.len(), salt, self.options.set.subsets()),
             };
+            let seeds = seeds.into_iter().filter(|&s| pass.wants(s));
             let ordered = self.options.data == DataMode::Ordered;
             let acked = check::has_acknowledged(&rec, &wl.ops, point, ordered);
             for seed in seeds {
+                if self.stopped() {
+                    return;
+                }
                 self.report.states += 1;
                 self.report.acked_states += usize::from(acked);
                 let flags = states::kept(seed, &cands);
@@ -496,12 +654,18 @@ impl Campaign<'_> {
         };
         let fsck = self.options.fsck_every > 0
             && (self.report.distinct_images - 1).is_multiple_of(self.options.fsck_every);
-        let outcome = check_image(image, self.options.rw(), key, fsck.then_some(self.dir));
-        if let Ok((_, replayed)) = &outcome {
-            self.report.replayed += usize::from(*replayed);
+        let outcome = check_image(
+            image,
+            self.options.rw(),
+            (key, self.options.recovery_crashes),
+            fsck.then_some(self.dir),
+        );
+        if let Ok(c) = &outcome {
+            self.report.replayed += usize::from(c.replayed);
+            self.report.recovery_crashes += c.redone;
         }
         self.report.e2fsck_runs += usize::from(fsck);
-        (outcome.map(|(t, _)| std::rc::Rc::new(t)), fsck)
+        (outcome.map(|c| std::rc::Rc::new(c.tree)), fsck)
     }
 }
 
@@ -547,19 +711,19 @@ fn sabotage(mut rec: Recording) -> Recording {
     rec
 }
 
-/// Recovery (twice), our fsck and, with a directory for the copy, `e2fsck -fn`: the tree, and
-/// whether recovery replayed a journal.
+/// Recovery (then crashed and redone as `crashes` says, `key` seeding it), our fsck and, with
+/// a directory for the copy, `e2fsck -fn`.
 pub fn check_image(
     image: DiskImage,
     options: RwOptions,
-    key: u64,
+    (key, crashes): (u64, RecoveryCrashes),
     e2fsck_dir: Option<&Path>,
-) -> Result<(Tree, bool), String> {
-    let rv = recover::recover(image, options, key)?;
+) -> Result<recover::Recovered, String> {
+    let rv = recover::recover(image, options, key, crashes)?;
     if let Some(dir) = e2fsck_dir {
         recover::e2fsck(&rv.image, &dir.join("recovered.img"))?;
     }
-    Ok((rv.tree, rv.replayed))
+    Ok(rv)
 }
 
 /// For tests: the prepared image, a workload by name, its recording.
@@ -581,8 +745,9 @@ fn named(dir: &Path, options: &Options, name: &str) -> Result<(Prepared, Workloa
         return Ok((prepared, wl));
     }
     let prepared = prepare(dir, options, false)?;
-    let wl = workload::one_op(&prepared.model)
+    let wl = workload::planted()
         .into_iter()
+        .chain(workload::one_op(&prepared.model))
         .chain(workload::two_op_all(&prepared.model))
         .find(|w| w.name == name)
         .ok_or_else(|| format!("no workload named {name}"))?;

@@ -3,9 +3,10 @@
 //!
 //! # Role
 //! [`recover`] mounts a crash image read-write (journal recovery, orphan cleanup) and
-//! unmounts, on a recording device; then it crashes that recovery at a point chosen by the
-//! image's key, recovers again, and requires the same tree ("recovering twice gives the same
-//! result"). [`read_tree`] is our fsck: every directory, file and symlink read back through
+//! unmounts, on a recording device; then it crashes that recovery ([`RecoveryCrashes`]: at one
+//! point and subset chosen by the image's key, and optionally at every event of its write log
+//! with its unflushed writes all dropped, all kept, or a few seeded subsets), recovers again,
+//! and requires the same tree ("recovering twice gives the same result"). [`read_tree`] is our fsck: every directory, file and symlink read back through
 //! the read-only mount; any error is a finding. [`e2fsck`] runs `e2fsck -fn` on a saved copy.
 //!
 //! # Invariants
@@ -57,46 +58,100 @@ fn mount_unmount(dev: &EmuDevice, options: RwOptions, what: &str) -> Result<bool
     Ok(replayed)
 }
 
+/// Where recovery itself is crashed before it is redone (see the module documentation).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RecoveryCrashes {
+    /// One point strictly inside the recovery and one seeded subset, both chosen by the
+    /// image's key (the cheapest).
+    Seeded,
+    /// The `Seeded` state, and every event of the recovery's write log with its unflushed
+    /// writes all dropped (the durable image there), all kept when `all_kept`, and
+    /// `seeded_subsets` seeded subsets; equal images are recovered once.
+    EveryPoint {
+        all_kept: bool,
+        seeded_subsets: usize,
+    },
+}
+
 /// What recovering one crash image gave.
 pub struct Recovered {
     pub tree: Tree,
     pub image: DiskImage,
     /// Recovery replayed a journal (and was crashed and redone).
     pub replayed: bool,
+    /// Crashed recoveries redone (distinct images).
+    pub redone: usize,
 }
 
-/// Recovers `crashed`, then redoes the recovery after a crash inside it (see the module doc).
-pub fn recover(crashed: DiskImage, options: RwOptions, key: u64) -> Result<Recovered, String> {
+/// Recovers `crashed`, then redoes the recovery after crashes inside it (see the module doc).
+pub fn recover(
+    crashed: DiskImage,
+    options: RwOptions,
+    key: u64,
+    crashes: RecoveryCrashes,
+) -> Result<Recovered, String> {
     let dev = device(crashed, true)?;
     let replayed = mount_unmount(&dev, options, "recovery")?;
     let image = dev.current_image().map_err(|e| e.to_string())?;
     let tree = read_tree(dev.clone())?;
+    let mut redone = 0;
     if replayed {
         let log = dev.log().map_err(|e| e.to_string())?;
         let events = log.events().len();
-        // A point strictly inside the recovery, and a seed for what its cache loses.
         let r = splitmix(key);
-        let point = 1 + (r % events.max(1) as u64) as usize;
-        let seed = splitmix(r);
-        let replay = log
-            .replay_to(log.point(point.min(events)))
-            .map_err(|e| e.to_string())?;
-        let again = replay.image_seeded(seed).map_err(|e| e.to_string())?;
-        let dev2 = device(again, false)?;
-        let what = format!("recovery after a crash at recovery event {point}/{events}");
-        mount_unmount(&dev2, options, &what)?;
-        let tree2 = read_tree(dev2)?;
-        if tree2 != tree {
-            return Err(format!(
-                "{what} (seed {seed:#x}) gives another tree than one recovery:\n{}",
-                tree_diff(&tree, &tree2)
-            ));
+        // A point strictly inside the recovery, and a seed for what its cache loses.
+        let mut states = vec![(1 + (r % events.max(1) as u64) as usize, splitmix(r))];
+        if let RecoveryCrashes::EveryPoint {
+            all_kept,
+            seeded_subsets,
+        } = crashes
+        {
+            for p in 1..events {
+                states.push((p, 0));
+                if all_kept {
+                    states.push((p, u64::MAX));
+                }
+                let mut x = r ^ (p as u64).wrapping_mul(0x9E37);
+                for _ in 0..seeded_subsets {
+                    x = splitmix(x);
+                    states.push((p, x));
+                }
+            }
+            // Replays only go forward.
+            states.sort_by_key(|&(p, _)| p);
+        }
+        let mut replay = log.replay().map_err(|e| e.to_string())?;
+        let mut seen = std::collections::HashSet::new();
+        for (point, seed) in states {
+            let point = point.min(events);
+            replay
+                .advance_to(log.point(point))
+                .map_err(|e| e.to_string())?;
+            // Each seed a subset (`states::kept`), as the crash states of a workload.
+            let cands = replay.candidates();
+            let flags = super::states::kept(seed, &cands);
+            if !seen.insert(super::states::image_key(&log, &replay, &cands, &flags)) {
+                continue;
+            }
+            let again = replay.image_subset(&flags).map_err(|e| e.to_string())?;
+            redone += 1;
+            let dev2 = device(again, false)?;
+            let what = format!("recovery after a crash at recovery event {point}/{events}");
+            mount_unmount(&dev2, options, &what)?;
+            let tree2 = read_tree(dev2)?;
+            if tree2 != tree {
+                return Err(format!(
+                    "{what} (state seed {seed:#x}) gives another tree than one recovery:\n{}",
+                    tree_diff(&tree, &tree2)
+                ));
+            }
         }
     }
     Ok(Recovered {
         tree,
         image,
         replayed,
+        redone,
     })
 }
 

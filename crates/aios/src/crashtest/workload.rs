@@ -122,14 +122,16 @@ pub fn prepare(dir: &Path, options: RwOptions) -> Result<Prepared, String> {
     prepare_with(dir, options, &prepare_ops(), None)
 }
 
-/// A fresh 32 MiB ext4 image holding `ops` (made through our mount, cleanly unmounted);
-/// with `journal_blocks`, its journal's `s_maxlen` is cut to that many blocks first.
+/// A fresh 32 MiB ext4 image holding `ops` (made through our mount, cleanly unmounted, never
+/// with a planted bug); with `journal_blocks`, its journal's `s_maxlen` is cut to that many
+/// blocks first.
 pub fn prepare_with(
     dir: &Path,
-    options: RwOptions,
+    mut options: RwOptions,
     ops: &[Op],
     journal_blocks: Option<u32>,
 ) -> Result<Prepared, String> {
+    options.plant = None;
     let path = dir.join("prepared.img");
     let out = Command::new("mke2fs")
         .args(["-q", "-t", "ext4", "-F", "-b", "4096"])
@@ -340,6 +342,44 @@ pub fn two_op(prepared: &Model, seed: u64, count: usize) -> Vec<Workload> {
     all.shuffle(&mut rng);
     all.truncate(count);
     all
+}
+
+/// Multi-op workloads for `--plant` campaigns: each frees a block and reuses it, which only
+/// a broken revoke or reuse rule turns into a wrong tree (1-op workloads cannot).
+/// - `plant-reuse-freed`: a file's blocks are freed (unlink) and a new file's data lands in
+///   them in the same transaction; a crash before it commits shows them in the old file only
+///   when the allocator reused them early.
+/// - `plant-reuse-meta`: a directory block is logged (mkdir), freed (rmdir) and, once that
+///   committed, reused as file data; replaying the old directory block over the data needs a
+///   missing revoke record. `/q` takes an inode first so that `/x`'s, freed and given to
+///   `/r`, has a colour past the image's end: `/r`'s data then aims at the first free block,
+///   the directory block (`Mutator::goal_for_file_data`).
+pub fn planted() -> Vec<Workload> {
+    let g = GEN_WORKLOAD;
+    vec![
+        Workload::new(
+            "plant-reuse-freed".into(),
+            vec![
+                Op::Unlink("/foo".into()),
+                Op::Create("/r".into()),
+                w("/r", 0, 8192, g),
+                Op::Fsync("/r".into()),
+            ],
+        ),
+        Workload::new(
+            "plant-reuse-meta".into(),
+            vec![
+                Op::Create("/q".into()),
+                Op::Mkdir("/x".into()),
+                Op::Fsync("/x".into()),
+                Op::Rmdir("/x".into()),
+                Op::Fsync("/".into()),
+                Op::Create("/r".into()),
+                w("/r", 0, 4096, g),
+                Op::Fsync("/r".into()),
+            ],
+        ),
+    ]
 }
 
 /// A recorded run of one workload.

@@ -110,6 +110,9 @@ pub struct RwOptions {
     pub sync: bool,
     /// The periodic commit of [`RwFs`] (`None`: only syncs, limits and unmount commit).
     pub commit_interval: Option<Duration>,
+    /// Test-only: a protocol bug to plant ([`aios_journal::runtime::PlantedBug`]); never set
+    /// outside tests and `aios crashtest --plant`.
+    pub plant: Option<aios_journal::runtime::PlantedBug>,
 }
 
 impl Default for RwOptions {
@@ -120,6 +123,7 @@ impl Default for RwOptions {
             data: DataMode::default(),
             sync: false,
             commit_interval: Some(COMMIT_INTERVAL_DEFAULT),
+            plant: None,
         }
     }
 }

@@ -31,7 +31,7 @@ use aios_block::BlockQueue;
 use aios_device::{Arena, Device, Op, Queue, BLOCK_SIZE};
 use aios_ext4::format::superblock::{Superblock, SUPERBLOCK_OFFSET_BYTES, SUPERBLOCK_SIZE_BYTES};
 use aios_ext4::Location;
-use aios_journal::runtime::{recover, Journal, JournalExtent, JournalExtents, JournalOptions};
+use aios_journal::runtime::{recover_with, Journal, JournalExtent, JournalExtents, JournalOptions};
 
 use std::sync::Arc;
 
@@ -81,7 +81,8 @@ impl<D: Device + 'static> RwFs<D> {
                     }
                 })?;
             let arena = first.device.arena();
-            let r = recover(&mut q, arena, &extents).map_err(journal_err("journal recovery"))?;
+            let r = recover_with(&mut q, arena, &extents, options.plant)
+                .map_err(journal_err("journal recovery"))?;
             let mut block0 = read_block0(&mut io).map_err(fs_err("journal recovery"))?;
             let mut sb = decode_sb(&block0, true).map_err(fs_err("journal recovery"))?;
             sb.set_needs_recovery(false);
@@ -109,6 +110,7 @@ impl<D: Device + 'static> RwFs<D> {
             order: options.order,
             bit64: fs.sb.is_64bit(),
             csum_v3: fs.sb.has_metadata_csum(),
+            plant: options.plant,
         };
         let journal = Journal::open(&mut q, fs.device.arena(), extents, jopts)
             .map_err(journal_err("journal open"))?;
@@ -129,7 +131,8 @@ impl<D: Device + 'static> RwFs<D> {
         for e in &journal_zone {
             fs.zones.add(e.0, e.1);
         }
-        let mutator = Mutator::new(&fs);
+        let mut mutator = Mutator::new(&fs);
+        mutator.plant = options.plant;
         let has_orphans = fs.sb.last_orphan != 0;
         drop(io);
         drop(q);

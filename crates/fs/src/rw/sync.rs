@@ -15,6 +15,7 @@ use std::sync::MutexGuard;
 use std::time::{Duration, Instant};
 
 use aios_device::{Device, PoliteSpin};
+use aios_journal::runtime::PlantedBug;
 
 use super::state::{MetaWant, State, Want};
 use super::txn::{self, Sealed};
@@ -417,6 +418,12 @@ impl<D: Device> RwShared<D> {
                     st.running_since = None;
                 }
                 Ok(st)
+            }
+            Err(e) if self.options.plant == Some(PlantedBug::CleanAfterFailedWrite) => {
+                // PLANTED BUG (h), test-only: the blocks count as durable and the mount stays
+                // writable, so the next sync of this inode reports success.
+                st.made_durable(&covered);
+                Err(e.into_rw(op, path))
             }
             Err(e) => Err(self.fail(&mut st, e.into_rw(op, path))),
         }

@@ -210,11 +210,14 @@ impl Mutator {
         let end = group_blocks(&self.sb, group);
         let bitmap = self.meta.get(r, block, at)?;
         let mut cursor = from;
+        // PLANTED BUG (g), test-only: freed blocks are reused before their transaction commits.
+        let reuse_early = self.plant == Some(aios_journal::runtime::PlantedBug::ReuseBeforeCommit);
+        let pending = |b: u64| !reuse_early && self.pending_free.contains(&b);
         let found = loop {
             let Some(start) = find_first_zero(bitmap, cursor, end) else {
                 break None;
             };
-            if self.pending_free.contains(&(first + u64::from(start))) {
+            if pending(first + u64::from(start)) {
                 cursor = start + 1;
                 continue;
             }
@@ -230,9 +233,7 @@ impl Mutator {
             while len < want
                 && start + len < end
                 && !bit(bitmap, at, start + len)?
-                && !self
-                    .pending_free
-                    .contains(&(first + u64::from(start + len)))
+                && !pending(first + u64::from(start + len))
                 && other(first + u64::from(start + len)).is_none()
             {
                 len += 1;

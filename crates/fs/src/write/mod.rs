@@ -125,6 +125,8 @@ pub struct Mutator {
     pub(crate) next_generation: u32,
     /// While an operation runs under [`Mutator::atomic`]: data blocks' values before it.
     pub(crate) data_undo: Option<BTreeMap<u64, Option<Vec<u8>>>>,
+    /// Test-only: PLANTED BUG (g) hands out pending-free blocks (`None` outside tests).
+    pub(crate) plant: Option<aios_journal::runtime::PlantedBug>,
 }
 
 /// The small state [`Mutator::atomic`] copies before an operation.
@@ -145,6 +147,7 @@ impl Mutator {
     /// write the image while this mutator lives.
     pub fn new<D: Device>(fs: &Fs<D>) -> Mutator {
         Mutator {
+            plant: None,
             sb: fs.sb.clone(),
             groups: fs.groups.clone(),
             csum_seed: fs.csum_seed,

@@ -16,6 +16,7 @@ use aios_device::{Arena, Queue, SEGMENTS_MAX};
 use super::error::{IoWhat, Phase};
 use super::io::{home_runs, Batch};
 use super::journal::Journal;
+use super::plant::PlantedBug;
 use super::RtResult;
 
 /// What a checkpoint did.
@@ -76,6 +77,15 @@ impl Journal {
                 break;
             }
         }
+        let start = if clean { 0 } else { self.head.journal_block };
+        let sequence = self.head.sequence;
+        let tail_early = self.planted(PlantedBug::TailBeforeHomeFlush);
+        if tail_early {
+            // PLANTED BUG (e), test-only: the superblock goes out beside the home writes.
+            if let Err(e) = self.stage_superblock(&mut batch, start, sequence, true) {
+                batch.record(e);
+            }
+        }
         if !blocks.is_empty() {
             batch.wait_all();
             if let Some(e) = batch.take_error() {
@@ -87,10 +97,10 @@ impl Journal {
                 return Err(self.abort(e));
             }
         }
-        let start = if clean { 0 } else { self.head.journal_block };
-        let sequence = self.head.sequence;
-        if let Err(e) = self.stage_superblock(&mut batch, start, sequence, true) {
-            batch.record(e);
+        if !tail_early {
+            if let Err(e) = self.stage_superblock(&mut batch, start, sequence, true) {
+                batch.record(e);
+            }
         }
         batch.wait_all();
         if let Some(e) = batch.take_error() {

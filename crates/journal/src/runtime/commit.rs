@@ -28,8 +28,9 @@ use aios_block::BlockQueue;
 use aios_device::{Arena, Buf, Op, Queue, IO_BYTES_MAX, SEGMENTS_MAX};
 
 use super::error::{IoWhat, Phase, RuntimeError};
-use super::io::{Batch, Dest, BLOCK_BYTES};
+use super::io::{home_runs, Batch, Dest, BLOCK_BYTES};
 use super::journal::{CommitOrder, Journal};
+use super::plant::PlantedBug;
 use super::RtResult;
 use crate::layout::{blocks_needed, layout, DataBlock, JournalWrite, LogPosition};
 use crate::JournalError;
@@ -210,7 +211,20 @@ impl Journal {
             Ok(b) => b,
             Err(e) => return refuse(e, data),
         };
-        let run = self.run(&mut batch, &mut lap, &mut times, data, metadata, revoked);
+        // PLANTED BUG (f), test-only: the revoke records are left out of the log.
+        let logged_revokes = if self.planted(PlantedBug::NoRevoke) {
+            &[][..]
+        } else {
+            revoked
+        };
+        let run = self.run(
+            &mut batch,
+            &mut lap,
+            &mut times,
+            data,
+            metadata,
+            logged_revokes,
+        );
         batch.wait_all(); // only waits when a step returned early
         let data = returned_data(offsets, batch);
         let result = run.map(|done| {
@@ -283,6 +297,10 @@ impl Journal {
                 batch.record(e);
             }
         }
+        if self.planted(PlantedBug::CheckpointBeforeCommit) && !batch.failed() {
+            // PLANTED BUG (d), test-only: the metadata goes home before the commit is durable.
+            stage_home(batch, metadata);
+        }
         times.build_journal_ns += lap.take();
         batch.submit();
         times.submit_ns += lap.take();
@@ -294,7 +312,9 @@ impl Journal {
         }
 
         // 4. Wait for data and journal.
-        batch.wait_all();
+        if !self.planted(PlantedBug::FlushBeforeWritesComplete) {
+            batch.wait_all();
+        } // else PLANTED BUG (a), test-only: the flush below goes out with them in flight.
         times.wait_ns += lap.take();
         if let Some(e) = batch.take_error() {
             if let Some(b) = commit_buf {
@@ -303,9 +323,12 @@ impl Journal {
             return Err(self.abort(e));
         }
 
-        // 5. Flush.
-        batch.stage_flush();
-        batch.wait_all();
+        // 5. Flush (PLANTED BUG (b), test-only: after the commit block instead).
+        let flush_late = self.planted(PlantedBug::CommitBeforeFlush);
+        if !flush_late {
+            batch.stage_flush();
+            batch.wait_all();
+        }
         times.flush_ns += lap.take();
         if let Some(e) = batch.take_error() {
             if let Some(b) = commit_buf {
@@ -328,7 +351,9 @@ impl Journal {
                     let what = IoWhat::Commit {
                         journal_block: l.commit_block,
                     };
-                    batch.stage_owned(true, device_block, buf, what);
+                    // PLANTED BUG (c), test-only: no FUA (and no flush after it).
+                    let fua = !self.planted(PlantedBug::CommitWithoutFua);
+                    batch.stage_owned(fua, device_block, buf, what);
                 }
                 Err(e) => {
                     batch.arena().free(buf);
@@ -337,6 +362,10 @@ impl Journal {
             }
         }
         batch.wait_all();
+        if flush_late && !batch.failed() {
+            batch.stage_flush();
+            batch.wait_all();
+        }
         times.commit_ns += lap.take();
         if let Some(e) = batch.take_error() {
             return Err(self.abort(e));
@@ -390,6 +419,18 @@ impl Journal {
                 batch.record(e.into());
                 None
             }
+        }
+    }
+}
+
+/// PLANTED BUG (d)'s home writes of `metadata` (test-only; see [`PlantedBug`]).
+fn stage_home<Q: Queue>(batch: &mut Batch<'_, Q>, metadata: &[DataBlock<'_>]) {
+    let blocks: Vec<u64> = metadata.iter().map(|d| d.fs_block).collect();
+    for (first, range) in home_runs(&blocks, SEGMENTS_MAX) {
+        let run = metadata.get(range).unwrap_or_default();
+        let what = IoWhat::Home { fs_block: first };
+        if !batch.stage_copy(false, first, run.iter().map(|d| &d.contents[..]), what) {
+            return;
         }
     }
 }

@@ -48,6 +48,8 @@ pub struct JournalOptions {
     pub bit64: bool,
     /// Turn on `checksum_v3` (the kernel does for a `metadata_csum` ext4).
     pub csum_v3: bool,
+    /// Test-only: a protocol bug to plant ([`super::PlantedBug`]); `None` outside tests.
+    pub plant: Option<super::PlantedBug>,
 }
 
 /// Whether the journal still works.
@@ -140,6 +142,11 @@ impl Journal {
     /// True once a failure aborted the journal.
     pub fn is_aborted(&self) -> bool {
         matches!(self.state, JournalState::Aborted(_))
+    }
+
+    /// True when `bug` is planted in this journal (test-only, see [`super::PlantedBug`]).
+    pub(crate) fn planted(&self, bug: super::PlantedBug) -> bool {
+        self.options.plant == Some(bug)
     }
 
     /// The order commits use.

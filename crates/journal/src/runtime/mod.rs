@@ -42,6 +42,7 @@ mod error;
 mod extents;
 mod io;
 mod journal;
+mod plant;
 mod recover;
 
 pub use checkpoint::Checkpointed;
@@ -50,7 +51,8 @@ pub use data_sync::sync_data;
 pub use error::{IoWhat, Phase, RuntimeError};
 pub use extents::{JournalExtent, JournalExtents};
 pub use journal::{CommitOrder, Journal, JournalOptions, JournalState};
-pub use recover::{recover, Replayed};
+pub use plant::PlantedBug;
+pub use recover::{recover, recover_with, Replayed};
 
 /// Result of a runtime operation.
 pub type RtResult<T> = std::result::Result<T, RuntimeError>;

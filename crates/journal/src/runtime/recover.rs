@@ -22,6 +22,7 @@ use super::error::{IoWhat, Phase, RuntimeError};
 use super::extents::JournalExtents;
 use super::io::{home_runs, Batch};
 use super::journal::{check_geometry, read_blocks};
+use super::plant::PlantedBug;
 use super::RtResult;
 use crate::format::superblock::{JournalSuperblock, SUPERBLOCK_SIZE_BYTES};
 use crate::format::Block;
@@ -60,6 +61,16 @@ pub fn recover<Q: Queue>(
     q: &mut BlockQueue<Q>,
     arena: &Arena,
     extents: &JournalExtents,
+) -> RtResult<Replayed> {
+    recover_with(q, arena, extents, None)
+}
+
+/// [`recover`], with a planted bug (test-only: `plant` is `None` outside tests).
+pub fn recover_with<Q: Queue>(
+    q: &mut BlockQueue<Q>,
+    arena: &Arena,
+    extents: &JournalExtents,
+    plant: Option<PlantedBug>,
 ) -> RtResult<Replayed> {
     let phase = Phase::Recovery;
     let block0 = read_blocks(q, arena, extents, phase, 0, 1)?
@@ -113,6 +124,14 @@ pub fn recover<Q: Queue>(
     let mut writes: Vec<(u64, &Block)> = rec.writes.iter().map(|(b, c)| (*b, &**c)).collect();
     writes.sort_unstable_by_key(|w| w.0);
     let fs_blocks: Vec<u64> = writes.iter().map(|w| w.0).collect();
+    sb.start_block = 0;
+    sb.sequence = rec.next_sequence;
+    let raw = sb.encode()?;
+    let mut clean = *block0;
+    if let Some(head) = clean.get_mut(..SUPERBLOCK_SIZE_BYTES) {
+        head.copy_from_slice(&raw);
+    }
+    let device_block = extents.device_block(0)?;
     let mut batch = Batch::new(q, arena, phase, 0)?;
     for (first, range) in home_runs(&fs_blocks, SEGMENTS_MAX) {
         let run = writes.get(range).unwrap_or_default();
@@ -120,6 +139,12 @@ pub fn recover<Q: Queue>(
         if !batch.stage_copy(false, first, run.iter().map(|w| &w.1[..]), what) {
             break;
         }
+    }
+    let clean_early = plant == Some(PlantedBug::CleanBeforeReplayFlushed);
+    if clean_early {
+        // PLANTED BUG (i), test-only: clean before the replayed blocks are flushed.
+        let what = IoWhat::Superblock;
+        batch.stage_copy(true, device_block, std::iter::once(&clean[..]), what);
     }
     batch.wait_all();
     if let Some(e) = batch.take_error() {
@@ -138,20 +163,14 @@ pub fn recover<Q: Queue>(
         });
     }
 
-    sb.start_block = 0;
-    sb.sequence = rec.next_sequence;
-    let raw = sb.encode()?;
-    let mut clean = *block0;
-    if let Some(head) = clean.get_mut(..SUPERBLOCK_SIZE_BYTES) {
-        head.copy_from_slice(&raw);
+    if !clean_early {
+        batch.stage_copy(
+            true,
+            device_block,
+            std::iter::once(&clean[..]),
+            IoWhat::Superblock,
+        );
     }
-    let device_block = extents.device_block(0)?;
-    batch.stage_copy(
-        true,
-        device_block,
-        std::iter::once(&clean[..]),
-        IoWhat::Superblock,
-    );
     batch.wait_all();
     if let Some(e) = batch.take_error() {
         return Err(e);

@@ -217,6 +217,7 @@ pub fn open(dev: &EmuDevice, q: &mut BlockQueue<EmuQueue>, order: CommitOrder) -
             order,
             bit64: true,
             csum_v3: true,
+            plant: None,
         },
     )
     .unwrap()
