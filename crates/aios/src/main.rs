@@ -209,11 +209,12 @@ struct ConcurrentArgs {
 fn crashtest_ci() -> Result<()> {
     use aios::crashtest::suite;
     let workers = std::thread::available_parallelism().map_or(2, |n| n.get());
-    let total = suite::run_jobs(suite::jobs(), workers, &mut std::io::stdout());
+    let outcome = suite::run_jobs(suite::jobs(), workers, &mut std::io::stdout());
+    let total = &outcome.total;
     println!(
-        "crashtest --ci: {} workloads, {} ops, {} crash states ({} after an acknowledged \
-         sync), {} distinct images, {} e2fsck runs, {:.1} s on {workers} workers, {:.0} \
-         states/s, {} violations",
+        "crashtest --ci: {} workloads, {} ops, {} crash states and EIO runs ({} after an \
+         acknowledged sync), {} distinct images, {} e2fsck runs, {:.1} s on {workers} \
+         workers, {:.0} states/s, {} violations",
         total.workloads,
         total.ops,
         total.states,
@@ -224,8 +225,20 @@ fn crashtest_ci() -> Result<()> {
         total.states_per_second(),
         total.violations_total
     );
-    if total.violations_total > 0 {
-        anyhow::bail!("crashtest --ci: {} violations", total.violations_total);
+    let caught = outcome
+        .planted
+        .iter()
+        .filter(|(_, t)| t.is_some_and(|t| t <= suite::PLANT_FIRST_VIOLATION_MAX))
+        .count();
+    let slowest = outcome.planted.iter().filter_map(|(_, t)| *t).max();
+    println!(
+        "planted bugs: {caught} of {} caught within {} s (slowest {:.1} s)",
+        outcome.planted.len(),
+        suite::PLANT_FIRST_VIOLATION_MAX.as_secs(),
+        slowest.map_or(0.0, |t| t.as_secs_f64())
+    );
+    if outcome.failures() > 0 {
+        anyhow::bail!("crashtest --ci: {} failures", outcome.failures());
     }
     Ok(())
 }

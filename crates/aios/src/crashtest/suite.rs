@@ -6,7 +6,11 @@
 //! - every 1-op workload, every crash point, the full subset rule;
 //! - a quarter of a fixed sample of [`TWO_OP_WORKLOADS`] 2-op workloads (each pair runs in one
 //!   configuration), every crash point, the full subset rule;
-//! - a quarter of [`RANDOM_WORKLOADS`] random workloads, [`RANDOM_POINTS`] crash points each.
+//! - a quarter of [`RANDOM_WORKLOADS`] random workloads, [`RANDOM_POINTS`] crash points each;
+//! - the EIO sweep.
+//!
+//! Then every planted bug once (ordered mode, async order): each must be caught within
+//! [`PLANT_FIRST_VIOLATION_MAX`] of harness time.
 //!
 //! `e2fsck -fn` checks every [`FSCK_EVERY`]-th distinct recovered image (our own fsck checks
 //! every one). Jobs are pulled by one worker per core; the total reports crash states checked
@@ -15,12 +19,12 @@
 use std::collections::VecDeque;
 use std::io::Write;
 use std::sync::Mutex;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use aios_fs::DataMode;
-use aios_journal::runtime::CommitOrder;
+use aios_journal::runtime::{CommitOrder, PlantedBug};
 
-use super::{run, Options, Report, WorkloadSet};
+use super::{eio, run, Options, Report, WorkloadSet};
 
 pub const TWO_OP_WORKLOADS: usize = 500;
 pub const RANDOM_WORKLOADS: usize = 200;
@@ -28,6 +32,38 @@ pub const RANDOM_POINTS: usize = 20;
 pub const FSCK_EVERY: usize = 10;
 /// The campaigns' seed: CI checks the same states every run.
 const SEED: u64 = 0xc1;
+/// The bound on a planted bug's time to its first violation.
+pub const PLANT_FIRST_VIOLATION_MAX: Duration = Duration::from_secs(30);
+
+/// One unit of the budget.
+#[derive(Debug, Clone)]
+pub enum Job {
+    Campaign(Options),
+    Eio(Options),
+    /// A campaign with a bug planted: it must find a violation, soon.
+    Plant(Options),
+}
+
+/// What the budget found.
+#[derive(Debug, Default)]
+pub struct Outcome {
+    /// The campaigns and EIO sweeps, added up (EIO runs count as states).
+    pub total: Report,
+    /// Per planted bug: its name and the time to its first violation (`None`: not caught).
+    pub planted: Vec<(String, Option<Duration>)>,
+}
+
+impl Outcome {
+    /// Violations of the campaigns and sweeps, plus planted bugs caught late or never.
+    pub fn failures(&self) -> usize {
+        self.total.violations_total
+            + self
+                .planted
+                .iter()
+                .filter(|(_, t)| t.is_none_or(|t| t > PLANT_FIRST_VIOLATION_MAX))
+                .count()
+    }
+}
 
 const CONFIGS: [(DataMode, CommitOrder); 4] = [
     (DataMode::Ordered, CommitOrder::Async),
@@ -36,8 +72,31 @@ const CONFIGS: [(DataMode, CommitOrder); 4] = [
     (DataMode::Journal, CommitOrder::Sync),
 ];
 
+/// The budget: the campaigns and EIO sweeps of every configuration, every planted bug.
+pub fn jobs() -> Vec<Job> {
+    let mut jobs: Vec<Job> = campaigns().into_iter().map(Job::Campaign).collect();
+    for (data, order) in CONFIGS {
+        jobs.push(Job::Eio(Options {
+            data,
+            order,
+            seed: SEED,
+            ..Options::default()
+        }));
+    }
+    let base = Options {
+        seed: SEED,
+        ..Options::default()
+    };
+    jobs.extend(
+        PlantedBug::ALL
+            .iter()
+            .map(|&bug| Job::Plant(base.planted(bug))),
+    );
+    jobs
+}
+
 /// The campaigns of the budget, one [`Options`] each.
-pub fn jobs() -> Vec<Options> {
+pub fn campaigns() -> Vec<Options> {
     let sets = [
         WorkloadSet::OneOp,
         WorkloadSet::TwoOp {
@@ -70,33 +129,91 @@ pub fn jobs() -> Vec<Options> {
     jobs
 }
 
-/// Runs `jobs` on `workers` threads, printing each report to `out` as it ends; the total.
-pub fn run_jobs(jobs: Vec<Options>, workers: usize, out: &mut (impl Write + Send)) -> Report {
+/// Runs `jobs` on `workers` threads, printing each report to `out` as it ends.
+pub fn run_jobs(jobs: Vec<Job>, workers: usize, out: &mut (impl Write + Send)) -> Outcome {
     let started = Instant::now();
     let queue = Mutex::new(jobs.into_iter().collect::<VecDeque<_>>());
-    let total = Mutex::new(Report::default());
+    let outcome = Mutex::new(Outcome::default());
     let out = Mutex::new(out);
     std::thread::scope(|s| {
         for _ in 0..workers.max(1) {
             s.spawn(|| loop {
-                let Some(options) = queue.lock().ok().and_then(|mut q| q.pop_front()) else {
+                let Some(job) = queue.lock().ok().and_then(|mut q| q.pop_front()) else {
                     return;
                 };
-                let report = run(&options).unwrap_or_else(|e| Report {
-                    violations_total: 1,
-                    detail: vec![format!("campaign did not run: {e}")],
-                    ..Report::default()
-                });
+                let mut text = Vec::new();
+                let done = run_job(&job, &mut text);
                 if let Ok(mut out) = out.lock() {
-                    let _ = report.write_to(&mut **out, &options);
+                    let _ = out.write_all(&text);
                 }
-                if let Ok(mut t) = total.lock() {
-                    t.absorb(report);
+                if let Ok(mut o) = outcome.lock() {
+                    match done {
+                        Done::Report(r) => o.total.absorb(r),
+                        Done::Planted(name, first) => o.planted.push((name, first)),
+                    }
                 }
             });
         }
     });
-    let mut total = total.into_inner().unwrap_or_default();
-    total.elapsed = started.elapsed();
-    total
+    let mut outcome = outcome.into_inner().unwrap_or_default();
+    outcome.total.elapsed = started.elapsed();
+    outcome
+}
+
+enum Done {
+    Report(Report),
+    Planted(String, Option<Duration>),
+}
+
+fn failed(e: String) -> Report {
+    Report {
+        violations_total: 1,
+        detail: vec![format!("campaign did not run: {e}")],
+        ..Report::default()
+    }
+}
+
+/// Runs one job, its report written to `text`.
+fn run_job(job: &Job, text: &mut Vec<u8>) -> Done {
+    match job {
+        Job::Campaign(options) => {
+            let report = run(options).unwrap_or_else(failed);
+            let _ = report.write_to(text, options);
+            Done::Report(report)
+        }
+        Job::Eio(options) => match eio::run(options) {
+            Ok(r) => {
+                let _ = r.write_to(text, options);
+                Done::Report(Report {
+                    workloads: 1,
+                    states: r.runs,
+                    e2fsck_runs: r.e2fsck_runs,
+                    violations_total: r.violations_total,
+                    elapsed: r.elapsed,
+                    ..Report::default()
+                })
+            }
+            Err(e) => Done::Report(failed(e)),
+        },
+        Job::Plant(options) => {
+            let bug = options
+                .plant
+                .map_or("none".to_string(), |b| b.name().to_string());
+            // The failed-write bug shows only when a write fails: the EIO sweep finds it.
+            let first = if options.plant == Some(PlantedBug::CleanAfterFailedWrite) {
+                eio::run(options).ok().and_then(|r| r.first_violation)
+            } else {
+                run(options).ok().and_then(|r| r.first_violation)
+            };
+            let _ = writeln!(
+                text,
+                "planted bug {bug}: {}",
+                first.map_or("NOT CAUGHT".to_string(), |t| format!(
+                    "first violation after {:.1} s",
+                    t.as_secs_f64()
+                ))
+            );
+            Done::Planted(bug, first)
+        }
+    }
 }
