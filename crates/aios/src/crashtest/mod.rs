@@ -135,6 +135,8 @@ pub struct Options {
     pub stop_at_first: bool,
     /// Where each replaying recovery is crashed and redone.
     pub recovery_crashes: RecoveryCrashes,
+    /// Subsets per crash point (`None`: the set's own, [`WorkloadSet::subsets`]).
+    pub subsets: Option<SubsetPolicy>,
 }
 
 impl Default for Options {
@@ -152,6 +154,7 @@ impl Default for Options {
             plant: None,
             stop_at_first: false,
             recovery_crashes: RECOVERY_CRASHES_DEFAULT,
+            subsets: None,
         }
     }
 }
@@ -180,9 +183,12 @@ impl Options {
             ..self.clone()
         }
     }
-}
 
-impl Options {
+    /// The subsets each crash point gets.
+    pub fn subsets(&self) -> SubsetPolicy {
+        self.subsets.unwrap_or(self.set.subsets())
+    }
+
     pub fn rw(&self) -> RwOptions {
         RwOptions {
             data: self.data,
@@ -210,8 +216,19 @@ impl Options {
         let plant = self
             .plant
             .map_or(String::new(), |b| format!(" --plant {}", b.name()));
+        // What `--plant` sets by itself is not repeated.
+        let recovery = match self.recovery_crashes {
+            c if c == RECOVERY_CRASHES_DEFAULT || self.plant.is_some() => String::new(),
+            RecoveryCrashes::Seeded => " --recovery-crashes seeded".into(),
+            RecoveryCrashes::EveryPoint {
+                seeded_subsets: 0, ..
+            } => " --recovery-crashes every".into(),
+            RecoveryCrashes::EveryPoint {
+                seeded_subsets: n, ..
+            } => format!(" --recovery-crashes every:{n}"),
+        };
         format!(
-            "{} --mode {mode} --order {order} --seed {:#x}{sabotage}{plant}",
+            "{} --mode {mode} --order {order} --seed {:#x}{sabotage}{plant}{recovery}",
             self.set.flag(),
             self.seed
         )
@@ -324,14 +341,15 @@ impl Report {
             self.elapsed.as_secs_f64(),
             self.states_per_second()
         )?;
-        if let Some(min) = self.wraps_min {
+        // Short workloads write a sliver of the log; the wrap count says something only for
+        // workloads meant to wrap it (random ones).
+        let mean = self.wraps_total / self.workloads.max(1) as f64;
+        if let Some(min) = self.wraps_min.filter(|_| mean >= 1.0) {
             writeln!(
                 out,
                 "{} ops; journal written {:.1} times its length per workload on average, {:.1} \
                  at least",
-                self.ops,
-                self.wraps_total / self.workloads.max(1) as f64,
-                min
+                self.ops, mean, min
             )?;
         }
         writeln!(
@@ -611,7 +629,7 @@ impl Campaign<'_> {
                     self.report.detail = describe_state(wl, &rec, (point, events), &cands, &flags);
                     vec![s]
                 }
-                None => states::subset_seeds(cands.len(), salt, self.options.set.subsets()),
+                None => states::subset_seeds(cands.len(), salt, self.options.subsets()),
             };
             let seeds = seeds.into_iter().filter(|&s| pass.wants(s));
             let ordered = self.options.data == DataMode::Ordered;
