@@ -9,7 +9,8 @@
 //! The CI budget proper (all 1-op workloads in every configuration, 500 2-op, 200 random) runs
 //! in release: `aios crashtest --ci`, from `.ci/run`. Skips loudly without e2fsprogs.
 
-use std::process::Command;
+mod common;
+use common::have_e2fsprogs;
 
 use aios::crashtest::model::{tag_record, tagged, Node, Tag};
 use aios::crashtest::{
@@ -18,16 +19,6 @@ use aios::crashtest::{
 use aios_device_emu::DiskImage;
 use aios_fs::DataMode;
 use aios_journal::runtime::CommitOrder;
-
-fn have_e2fsprogs(test: &str) -> bool {
-    let ok = ["mke2fs", "e2fsck"]
-        .iter()
-        .all(|t| Command::new(t).arg("-V").output().is_ok());
-    if !ok {
-        eprintln!("SKIPPED {test}: e2fsprogs (mke2fs, e2fsck) not installed");
-    }
-    ok
-}
 
 #[test]
 fn one_op_campaign_finds_no_violation_in_both_modes_and_orders() {

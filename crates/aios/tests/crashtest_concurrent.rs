@@ -6,22 +6,14 @@
 //! `aios crashtest --concurrent` runs 4 x 10,000 with 100 crashes. Skips loudly without
 //! e2fsprogs.
 
-use std::process::Command;
+mod common;
+use common::have_e2fsprogs;
+
 use std::time::{Duration, Instant};
 
 use aios::crashtest::concurrent::{run, Options};
 use aios_fs::DataMode;
 use aios_journal::runtime::CommitOrder;
-
-fn have_e2fsprogs(test: &str) -> bool {
-    let ok = ["mke2fs", "e2fsck"]
-        .iter()
-        .all(|t| Command::new(t).arg("-V").output().is_ok());
-    if !ok {
-        eprintln!("SKIPPED {test}: e2fsprogs (mke2fs, e2fsck) not installed");
-    }
-    ok
-}
 
 fn bounded(data: DataMode, order: CommitOrder, seed: u64) -> Options {
     Options {

@@ -6,21 +6,12 @@
 //! The whole sweep runs in each mode (about 160 runs each, seconds). Skips loudly without
 //! e2fsprogs.
 
-use std::process::Command;
+mod common;
+use common::have_e2fsprogs;
 
 use aios::crashtest::{eio, Options};
 use aios_fs::DataMode;
 use aios_journal::runtime::{CommitOrder, PlantedBug};
-
-fn have_e2fsprogs(test: &str) -> bool {
-    let ok = ["mke2fs", "e2fsck"]
-        .iter()
-        .all(|t| Command::new(t).arg("-V").output().is_ok());
-    if !ok {
-        eprintln!("SKIPPED {test}: e2fsprogs (mke2fs, e2fsck) not installed");
-    }
-    ok
-}
 
 #[test]
 fn eio_sweep_finds_nothing_in_both_modes() {

@@ -6,7 +6,9 @@
 //! The bugs run one after another (timings of side-by-side runs would measure the machine).
 //! Skips loudly without e2fsprogs.
 
-use std::process::Command;
+mod common;
+use common::have_e2fsprogs;
+
 use std::time::Duration;
 
 use aios::crashtest::{eio, replay_one, run, Options};
@@ -14,16 +16,6 @@ use aios_journal::runtime::PlantedBug;
 
 /// The bound on the time to the first violation.
 const FIRST_VIOLATION_MAX: Duration = Duration::from_secs(30);
-
-fn have_e2fsprogs(test: &str) -> bool {
-    let ok = ["mke2fs", "e2fsck"]
-        .iter()
-        .all(|t| Command::new(t).arg("-V").output().is_ok());
-    if !ok {
-        eprintln!("SKIPPED {test}: e2fsprogs (mke2fs, e2fsck) not installed");
-    }
-    ok
-}
 
 /// The spec `--replay` takes, from a violation's replay command (its last word).
 fn replay_spec(replay: &str) -> &str {

@@ -126,16 +126,6 @@ fn draw(rng: &mut ChaCha8Rng, model: &Model, t: usize, generation: u32) -> Op {
         0..=7 => Op::Create(any(rng)),
         8..=11 => Op::Mkdir(any(rng)),
         12..=13 => Op::Symlink(any(rng), "f0".into()),
-        14..=37 => {
-            let path = file(rng);
-            let (offset, len) = write_range(rng, size(&path));
-            Op::Write {
-                path,
-                offset,
-                len,
-                generation,
-            }
-        }
         38..=42 => {
             let path = file(rng);
             let to = rng.gen_range(0..=(size(&path) + 8192).min(FILE_BYTES_MAX));
@@ -168,7 +158,7 @@ fn draw(rng: &mut ChaCha8Rng, model: &Model, t: usize, generation: u32) -> Op {
         }
         80..=89 => Op::Fdatasync(file(rng)),
         90..=94 => Op::Sync,
-        // The rest: more writes, the commonest op of real workloads.
+        // The rest (14..=37 and 95..): writes, the commonest op of real workloads.
         _ => {
             let path = file(rng);
             let (offset, len) = write_range(rng, size(&path));
