@@ -25,10 +25,10 @@ use super::workload::{Workload, GEN_PREPARED, GEN_WORKLOAD};
 
 /// Thread directories prepared (the most a workload uses).
 pub const THREADS_MAX: usize = 4;
-/// The prepared image's journal: 56 blocks (224 KiB), so a workload's commits wrap it at
+/// The prepared image's journal: 44 blocks (176 KiB), so a workload's commits wrap it at
 /// least three times (a commit of a few metadata blocks takes 3 to 6; transactions are
 /// limited to 16 blocks).
-pub const JOURNAL_BLOCKS: u32 = 56;
+pub const JOURNAL_BLOCKS: u32 = 44;
 /// No write, truncate or fallocate reaches past this.
 pub const FILE_BYTES_MAX: u64 = 256 * 1024;
 /// Writes and truncates keep to whole tag records.
