@@ -325,7 +325,6 @@ fn crashtest(args: CrashtestArgs) -> Result<()> {
     if args.soak && args.replay.is_none() {
         let report = crashtest::soak::soak(&options, args.minutes, &mut std::io::stdout().lock())
             .map_err(|e| anyhow::anyhow!("crashtest --soak: {e}"))?;
-        report.write_to(&mut std::io::stdout().lock(), &options)?;
         if report.violations_total > 0 {
             anyhow::bail!("crashtest --soak: {} violations", report.violations_total);
         }

@@ -305,6 +305,11 @@ impl Report {
         self.e2fsck_states += other.e2fsck_states;
         self.violations_total += other.violations_total;
         self.violations.extend(other.violations);
+        self.recovery_crashes += other.recovery_crashes;
+        self.first_violation = match (self.first_violation, other.first_violation) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
         self.elapsed += other.elapsed;
     }
 

@@ -71,6 +71,28 @@ pub fn soak(base: &Options, minutes: f64, out: &mut impl Write) -> Result<Report
         );
     }
     total.elapsed = started.elapsed();
+    let _ = writeln!(
+        out,
+        "soak total: {round} rounds in {:.1} min, {} workloads ({} ops), {} crash points, {} \
+         crash states ({} after an acknowledged sync), {} distinct images ({} replayed a \
+         journal), {} recoveries crashed and redone, {} e2fsck runs, {:.0} states/s, {} \
+         violations",
+        total.elapsed.as_secs_f64() / 60.0,
+        total.workloads,
+        total.ops,
+        total.crash_points,
+        total.states,
+        total.acked_states,
+        total.distinct_images,
+        total.replayed,
+        total.recovery_crashes,
+        total.e2fsck_runs,
+        total.states_per_second(),
+        total.violations_total
+    );
+    for v in &total.violations {
+        let _ = writeln!(out, "{v}");
+    }
     Ok(total)
 }
 
