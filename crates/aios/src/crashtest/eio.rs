@@ -29,6 +29,7 @@ use super::check;
 use super::model::Op;
 use super::recover::RecoveryCrashes;
 use super::workload::{self, Prepared, Recording, EMU_RECORD};
+use super::write_violations;
 use super::{check_image, Options};
 
 /// Ops of the sweep's workload.
@@ -115,15 +116,12 @@ impl EioReport {
             self.e2fsck_runs,
             self.elapsed.as_secs_f64()
         )?;
-        write!(out, "violations: {}", self.violations_total)?;
-        match self.first_violation {
-            Some(t) => writeln!(out, " (first after {:.2} s)", t.as_secs_f64())?,
-            None => writeln!(out)?,
-        }
-        for v in &self.violations {
-            writeln!(out, "{v}")?;
-        }
-        Ok(())
+        write_violations(
+            out,
+            self.violations_total,
+            self.first_violation,
+            &self.violations,
+        )
     }
 }
 

@@ -372,16 +372,31 @@ impl Report {
             "recovery crashed and redone: {} distinct images",
             self.recovery_crashes
         )?;
-        write!(out, "violations: {}", self.violations_total)?;
-        match self.first_violation {
-            Some(t) => writeln!(out, " (first after {:.2} s)", t.as_secs_f64())?,
-            None => writeln!(out)?,
-        }
-        for v in &self.violations {
-            writeln!(out, "{v}")?;
-        }
-        Ok(())
+        write_violations(
+            out,
+            self.violations_total,
+            self.first_violation,
+            &self.violations,
+        )
     }
+}
+
+/// A report's closing lines: the violation count, the time to the first, each one kept.
+pub(crate) fn write_violations<V: std::fmt::Display>(
+    out: &mut impl std::io::Write,
+    total: usize,
+    first: Option<Duration>,
+    kept: &[V],
+) -> std::io::Result<()> {
+    write!(out, "violations: {total}")?;
+    match first {
+        Some(t) => writeln!(out, " (first after {:.2} s)", t.as_secs_f64())?,
+        None => writeln!(out)?,
+    }
+    for v in kept {
+        writeln!(out, "{v}")?;
+    }
+    Ok(())
 }
 
 /// The cached outcome of recovering one distinct image.
