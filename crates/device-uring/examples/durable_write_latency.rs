@@ -1,7 +1,8 @@
 //! QD1 durable 4 KiB writes: what a commit's last two steps cost through this backend, a flush
 //! after a completed write and a FUA write, with the flush through the ring
 //! (`IORING_OP_FSYNC`, run by an io-wq worker) or inline (`fdatasync` on the submitting thread,
-//! [`FlushPath::Inline`]), next to the same system calls made directly. Interleaved in one run.
+//! [`FlushPath::Inline`]), sleeping or busy-polling for completions, next to the same system
+//! calls made directly. Interleaved in one run.
 //!
 //! ```text
 //! cargo run --release -p aios-device-uring --example durable_write_latency -- FILE [SECS] [REPS]
@@ -43,7 +44,7 @@ enum Runner {
 }
 
 impl Runner {
-    fn open_uring(path: &Path, flush: FlushPath) -> Runner {
+    fn open_uring(path: &Path, flush: FlushPath, completion: CompletionMode) -> Runner {
         let tuning = Tuning {
             flush,
             ..Tuning::default()
@@ -61,7 +62,7 @@ impl Runner {
         let queue = Box::new(
             dev.open_queue(QueueConfig {
                 depth: 4,
-                completion: CompletionMode::Interrupt,
+                completion,
                 registered_buffers: true,
             })
             .expect("queue"),
@@ -140,11 +141,19 @@ fn main() {
         ("syscalls", Runner::open_syscalls(path)),
         (
             "uring, flush in ring",
-            Runner::open_uring(path, FlushPath::Ring),
+            Runner::open_uring(path, FlushPath::Ring, CompletionMode::Interrupt),
         ),
         (
             "uring, flush inline",
-            Runner::open_uring(path, FlushPath::Inline),
+            Runner::open_uring(path, FlushPath::Inline, CompletionMode::Interrupt),
+        ),
+        (
+            "uring, ring, poll",
+            Runner::open_uring(path, FlushPath::Ring, CompletionMode::Poll),
+        ),
+        (
+            "uring, inline, poll",
+            Runner::open_uring(path, FlushPath::Inline, CompletionMode::Poll),
         ),
     ];
     let slice = Duration::from_secs_f64(secs / SLICES_PER_REP as f64);

@@ -11,7 +11,10 @@
 //! - aios `sync` (vanilla commit order) and `async` (AIOS order): one [`aios_fs::RwFs::write`]
 //!   per operation, which is one journaled transaction committed before it returns (data,
 //!   journal blocks, flush, commit block with FUA): a write plus fsync. Every run mounts the
-//!   image afresh and unmounts it (checkpoint) after the window.
+//!   image afresh and unmounts it (checkpoint) after the window. On the host (io_uring, which
+//!   sleeps for completions by default) also `sync+poll` and `async+poll`: the same with
+//!   completions busy-polled, the paper's optional polling (technique 5). A flush still sleeps
+//!   in `fdatasync` (see `aios_device_uring::FlushPath`).
 //! - kernel `fsync`/`fdatasync`: `pwrite` + `fsync` (append) or `pwrite` + `fdatasync`
 //!   (overwrite) on a buffered descriptor. On the host these are the files in `--dir` on the
 //!   root file system, **an ext4 without a journal on this machine** (`/proc/fs/jbd2` empty):
@@ -25,14 +28,14 @@
 //! - `append`: `bs` bytes at the end of the file: block allocation, extent and size updates every
 //!   time. When the file reaches `--file-size` it is truncated to empty (untimed: the pause is
 //!   taken off the thread's measured time too).
-//! - `overwrite`: `bs` bytes at a random `bs`-aligned offset of the preallocated file. The
-//!   inode's mtime changes, so aios commits a transaction each time (it has no fdatasync yet);
-//!   the kernel's fdatasync skips the journal when only timestamps changed.
+//! - `overwrite`: `bs` bytes at a random `bs`-aligned offset of the preallocated file, then
+//!   `fdatasync`. Only the times change, so both aios and the kernel skip the journal: the data
+//!   goes in place, then a flush (aios's data-only sync).
 //!
 //! `--threads N`: N threads, each writing its own files (`append.T`, `overwrite.T`), started
 //! together behind a barrier and measured in one window ([`crate::bench::runner::run_threads`]);
-//! IOPS are summed over threads, latencies taken over every operation. aios runs one thread only
-//! until the shared read-write mount lands (the others are skipped with a line saying so).
+//! IOPS are summed over threads, latencies taken over every operation. aios's threads share one
+//! read-write mount, each with its own handle; concurrent fsyncs share commits.
 //!
 //! Cases are interleaved and rotated across repetitions like the other benchmarks; the table,
 //! `--json` records and `vs kern` (against the plain kernel row on the same target and shape)
@@ -96,7 +99,7 @@ pub struct FsyncArgs {
     /// Repetitions, interleaved across cases.
     #[arg(long, default_value = "3")]
     pub reps: usize,
-    /// Thread counts, each thread writing its own files (aios: 1 only, for now).
+    /// Thread counts, each thread writing its own files.
     #[arg(long, value_delimiter = ',', default_value = "1")]
     pub threads: Vec<usize>,
     /// Also write the results as JSON, one record per case.
@@ -147,7 +150,9 @@ impl FsyncWorkload {
 /// The software path of a durable write.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum FsyncStack {
-    Aios(CommitOrder),
+    /// aios in a commit order; `polled`: completions busy-polled instead of the target's own
+    /// mode (the paper's optional polling; offered where the target sleeps by default).
+    Aios { order: CommitOrder, polled: bool },
     /// The kernel's files on the target's own file system (on the host: no journal).
     Kernel,
     /// The kernel's journaled ext4 on a loop-mounted copy of the image (host only).
@@ -157,14 +162,14 @@ enum FsyncStack {
 impl FsyncStack {
     fn stack_name(self) -> &'static str {
         match self {
-            FsyncStack::Aios(_) => "aios",
+            FsyncStack::Aios { .. } => "aios",
             FsyncStack::Kernel | FsyncStack::KernelImg => "kernel",
         }
     }
 
     fn mode_name(self, workload: FsyncWorkload) -> &'static str {
         match (self, workload) {
-            (FsyncStack::Aios(order), _) => order_name(order),
+            (FsyncStack::Aios { order, polled }, _) => order_name(order, polled),
             (FsyncStack::Kernel, FsyncWorkload::Append) => "fsync",
             (FsyncStack::Kernel, FsyncWorkload::Overwrite) => "fdatasync",
             (FsyncStack::KernelImg, FsyncWorkload::Append) => JOURNALED_FSYNC,
@@ -187,10 +192,12 @@ fn is_plain_kernel(r: &Record) -> bool {
     r.stack == "kernel" && !is_journaled_kernel(r)
 }
 
-fn order_name(order: CommitOrder) -> &'static str {
-    match order {
-        CommitOrder::Sync => "sync",
-        CommitOrder::Async => "async",
+fn order_name(order: CommitOrder, polled: bool) -> &'static str {
+    match (order, polled) {
+        (CommitOrder::Sync, false) => "sync",
+        (CommitOrder::Async, false) => "async",
+        (CommitOrder::Sync, true) => "sync+poll",
+        (CommitOrder::Async, true) => "async+poll",
     }
 }
 
@@ -349,10 +356,17 @@ fn matrix(args: &FsyncArgs, targets: &[Target]) -> Vec<FsyncCase> {
     let mut cases = Vec::new();
     for &workload in &args.workload {
         for (t, target) in targets.iter().enumerate() {
-            let mut stacks = vec![
-                FsyncStack::Aios(CommitOrder::Sync),
-                FsyncStack::Aios(CommitOrder::Async),
-            ];
+            let mut stacks = Vec::new();
+            let polled_too: &[bool] = if target.poll_rows {
+                &[false, true]
+            } else {
+                &[false]
+            };
+            for &polled in polled_too {
+                for order in [CommitOrder::Sync, CommitOrder::Async] {
+                    stacks.push(FsyncStack::Aios { order, polled });
+                }
+            }
             for kernel in [FsyncStack::Kernel, FsyncStack::KernelImg] {
                 if target.dir_of(kernel).is_some() {
                     stacks.push(kernel);

@@ -8,7 +8,7 @@
 
 use super::*;
 use crate::bench::runner::{new_histogram, run_threads};
-use aios_device::Device;
+use aios_device::{CompletionMode, Device};
 use aios_fs::{MountOptions, RwFs, RwOptions};
 use hdrhistogram::Histogram;
 use rand::{rngs::SmallRng, Rng, SeedableRng};
@@ -19,10 +19,14 @@ use std::time::Instant;
 pub(super) fn run_case(setup: &Setup, case: &FsyncCase, run: Run) -> Result<RunOut> {
     let target = setup.target(case)?;
     match case.stack {
-        FsyncStack::Aios(order) => {
+        FsyncStack::Aios { order, polled } => {
             let options = RwOptions {
                 mount: MountOptions {
-                    completion: target.completion,
+                    completion: if polled {
+                        CompletionMode::Poll
+                    } else {
+                        target.completion
+                    },
                     ..MountOptions::default()
                 },
                 order,

@@ -51,11 +51,11 @@ pub(super) fn print_commits(records: &[Record], cases: &[FsyncCase], sums: &[Com
         COMMIT_STAGES.join(", ")
     );
     for ((r, case), s) in records.iter().zip(cases).zip(sums) {
-        if !matches!(case.stack, FsyncStack::Aios(_)) || s.writes == 0 {
+        if !matches!(case.stack, FsyncStack::Aios { .. }) || s.writes == 0 {
             continue;
         }
         println!(
-            "  {:<12} {:<6} {:<10} {:>5} thr {}  op mean {:>8.2} us  commits/write {:.3}  data \
+            "  {:<12} {:<10} {:<10} {:>5} thr {}  op mean {:>8.2} us  commits/write {:.3}  data \
              syncs/write {:.3}  journal blocks/commit {:.2}  checkpoints {}",
             r.device,
             r.mode,

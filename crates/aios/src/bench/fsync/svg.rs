@@ -52,7 +52,7 @@ pub(super) fn bars(records: &[Record], cases: &[FsyncCase], sums: &[CommitSums])
         for ((r, case), s) in rows.filter(|((r, _), _)| r.threads == 1 && key(r) == group) {
             let mean_us = r.mean_ns / 1e3;
             let segments = match case.stack {
-                FsyncStack::Aios(_) => {
+                FsyncStack::Aios { .. } => {
                     let writes = s.writes.max(1) as f64;
                     let mut segments: Vec<(usize, f64)> = s
                         .stage_ns

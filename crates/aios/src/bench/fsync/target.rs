@@ -54,6 +54,9 @@ pub(super) struct Target {
     device: Mutex<Option<OpenDevice>>,
     /// How queues on it complete (the emulated device completes by the caller spinning).
     pub completion: CompletionMode,
+    /// Whether aios also runs with polled completions here (`sync+poll`, `async+poll`): on
+    /// io_uring, where sleeping is the default and spinning a choice.
+    pub poll_rows: bool,
     /// Undo the kernel's mounts and devices when dropped, after `device` is closed (fields
     /// drop in declaration order).
     _zram: Option<ZramPair>,
@@ -79,7 +82,7 @@ impl Target {
     /// The directory of `stack`'s files, for the kernel's stacks.
     pub fn dir_of(&self, stack: FsyncStack) -> Option<&Path> {
         match stack {
-            FsyncStack::Aios(_) => None,
+            FsyncStack::Aios { .. } => None,
             FsyncStack::Kernel => self.kernel_dir.as_deref(),
             FsyncStack::KernelImg => self.kernel_img_dir.as_deref(),
         }
@@ -93,6 +96,7 @@ impl Target {
             kernel_img_dir: kernel_img.then(|| PathBuf::from("/nonexistent")),
             device: Mutex::new(None),
             completion: CompletionMode::Interrupt,
+            poll_rows: label.starts_with("host"),
             _zram: None,
             _loop: None,
         }
@@ -147,6 +151,7 @@ pub(super) fn prepare(args: &FsyncArgs) -> Result<Setup> {
                         config, image,
                     )?))),
                     completion: CompletionMode::Poll,
+                    poll_rows: false,
                     _zram: None,
                     _loop: None,
                 }
@@ -210,6 +215,7 @@ fn host_target(args: &FsyncArgs, threads_max: usize) -> Result<Target> {
         kernel_img_dir: journaled.as_ref().map(|m| m.dir().to_path_buf()),
         device: Mutex::new(Some(OpenDevice::Uring(device))),
         completion: CompletionMode::Interrupt,
+        poll_rows: true,
         _zram: None,
         _loop: journaled,
     })
@@ -232,6 +238,7 @@ fn zram_target(image: &Path) -> Result<Target> {
         device: Mutex::new(Some(OpenDevice::Psync(device))),
         // pread is synchronous: the completion mode changes nothing.
         completion: CompletionMode::Interrupt,
+        poll_rows: false,
         _zram: Some(zram),
         _loop: None,
     })

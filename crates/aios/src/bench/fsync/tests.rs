@@ -62,8 +62,20 @@ fn the_kernel_runs_only_where_it_has_files_and_names_its_call() {
     );
     assert_eq!(FsyncStack::KernelImg.stack_name(), "kernel");
     assert_eq!(
-        FsyncStack::Aios(CommitOrder::Async).mode_name(FsyncWorkload::Append),
+        FsyncStack::Aios {
+            order: CommitOrder::Async,
+            polled: false
+        }
+        .mode_name(FsyncWorkload::Append),
         "async"
+    );
+    assert_eq!(
+        FsyncStack::Aios {
+            order: CommitOrder::Sync,
+            polled: true
+        }
+        .mode_name(FsyncWorkload::Overwrite),
+        "sync+poll"
     );
 }
 
@@ -100,14 +112,19 @@ fn every_stack_runs_at_every_thread_count() {
     let mut args = parse(&["fsync", "--threads", "1,2,4"]);
     args.workload = vec![FsyncWorkload::Append];
     let cases = matrix(&args, &targets);
-    // aios x2 + kernel x2 at each of 3 thread counts.
-    assert_eq!(cases.len(), 3 * 4);
+    // aios x2 orders x2 completions (the host sleeps by default, polls as a choice) + kernel
+    // x2 at each of 3 thread counts.
+    assert_eq!(cases.len(), 3 * 6);
     for threads in [1, 2, 4] {
         let at: Vec<_> = cases.iter().filter(|c| c.threads == threads).collect();
-        assert_eq!(at.len(), 4);
-        assert!(at
-            .iter()
-            .any(|c| c.stack == FsyncStack::Aios(CommitOrder::Async)));
+        assert_eq!(at.len(), 6);
+        for polled in [false, true] {
+            let stack = FsyncStack::Aios {
+                order: CommitOrder::Async,
+                polled,
+            };
+            assert!(at.iter().any(|c| c.stack == stack));
+        }
     }
 }
 
