@@ -42,8 +42,9 @@ fn the_kernel_runs_only_where_it_has_files_and_names_its_call() {
     let mut args = parse(&["fsync", "--bs", "4k,16k"]);
     args.workload = vec![FsyncWorkload::Append, FsyncWorkload::Overwrite];
     let cases = matrix(&args, &targets);
-    // 2 workloads x (4 stacks on host + 2 on emu + 3 on zram) x 2 sizes.
-    assert_eq!(cases.len(), 2 * 9 * 2);
+    // 2 workloads x (6 stacks on host: aios sleeping and polled + 2 kernels; 2 on emu; 3 on
+    // zram) x 2 sizes.
+    assert_eq!(cases.len(), 2 * 11 * 2);
     assert!(cases
         .iter()
         .filter(|c| c.stack == FsyncStack::Kernel)
@@ -172,10 +173,11 @@ fn vs_kern_is_the_plain_kernel_and_the_journaled_ratio_is_separate() {
 
 #[test]
 fn breakdown_bars_stack_the_stages_and_the_rest_of_the_write() {
-    let targets = vec![Target::for_test("host disk", true, false)];
+    let targets = vec![Target::for_test("emu:ull", true, false)];
     let mut args = parse(&["fsync"]);
     args.workload = vec![FsyncWorkload::Append];
     let cases = matrix(&args, &targets);
+    assert_eq!(cases.len(), 3, "aios sync, async, the kernel");
     let records = vec![
         record("host disk", "aios", "sync", 100.0),
         record("host disk", "aios", "async", 90.0),
