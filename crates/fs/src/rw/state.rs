@@ -58,8 +58,10 @@ pub(super) struct State {
     pub(super) data_syncing: BTreeSet<u32>,
     /// Syncs that have needed transaction `join.0` so far (`join.1`): its group.
     pub(super) join: (u64, usize),
-    /// The group size of the last committed transaction (see `sync::wait_for_group`).
-    pub(super) last_group: usize,
+    /// Per recent commit (the last [`GROUPS_KEPT`], a ring), its group plus the syncs that
+    /// joined the next transaction while it ran: how many were syncing (see
+    /// `sync::wait_for_group`).
+    pub(super) recent_groups: RecentGroups,
     /// Moving average of a commit's duration, nanoseconds.
     pub(super) commit_avg_ns: u64,
     /// Open handles per inode (see `file`).
@@ -79,7 +81,48 @@ pub(super) struct State {
     pub(super) replayed: Option<Replayed>,
 }
 
+/// How many recent commits' group sizes the batching looks at.
+pub(super) const GROUPS_KEPT: usize = 8;
+
+/// The group sizes of the last [`GROUPS_KEPT`] commits (1 before any).
+#[derive(Debug, Clone, Copy)]
+pub(super) struct RecentGroups {
+    sizes: [usize; GROUPS_KEPT],
+    /// Where the next size goes.
+    next: usize,
+}
+
+impl Default for RecentGroups {
+    fn default() -> Self {
+        RecentGroups {
+            sizes: [1; GROUPS_KEPT],
+            next: 0,
+        }
+    }
+}
+
+impl RecentGroups {
+    /// The group the next commit waits to gather: the largest recent one (see
+    /// `sync::wait_for_group`).
+    pub(super) fn target(&self) -> usize {
+        self.sizes.iter().copied().max().unwrap_or(1)
+    }
+
+    /// Records a commit's group size, forgetting the oldest.
+    pub(super) fn record(&mut self, group: usize) {
+        if let Some(slot) = self.sizes.get_mut(self.next) {
+            *slot = group;
+        }
+        self.next = (self.next + 1) % GROUPS_KEPT;
+    }
+}
+
 impl State {
+    /// See [`RecentGroups::target`].
+    pub(super) fn group_target(&self) -> usize {
+        self.recent_groups.target()
+    }
+
     pub(super) fn new(mutator: Mutator, journal: Journal, replayed: Option<Replayed>) -> Self {
         State {
             mutator,
@@ -97,7 +140,7 @@ impl State {
             dirty: HashMap::new(),
             data_syncing: BTreeSet::new(),
             join: (0, 0),
-            last_group: 1,
+            recent_groups: RecentGroups::default(),
             commit_avg_ns: 0,
             open_count: HashMap::new(),
             orphaned_open: BTreeSet::new(),
@@ -436,5 +479,27 @@ impl<D: Device> RwShared<D> {
             self.sync_all(ctx, st, op, path)?;
         }
         Ok(value)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{RecentGroups, GROUPS_KEPT};
+
+    #[test]
+    fn the_group_target_is_the_largest_recent_group_and_forgets_old_ones() {
+        let mut groups = RecentGroups::default();
+        assert_eq!(groups.target(), 1, "no commit yet: no batching");
+        groups.record(4);
+        groups.record(2);
+        assert_eq!(groups.target(), 4);
+        for _ in 0..GROUPS_KEPT - 1 {
+            groups.record(2);
+        }
+        assert_eq!(
+            groups.target(),
+            2,
+            "the 4 is older than the last GROUPS_KEPT"
+        );
     }
 }

@@ -158,7 +158,7 @@ impl<D: Device> RwShared<D> {
                     }
                     self.wait(st)
                 }
-                Need::Commit if !batched && st.last_group > 1 => {
+                Need::Commit if !batched && st.group_target() > 1 => {
                     batched = true;
                     self.wait_for_group(st)
                 }
@@ -270,11 +270,19 @@ impl<D: Device> RwShared<D> {
         st
     }
 
-    /// Group commit's batching (jbd2's `max_batch_time` idea): when the last commit served
+    /// Group commit's batching (jbd2's `max_batch_time` idea): when recent commits served
     /// several syncs, the thread about to lead the next one first waits, up to one average
-    /// commit time ([`BATCH_MAX`] at most), for as many syncs to need the running transaction,
-    /// so that threads returning from the last commit join this one instead of the one after.
-    /// Returns early when another thread led meanwhile or a commit cannot start.
+    /// commit time ([`BATCH_MAX`] at most), for [`State::group_target`] syncs to need the
+    /// running transaction, so that threads returning from the last commit join this one
+    /// instead of the one after. Returns early when another thread led meanwhile or a commit
+    /// cannot start.
+    ///
+    /// The target counts, per recent commit, its group and the syncs that joined the next
+    /// transaction while it ran. Counting the group alone, four threads settled on groups of
+    /// three: the thread that missed a commit leads the next as soon as two of the three
+    /// return, and the third misses it in turn (measured: `commits/write` 0.33 at 4 threads
+    /// on every target; with the syncs left behind counted, 0.25, and 4-thread appends went
+    /// from 11.7-12.8k to 15.0k IOPS on the host disk, 72-75k to 84k on `emu:ull`).
     fn wait_for_group<'a>(&'a self, mut st: MutexGuard<'a, State>) -> MutexGuard<'a, State> {
         let tid = st.running;
         let budget = Duration::from_nanos(st.commit_avg_ns).min(BATCH_MAX);
@@ -282,7 +290,7 @@ impl<D: Device> RwShared<D> {
         let mut spin = PoliteSpin::new();
         while st.running == tid
             && st.can_commit()
-            && st.joined() < st.last_group
+            && st.joined() < st.group_target()
             && Instant::now() < deadline
         {
             drop(st);
@@ -344,7 +352,10 @@ impl<D: Device> RwShared<D> {
         match out {
             Ok(c) => {
                 st.committed = tid;
-                st.last_group = group;
+                // Those that joined the next transaction meanwhile were syncing too: the
+                // next group can be as large as both together.
+                let next = st.joined();
+                st.recent_groups.record(group + next);
                 let ns = started.elapsed().as_nanos() as u64;
                 st.commit_avg_ns = (st.commit_avg_ns * 7 + ns) / 8;
                 st.made_durable(&covered);
