@@ -410,7 +410,7 @@ impl<D: Device> RwShared<D> {
         st.data_syncing.extend(inodes.iter().copied());
         drop(st);
         let arena = self.fs.device.arena();
-        let out = txn::sync_data(&mut ctx.q, arena, &blocks, self.options.order);
+        let out = txn::sync_data(&mut ctx.q, arena, &blocks);
         let mut st = self.lock();
         if out.is_ok() {
             st.homed(&in_place);

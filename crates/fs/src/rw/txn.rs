@@ -15,9 +15,7 @@ use aios_block::BlockQueue;
 use aios_device::{Arena, Buf, Queue, BLOCK_SIZE, SEGMENTS_MAX};
 use aios_journal::format::Block;
 use aios_journal::layout::DataBlock;
-use aios_journal::runtime::{
-    CommitOrder, Committed, DataWrite, Journal, RuntimeError, Transaction,
-};
+use aios_journal::runtime::{Committed, DataWrite, Journal, RuntimeError, Transaction};
 
 use super::{DataMode, RwError};
 use crate::error::display_path;
@@ -124,10 +122,9 @@ pub(super) fn sync_data<Q: Queue>(
     q: &mut BlockQueue<Q>,
     arena: &Arena,
     blocks: &[(u64, Vec<u8>)],
-    order: CommitOrder,
 ) -> Result<Committed, TxnError> {
     let data = data_writes(arena, blocks).map_err(TxnError::Build)?;
-    let out = aios_journal::runtime::sync_data(q, arena, data, order);
+    let out = aios_journal::runtime::sync_data(q, arena, data);
     for d in out.data {
         arena.free(d.buf);
     }

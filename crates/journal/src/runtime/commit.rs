@@ -122,13 +122,13 @@ impl Lap {
 }
 
 /// Stages the in-place data writes, each kept at its index (stops at the first refusal,
-/// which the batch records); with `fua`, each is written with FUA.
-pub(super) fn stage_data<Q: Queue>(batch: &mut Batch<'_, Q>, data: Vec<DataWrite>, fua: bool) {
+/// which the batch records).
+pub(super) fn stage_data<Q: Queue>(batch: &mut Batch<'_, Q>, data: Vec<DataWrite>) {
     for (i, d) in data.into_iter().enumerate() {
         let what = IoWhat::Data {
             offset_bytes: d.offset_bytes,
         };
-        let op = Op::Write { fua };
+        let op = Op::Write { fua: false };
         if !batch.stage(op, d.offset_bytes, vec![d.buf], what, Dest::Keep(i)) {
             break;
         }
@@ -262,7 +262,7 @@ impl Journal {
     ) -> RtResult<Done> {
         let order = self.options.order;
         // 1. Data.
-        stage_data(batch, data, false);
+        stage_data(batch, data);
         batch.submit();
         times.submit_ns += lap.take();
         if order == CommitOrder::Sync {

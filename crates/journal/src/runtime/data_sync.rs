@@ -9,19 +9,9 @@
 //! It does not touch the log, so it needs no [`super::Journal`]: the file system runs data
 //! syncs of different files side by side, and never beside a commit.
 //!
-//! # One write: FUA instead of write, wait, flush (`Async` order)
-//! A data sync needs only its own writes durable: every earlier write path (commit, data
-//! sync, checkpoint) flushed before it reported. So when the data is one command, the `Async`
-//! order writes it with FUA and skips the flush: one device round trip and one completion
-//! instead of two. The `Sync` (vanilla) order keeps ext4's write, wait, flush. Measured on the
-//! virtio disk, where FUA is a write then a flush inside the host kernel
-//! (`examples/durable_write_latency.rs`): 87.3 us sleeping and 76.6 us polled, against 92.9
-//! and 84.9 us for the write and the flush as two commands. Several commands keep the single
-//! flush: N FUA writes cost N flushes on such a device.
-//!
 //! # Promises
 //! - The flush is staged only after every data write completed without error; `Ok` only when
-//!   the flush completed (or the one FUA write did).
+//!   the flush completed.
 //! - Any failure is returned: the data is not durable. The caller must then stop every later
 //!   commit and sync from reporting it durable (fsyncgate); `aios-fs` makes the mount
 //!   read-only.
@@ -38,16 +28,14 @@ use super::commit::{
 };
 use super::error::Phase;
 use super::io::Batch;
-use super::journal::CommitOrder;
 
-/// Writes `data` in place, waits for it, flushes (in `Async` order one command is written
-/// with FUA instead). See the module documentation. The result's [`Committed`] has sequence 0
-/// and zero journal blocks; its times fill `submit_ns`, `wait_ns` and `flush_ns`.
+/// Writes `data` in place, waits for it, flushes. See the module documentation. The result's
+/// [`Committed`] has sequence 0 and zero journal blocks; its times fill `submit_ns`, `wait_ns`
+/// and `flush_ns`.
 pub fn sync_data<Q: Queue>(
     q: &mut BlockQueue<Q>,
     arena: &Arena,
     data: Vec<DataWrite>,
-    order: CommitOrder,
 ) -> CommitOutcome {
     let phase = Phase::DataSync;
     let mut times = CommitTimes::default();
@@ -62,14 +50,13 @@ pub fn sync_data<Q: Queue>(
             }
         }
     };
-    let fua = order == CommitOrder::Async && data.len() == 1;
-    stage_data(&mut batch, data, fua);
+    stage_data(&mut batch, data);
     batch.submit();
     times.submit_ns = lap.take();
     batch.wait_all();
     times.wait_ns = lap.take();
     let mut error = batch.take_error();
-    if error.is_none() && !fua {
+    if error.is_none() {
         batch.stage_flush();
         batch.wait_all();
         times.flush_ns = lap.take();
