@@ -148,11 +148,11 @@ fn main() {
             Runner::open_uring(path, FlushPath::Inline, CompletionMode::Interrupt),
         ),
         (
-            "uring, ring, poll",
+            "uring, flush in ring, poll",
             Runner::open_uring(path, FlushPath::Ring, CompletionMode::Poll),
         ),
         (
-            "uring, inline, poll",
+            "uring, flush inline, poll",
             Runner::open_uring(path, FlushPath::Inline, CompletionMode::Poll),
         ),
     ];
@@ -181,7 +181,7 @@ fn main() {
             let p50 = lat[(n - 1) / 2] as f64 / 1e3;
             let p99 = lat[(n - 1) * 99 / 100] as f64 / 1e3;
             println!(
-                "{step:?}  {name:<22} mean {mean:7.1} us  p50 {p50:7.1}  p99 {p99:7.1}  ({n} ops)"
+                "{step:?}  {name:<26} mean {mean:7.1} us  p50 {p50:7.1}  p99 {p99:7.1}  ({n} ops)"
             );
         }
     }

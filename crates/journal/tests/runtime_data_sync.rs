@@ -1,7 +1,7 @@
 //! The data-only sync (`fdatasync` of overwrites) on the emulated device: the data is durable
 //! when it returns `Ok`, after one flush however many commands it wrote; a failed write fails
-//! it. (A FUA write instead of write and flush for one command was tried and measured slower
-//! on the virtio disk: see the history of `data_sync.rs`.)
+//! it. (A FUA write instead of write and flush for one command was tried: on the virtio disk
+//! no faster sleeping, slower polled; see `docs/results/fsync.md`.)
 
 mod rt;
 

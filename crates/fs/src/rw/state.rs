@@ -84,7 +84,7 @@ pub(super) struct State {
 /// How many recent commits' group sizes the batching looks at.
 pub(super) const GROUPS_KEPT: usize = 8;
 
-/// The group sizes of the last [`GROUPS_KEPT`] commits (1 before any).
+/// How many were syncing around each of the last [`GROUPS_KEPT`] commits (1 before any).
 #[derive(Debug, Clone, Copy)]
 pub(super) struct RecentGroups {
     sizes: [usize; GROUPS_KEPT],
@@ -108,12 +108,19 @@ impl RecentGroups {
         self.sizes.iter().copied().max().unwrap_or(1)
     }
 
-    /// Records a commit's group size, forgetting the oldest.
-    pub(super) fn record(&mut self, group: usize) {
+    /// Records how many were syncing around a commit, forgetting the oldest record.
+    pub(super) fn record(&mut self, syncing: usize) {
         if let Some(slot) = self.sizes.get_mut(self.next) {
-            *slot = group;
+            *slot = syncing;
         }
         self.next = (self.next + 1) % GROUPS_KEPT;
+    }
+
+    /// A batching wait ran out with only `joined` syncs: no record above that is trusted.
+    pub(super) fn lower_to(&mut self, joined: usize) {
+        for size in &mut self.sizes {
+            *size = (*size).min(joined.max(1));
+        }
     }
 }
 
@@ -493,13 +500,35 @@ mod tests {
         groups.record(4);
         groups.record(2);
         assert_eq!(groups.target(), 4);
-        for _ in 0..GROUPS_KEPT - 1 {
+        for _ in 0..GROUPS_KEPT - 2 {
             groups.record(2);
         }
+        assert_eq!(
+            groups.target(),
+            4,
+            "the 4 is the oldest of the last GROUPS_KEPT"
+        );
+        groups.record(2);
         assert_eq!(
             groups.target(),
             2,
             "the 4 is older than the last GROUPS_KEPT"
         );
+    }
+
+    #[test]
+    fn a_batching_wait_that_runs_out_lowers_the_target_at_once() {
+        let mut groups = RecentGroups::default();
+        groups.record(4);
+        groups.record(3);
+        groups.lower_to(1);
+        assert_eq!(
+            groups.target(),
+            1,
+            "a lone thread stops waiting for the others"
+        );
+        groups.record(4);
+        groups.lower_to(0);
+        assert_eq!(groups.target(), 1, "never below one");
     }
 }

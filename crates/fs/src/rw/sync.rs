@@ -280,9 +280,11 @@ impl<D: Device> RwShared<D> {
     /// The target counts, per recent commit, its group and the syncs that joined the next
     /// transaction while it ran. Counting the group alone, four threads settled on groups of
     /// three: the thread that missed a commit leads the next as soon as two of the three
-    /// return, and the third misses it in turn (measured: `commits/write` 0.33 at 4 threads
-    /// on every target; with the syncs left behind counted, 0.25, and 4-thread appends went
-    /// from 11.7-12.8k to 15.0k IOPS on the host disk, 72-75k to 84k on `emu:ull`).
+    /// return, and the third misses it in turn (`docs/results/fsync.md` has the numbers).
+    ///
+    /// A wait that runs out of time is evidence the target is stale (threads left): the
+    /// target drops to the syncs that did join, so a thread left alone after a burst pays the
+    /// wait once, as before.
     fn wait_for_group<'a>(&'a self, mut st: MutexGuard<'a, State>) -> MutexGuard<'a, State> {
         let tid = st.running;
         let budget = Duration::from_nanos(st.commit_avg_ns).min(BATCH_MAX);
@@ -298,6 +300,10 @@ impl<D: Device> RwShared<D> {
                 spin.pause();
             }
             st = self.lock();
+            if Instant::now() >= deadline && st.running == tid && st.can_commit() {
+                let joined = st.joined();
+                st.recent_groups.lower_to(joined);
+            }
         }
         st
     }
@@ -314,7 +320,8 @@ impl<D: Device> RwShared<D> {
     ) -> Result<MutexGuard<'a, State>, RwError> {
         let started = Instant::now();
         let tid = st.running;
-        let group = st.joined().max(1);
+        // The syncs this commit serves (0 for a periodic commit or `sync` nobody joined).
+        let group = st.joined();
         st.running += 1;
         st.running_since = None;
         let (_, covered) = st.take_dirty(None);

@@ -89,14 +89,14 @@ impl Target {
     }
 
     #[cfg(test)]
-    pub fn for_test(label: &str, kernel: bool, kernel_img: bool) -> Target {
+    pub fn for_test(label: &str, kernel: bool, kernel_img: bool, poll_rows: bool) -> Target {
         Target {
             label: label.into(),
             kernel_dir: kernel.then(|| PathBuf::from("/nonexistent")),
             kernel_img_dir: kernel_img.then(|| PathBuf::from("/nonexistent")),
             device: Mutex::new(None),
             completion: CompletionMode::Interrupt,
-            poll_rows: label.starts_with("host"),
+            poll_rows,
             _zram: None,
             _loop: None,
         }

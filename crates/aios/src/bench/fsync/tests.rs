@@ -35,9 +35,9 @@ fn defaults_are_short_and_cover_both_workloads() {
 #[test]
 fn the_kernel_runs_only_where_it_has_files_and_names_its_call() {
     let targets = vec![
-        Target::for_test("host disk", true, true),
-        Target::for_test("emu:ull", false, false),
-        Target::for_test("zram", true, false),
+        Target::for_test("host disk", true, true, true),
+        Target::for_test("emu:ull", false, false, false),
+        Target::for_test("zram", true, false, false),
     ];
     let mut args = parse(&["fsync", "--bs", "4k,16k"]);
     args.workload = vec![FsyncWorkload::Append, FsyncWorkload::Overwrite];
@@ -109,7 +109,7 @@ fn targets_and_threads_parse_and_are_checked() {
 
 #[test]
 fn every_stack_runs_at_every_thread_count() {
-    let targets = vec![Target::for_test("host disk", true, true)];
+    let targets = vec![Target::for_test("host disk", true, true, true)];
     let mut args = parse(&["fsync", "--threads", "1,2,4"]);
     args.workload = vec![FsyncWorkload::Append];
     let cases = matrix(&args, &targets);
@@ -173,7 +173,7 @@ fn vs_kern_is_the_plain_kernel_and_the_journaled_ratio_is_separate() {
 
 #[test]
 fn breakdown_bars_stack_the_stages_and_the_rest_of_the_write() {
-    let targets = vec![Target::for_test("emu:ull", true, false)];
+    let targets = vec![Target::for_test("host disk", true, false, false)];
     let mut args = parse(&["fsync"]);
     args.workload = vec![FsyncWorkload::Append];
     let cases = matrix(&args, &targets);
