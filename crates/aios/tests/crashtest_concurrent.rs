@@ -96,13 +96,13 @@ fn stale_crash_images_are_reported() {
         report.violations_total >= report.crashes_demanding,
         "{report:?}"
     );
-    // Each one is a crash judged against its model, and nothing else is wrong (the final
-    // image is its models).
+    // Each one is a crash judged against its models, and nothing else is wrong (the final
+    // image is its models). A stale (empty) image can also match a prefix of one thread that
+    // ends in an unlink while another thread's earlier op is missing: then the cross-thread
+    // order check is the one that reports it (which one fires depends on the interleaving).
     assert!(
-        report
-            .violations
-            .iter()
-            .all(|v| v.starts_with("crash ") && v.contains("no allowed prefix")),
+        report.violations.iter().all(|v| v.starts_with("crash ")
+            && (v.contains("no allowed prefix") || v.contains("cross-thread order"))),
         "{:#?}",
         report.violations
     );
