@@ -28,7 +28,7 @@ use aios_fs::{DataMode, RwError, RwFs};
 use super::check;
 use super::model::Op;
 use super::recover::RecoveryCrashes;
-use super::workload::{self, Prepared, Recording, EMU_RECORD};
+use super::workload::{self, w, Prepared, Recording, EMU_RECORD};
 use super::write_violations;
 use super::{check_image, Options};
 
@@ -127,15 +127,6 @@ impl EioReport {
 
 /// Kept in full; the rest are counted.
 const VIOLATIONS_KEPT: usize = 8;
-
-fn w(path: &str, offset: u64, len: usize, generation: u32) -> Op {
-    Op::Write {
-        path: path.into(),
-        offset,
-        len,
-        generation,
-    }
-}
 
 /// The sweep's 50 ops over the prepared image: every kind of change, each followed soon by a
 /// sync (fsync, fdatasync of overwrites, i.e. data-only syncs, and of appends, sync), a second

@@ -56,7 +56,8 @@ impl Workload {
     }
 }
 
-fn w(path: &str, offset: u64, len: usize, generation: u32) -> Op {
+/// A write op (short: workload lists are made of them, here and in `eio`).
+pub(super) fn w(path: &str, offset: u64, len: usize, generation: u32) -> Op {
     Op::Write {
         path: path.into(),
         offset,
