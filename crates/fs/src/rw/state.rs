@@ -125,11 +125,6 @@ impl RecentGroups {
 }
 
 impl State {
-    /// See [`RecentGroups::target`].
-    pub(super) fn group_target(&self) -> usize {
-        self.recent_groups.target()
-    }
-
     pub(super) fn new(mutator: Mutator, journal: Journal, replayed: Option<Replayed>) -> Self {
         State {
             mutator,

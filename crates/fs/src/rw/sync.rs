@@ -158,7 +158,7 @@ impl<D: Device> RwShared<D> {
                     }
                     self.wait(st)
                 }
-                Need::Commit if !batched && st.group_target() > 1 => {
+                Need::Commit if !batched && st.recent_groups.target() > 1 => {
                     batched = true;
                     self.wait_for_group(st)
                 }
@@ -272,7 +272,7 @@ impl<D: Device> RwShared<D> {
 
     /// Group commit's batching (jbd2's `max_batch_time` idea): when recent commits served
     /// several syncs, the thread about to lead the next one first waits, up to one average
-    /// commit time ([`BATCH_MAX`] at most), for [`State::group_target`] syncs to need the
+    /// commit time ([`BATCH_MAX`] at most), for the target (`RecentGroups::target`) syncs to need the
     /// running transaction, so that threads returning from the last commit join this one
     /// instead of the one after. Returns early when another thread led meanwhile or a commit
     /// cannot start.
@@ -292,7 +292,7 @@ impl<D: Device> RwShared<D> {
         let mut spin = PoliteSpin::new();
         while st.running == tid
             && st.can_commit()
-            && st.joined() < st.group_target()
+            && st.joined() < st.recent_groups.target()
             && Instant::now() < deadline
         {
             drop(st);
