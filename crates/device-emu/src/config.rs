@@ -3,6 +3,7 @@
 //! All fields are public so a test can start from a preset and change one thing
 //! (`EmuConfig { clock: ClockKind::Virtual, ..EmuConfig::ull() }`); [`EmuConfig::validate`] is
 //! called by the device constructor, so a hand-built configuration is checked like a parsed one.
+//! Parsing a spec string ([`EmuConfig::parse`]) lives with its grammar in [`crate::spec`].
 //!
 //! # Presets (numbers a test may rely on)
 //! | preset | read | write | flush | link | channels | cache |
@@ -201,11 +202,6 @@ impl EmuConfig {
             record: false,
             prefault: None,
         }
-    }
-
-    /// Parses a spec such as `ull,size=1G,cache=volatile,clock=virtual` (see [`crate::spec`]).
-    pub fn parse(spec: &str) -> Result<EmuConfig, EmuError> {
-        crate::spec::parse(spec)
     }
 
     /// Checks sizes and limits; the device constructor calls it.

@@ -1,9 +1,10 @@
 //! [`EmuDevice`]: the emulated NVMe device, shared by threads, and its crash and image API.
 //!
-//! The device is an `Arc` around the shared part (configuration, arena, fault injector, clock,
-//! and the media [`State`] behind one mutex). Queues hold the same `Arc`; there is no device
-//! thread: commands take effect when submitted and complete when a reaping thread's clock passes
-//! their due time.
+//! The device is an `Arc` around the shared part ([`Shared`], in `shared.rs`: configuration,
+//! arena, fault injector, clock, and the media [`State`] behind one mutex). Queues hold the same
+//! `Arc`; there is no device thread: commands take effect when submitted and complete when a
+//! reaping thread's clock passes their due time. This file builds that part and opens queues on it
+//! ([`Device`] for [`EmuDevice`]).
 //!
 //! Crash and image calls take a snapshot under the mutex after completing everything due by
 //! "now"; with several threads submitting at once, "now" is whenever the call gets the lock.
@@ -12,48 +13,14 @@ use crate::clock::Clock;
 use crate::config::{ClockKind, EmuConfig};
 use crate::durability::{seeded_choice, BlockWrite};
 use crate::queue::EmuQueue;
+use crate::shared::Shared;
 use crate::state::State;
 use crate::timing::Timing;
 use crate::tracker::Tracker;
 use crate::{DiskImage, EmuError, WriteLog};
 use aios_device::{Arena, Device, DeviceError, DeviceInfo, FaultInjector, QueueConfig};
 use std::path::Path;
-use std::sync::{Arc, Mutex, MutexGuard};
-
-pub(crate) struct Shared {
-    pub(crate) config: EmuConfig,
-    pub(crate) info: DeviceInfo,
-    pub(crate) arena: Arc<Arena>,
-    pub(crate) faults: FaultInjector,
-    pub(crate) clock: Clock,
-    state: Mutex<State>,
-}
-
-impl std::fmt::Debug for Shared {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("EmuDevice")
-            .field("info", &self.info)
-            .field("config", &self.config)
-            .finish_non_exhaustive()
-    }
-}
-
-impl Shared {
-    #[inline]
-    pub(crate) fn lock(&self) -> MutexGuard<'_, State> {
-        // A panic while holding the lock leaves the state as consistent as any single step; keep
-        // serving rather than poisoning every later caller.
-        self.state.lock().unwrap_or_else(|p| p.into_inner())
-    }
-
-    /// The state with everything due by now completed.
-    fn lock_now(&self) -> MutexGuard<'_, State> {
-        let mut state = self.lock();
-        let now_ns = self.clock.now_ns();
-        state.tracker.advance(now_ns);
-        state
-    }
-}
+use std::sync::Arc;
 
 /// An emulated NVMe device: sparse RAM, a latency model, a volatile or non-volatile write cache,
 /// crashes on demand and an optional write log. See the crate docs for the model. Clones are
@@ -111,14 +78,8 @@ impl EmuDevice {
             capacity_bytes: config.capacity_bytes,
             volatile_cache: config.volatile_cache,
         };
-        let shared = Shared {
-            clock: Clock::new(config.clock),
-            config,
-            info,
-            arena,
-            faults: FaultInjector::default(),
-            state: Mutex::new(state),
-        };
+        let clock = Clock::new(config.clock);
+        let shared = Shared::new(config, info, arena, clock, state);
         Ok(EmuDevice {
             shared: Arc::new(shared),
         })

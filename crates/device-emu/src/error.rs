@@ -1,10 +1,17 @@
 //! Errors of the emulator's own API: the spec parser, device construction, images and the write
 //! log. Errors of commands (what a [`aios_device::Queue`] returns) stay [`DeviceError`]s; an
 //! [`EmuError`] converts into a [`DeviceError::Setup`] for callers that only speak the contract.
+//! Also the spec's option list [`OPTIONS`], which an unknown-option message quotes. This file
+//! imports nothing from the rest of the crate.
 
 use aios_device::{ArenaError, DeviceError};
 use std::path::PathBuf;
 use thiserror::Error;
+
+/// The option names of a spec (the grammar is [`crate::spec`]'s, which re-exports this list), for
+/// the message of [`EmuError::UnknownOption`].
+pub const OPTIONS: &str = "size, arena, cache, cache_size, channels, clock, file, record, \
+                           prefault, read, write, flush, flush_block, bw";
 
 /// What went wrong outside the command path. Every variant names what it concerns.
 #[derive(Debug, Error)]
@@ -18,10 +25,7 @@ pub enum EmuError {
     UnknownPreset(String),
 
     /// An option the parser does not know.
-    #[error(
-        "unknown emulator option `{option}`: expected one of {}",
-        crate::spec::OPTIONS
-    )]
+    #[error("unknown emulator option `{option}`: expected one of {}", OPTIONS)]
     UnknownOption { option: String },
 
     /// A known option with a value it cannot take.

@@ -86,6 +86,7 @@ mod error;
 mod image;
 pub mod log;
 mod queue;
+mod shared;
 pub mod spec;
 mod state;
 mod timing;

@@ -25,7 +25,7 @@
 //! - The read path allocates nothing: slots, `staged` and `in_flight` are sized at open.
 
 use crate::config::ClockKind;
-use crate::device::Shared;
+use crate::shared::Shared;
 use crate::state::Command;
 use aios_device::{
     Completion, DeviceError, Io, Op, Queue, QueueConfig, Segment, Tag, SEGMENTS_MAX,

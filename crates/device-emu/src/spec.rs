@@ -22,14 +22,24 @@
 //! Promises: an unknown preset or option, a malformed value, or an option given twice is an
 //! [`EmuError`] that names it; nothing is silently ignored. Parsing touches the file system only to
 //! read the length of `file=` when no `size=` is given.
+//!
+//! This file holds the parser, [`EmuConfig::parse`] (the constructor from a spec) and the unit
+//! parsers; the configuration it fills is [`crate::config`]'s. The option list [`OPTIONS`] is
+//! defined in `error.rs` (the unknown-option message quotes it) and re-exported here.
 
 use crate::config::{ClockKind, EmuConfig, Preset};
 use crate::EmuError;
 use std::path::PathBuf;
 
-/// The option names, for error messages.
-pub const OPTIONS: &str = "size, arena, cache, cache_size, channels, clock, file, record, \
-                           prefault, read, write, flush, flush_block, bw";
+// The option names: defined beside `EmuError`, whose unknown-option message lists them.
+pub use crate::error::OPTIONS;
+
+impl EmuConfig {
+    /// Parses a spec such as `ull,size=1G,cache=volatile,clock=virtual` (see [`crate::spec`]).
+    pub fn parse(spec: &str) -> Result<EmuConfig, EmuError> {
+        parse(spec)
+    }
+}
 
 /// Parses a spec (see the module docs).
 pub fn parse(spec: &str) -> Result<EmuConfig, EmuError> {

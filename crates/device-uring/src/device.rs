@@ -1,19 +1,16 @@
-//! [`UringDevice`]: the open target, its arena and fault injector, shared by every queue.
+//! [`UringDevice`]: opens the target, its arena and probe page, and implements [`Device`] by
+//! opening a [`UringQueue`] on them.
 //!
-//! # Invariants
-//! - Everything a ring refers to (the file, the arena, the probe page) lives in [`Shared`], and
-//!   every queue holds an `Arc<Shared>`: the arena stays mapped and the file open while any ring
-//!   of this device exists, even after the `UringDevice` itself is dropped.
-//! - Kernel feature probes run at most once per device and are cached here.
+//! What the device and its queues hold in common (and why it outlives the device) is [`Shared`],
+//! in `shared.rs`; the kernel feature probes cached there are `probe.rs`'s.
 
-use crate::config::{Tuning, UringConfig};
-use crate::probe;
+use crate::config::UringConfig;
 use crate::queue::UringQueue;
-use crate::target::{self, Target};
+use crate::shared::Shared;
+use crate::target;
 use aios_device::{Arena, Device, DeviceError, DeviceInfo, FaultInjector, QueueConfig, BLOCK_SIZE};
-use std::os::unix::io::{AsRawFd, RawFd};
-use std::path::{Path, PathBuf};
-use std::sync::{Arc, OnceLock};
+use std::path::Path;
+use std::sync::Arc;
 
 /// An image file or block device driven through io_uring with `O_DIRECT`.
 ///
@@ -21,46 +18,6 @@ use std::sync::{Arc, OnceLock};
 #[derive(Debug)]
 pub struct UringDevice {
     shared: Arc<Shared>,
-}
-
-/// What queues share with their device.
-#[derive(Debug)]
-pub(crate) struct Shared {
-    pub path: PathBuf,
-    target: Target,
-    pub arena: Arc<Arena>,
-    pub faults: FaultInjector,
-    pub tuning: Tuning,
-    /// One page outside the arena for probe reads, so a probe never touches a caller's buffer.
-    pub probe_page: Arc<Arena>,
-    /// `Ok` if the device completes `IOPOLL` reads, else the errno of the refusal.
-    iopoll: OnceLock<Result<(), i32>>,
-    /// True if the kernel has `READV_FIXED`/`WRITEV_FIXED`.
-    vectored_fixed: OnceLock<bool>,
-}
-
-impl Shared {
-    pub fn fd(&self) -> RawFd {
-        self.target.file.as_raw_fd()
-    }
-
-    pub fn target(&self) -> &Target {
-        &self.target
-    }
-
-    pub fn capacity_bytes(&self) -> u64 {
-        self.target.capacity_bytes
-    }
-
-    /// Whether `IOPOLL` works on this device; probed by the first poll-mode queue.
-    pub fn iopoll(&self) -> Result<(), i32> {
-        *self.iopoll.get_or_init(|| probe::probe_iopoll(self))
-    }
-
-    /// Whether vectored fixed-buffer opcodes work; probed with the first registered-buffer ring.
-    pub fn vectored_fixed(&self, probe: impl FnOnce() -> bool) -> bool {
-        *self.vectored_fixed.get_or_init(probe)
-    }
 }
 
 impl UringDevice {
@@ -80,16 +37,13 @@ impl UringDevice {
             errno: libc::ENOMEM,
         })?;
         Ok(UringDevice {
-            shared: Arc::new(Shared {
-                path: path.to_path_buf(),
+            shared: Arc::new(Shared::new(
+                path.to_path_buf(),
                 target,
-                arena: Arc::new(arena),
-                faults: FaultInjector::default(),
-                tuning: config.tuning,
-                probe_page: Arc::new(probe_page),
-                iopoll: OnceLock::new(),
-                vectored_fixed: OnceLock::new(),
-            }),
+                Arc::new(arena),
+                config.tuning,
+                Arc::new(probe_page),
+            )),
         })
     }
 
@@ -118,7 +72,7 @@ impl Device for UringDevice {
         DeviceInfo {
             name: format!("uring:{}", self.shared.path.display()),
             capacity_bytes: self.shared.capacity_bytes(),
-            volatile_cache: self.shared.target.volatile_cache,
+            volatile_cache: self.shared.target().volatile_cache,
         }
     }
 

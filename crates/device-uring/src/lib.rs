@@ -14,8 +14,9 @@
 //!
 //! ## What each piece does
 //! - `target`: opening with `O_DIRECT`, exclusivity (`O_EXCL` / `flock`), capacity.
-//! - `device`: [`UringDevice`], the arena, fault injector and cached kernel probes, shared by
-//!   every queue through an `Arc`.
+//! - `device`: [`UringDevice`]: opening, and [`aios_device::Device`] (queues).
+//! - `shared`: what the device and every queue share through an `Arc`: the target, the arena,
+//!   the fault injector and the cached kernel probes.
 //! - `setup`: ring setup flags per completion mode (with the measurements behind the defaults),
 //!   registration of the file and the arena.
 //! - `probe`: the `IOPOLL` and `READV_FIXED` probes, once per device.
@@ -52,6 +53,7 @@ mod probe;
 mod queue;
 mod ring;
 mod setup;
+mod shared;
 mod slot;
 mod sqe;
 mod target;

@@ -1,5 +1,7 @@
 //! Kernel and device feature probes, each run at most once per device (cached in
-//! `device::Shared`), each saying once per process on stderr when it forces a fallback.
+//! `shared::Shared`; the cached `IOPOLL` answer is [`Shared::iopoll`], here), each saying once per
+//! process on stderr when it forces a fallback. Their tests, which open a whole
+//! [`crate::UringDevice`], are in `probe/tests.rs`.
 //!
 //! - `IOPOLL`: can poll-mode queues let the kernel poll the device? (virtio-blk and zram here:
 //!   no, `EOPNOTSUPP`; poll mode then busy-polls the completion queue of a normal ring.)
@@ -8,13 +10,20 @@
 //!
 //! A probe never touches the caller's arena: the `IOPOLL` read lands in a private page.
 
-use crate::device::Shared;
+use crate::shared::Shared;
 use aios_device::BLOCK_SIZE;
 use io_uring::{opcode, types, IoUring, Probe};
 use std::sync::Once;
 
 static IOPOLL_NOTICE: Once = Once::new();
 static VECTORED_FIXED_NOTICE: Once = Once::new();
+
+impl Shared {
+    /// Whether `IOPOLL` works on this device; probed by the first poll-mode queue.
+    pub fn iopoll(&self) -> Result<(), i32> {
+        *self.iopoll.get_or_init(|| probe_iopoll(self))
+    }
+}
 
 /// `IOPOLL` usable on this device? Prints the fallback once per process when not.
 pub(crate) fn iopoll_usable(shared: &Shared) -> bool {
@@ -117,58 +126,4 @@ pub(crate) fn vectored_fixed(shared: &Shared, uring: &IoUring) -> bool {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::{UringConfig, UringDevice};
-    use std::os::unix::fs::FileExt;
-
-    /// The probe I/O itself, on a block that really reaches the device (data, not a hole).
-    #[test]
-    fn iopoll_probe_read_reaches_the_device() {
-        let image = tempfile::NamedTempFile::new().unwrap();
-        image
-            .as_file()
-            .write_all_at(&[7u8; 2 * BLOCK_SIZE], 0)
-            .unwrap();
-        image.as_file().sync_all().unwrap();
-        let config = UringConfig {
-            arena_bytes: BLOCK_SIZE,
-            ..UringConfig::default()
-        };
-        let dev = UringDevice::open(image.path(), config).unwrap();
-        let shared = dev.shared();
-        assert_eq!(
-            probe_offset(shared),
-            Some(0),
-            "SEEK_DATA finds the written block"
-        );
-        let polls = shared.target().queue_attr("io_poll");
-        match probe_read(shared, 0) {
-            Ok(()) => assert_eq!(polls.as_deref(), Some("1"), "only polling queues complete"),
-            Err(errno) => {
-                assert_eq!(errno, libc::EOPNOTSUPP, "refused in the CQE, not at setup");
-                assert_ne!(polls.as_deref(), Some("1"));
-            }
-        }
-        assert_eq!(
-            probe_iopoll(shared),
-            probe_read(shared, 0).map_err(|_| libc::EOPNOTSUPP)
-        );
-    }
-
-    #[test]
-    fn holes_are_not_probed() {
-        let image = tempfile::NamedTempFile::new().unwrap();
-        image.as_file().set_len(1 << 20).unwrap();
-        let config = UringConfig {
-            arena_bytes: BLOCK_SIZE,
-            ..UringConfig::default()
-        };
-        let dev = UringDevice::open(image.path(), config).unwrap();
-        assert_eq!(
-            probe_offset(dev.shared()),
-            None,
-            "a sparse file has no block to probe"
-        );
-    }
-}
+mod tests;

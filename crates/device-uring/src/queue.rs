@@ -18,9 +18,9 @@
 //!   writes; the owner of those commands' buffers is not told (the trait has no way to say it).
 
 use crate::config::FlushPath;
-use crate::device::Shared;
 use crate::ring::Ring;
 use crate::setup::{self, Rings, Wait};
+use crate::shared::Shared;
 use crate::slot::Slots;
 use crate::sqe::{self, Prep};
 use aios_device::{Completion, DeviceError, Io, Op, PoliteSpin, Queue, QueueConfig, Tag};

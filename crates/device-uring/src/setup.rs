@@ -7,9 +7,9 @@
 //! submission queue (the kernel's default), at least twice `depth`, so it cannot overflow.
 
 use crate::config::{InterruptSetup, IopollPolicy, PollFallback};
-use crate::device::Shared;
 use crate::probe;
 use crate::ring::Ring;
+use crate::shared::Shared;
 use aios_device::{CompletionMode, DeviceError, QueueConfig};
 use io_uring::IoUring;
 

@@ -20,53 +20,19 @@
 //! - An error names the file and byte offset ([`FsError::Read`]); bytes before it may have been
 //!   copied. The failed page is not cached: retrying reads it from the device again.
 //! - With the breakdown off (the default) no clock is read.
+//!
+//! The caller's buffer, as both this walk and the miss run fill it, is `dst.rs`'s `Dst`.
 
 use aios_cache::{Cached, Key, PageRef};
 use aios_device::{Device, BLOCK_SIZE, SEGMENTS_MAX};
 use std::time::Instant;
 
 use crate::breakdown::{Laps, Stage};
+use crate::dst::Dst;
 use crate::miss::RunStart;
 use crate::{File, Fs, FsError, IoCtx, ReadMode};
 
 const BLOCK_BYTES: u64 = BLOCK_SIZE as u64;
-
-/// The caller's buffer and where in the file it starts.
-pub(crate) struct Dst<'b> {
-    /// File offset of `out[0]`.
-    pub offset: u64,
-    out: &'b mut [u8],
-}
-
-impl Dst<'_> {
-    fn end(&self) -> u64 {
-        self.offset + self.out.len() as u64
-    }
-
-    /// The part of file page `page` this read wants: its offset within the page and the
-    /// destination bytes (empty if the page lies outside the read).
-    pub fn span(&mut self, page: u64) -> (usize, &mut [u8]) {
-        let page_start = page.saturating_mul(BLOCK_BYTES);
-        let start = page_start.max(self.offset);
-        let end = page_start
-            .saturating_add(BLOCK_BYTES)
-            .min(self.end())
-            .max(start);
-        let within = (start - page_start) as usize;
-        let from = (start - self.offset) as usize;
-        let to = (end - self.offset) as usize;
-        (within, self.out.get_mut(from..to).unwrap_or_default())
-    }
-
-    /// Zero-fills the file range `[from, to)` of the read.
-    fn zero(&mut self, from: u64, to: u64) {
-        let a = from.saturating_sub(self.offset) as usize;
-        let b = to.saturating_sub(self.offset) as usize;
-        if let Some(dst) = self.out.get_mut(a..b) {
-            dst.fill(0);
-        }
-    }
-}
 
 impl<D: Device> Fs<D> {
     /// Reads from `offset` into `buf` through the page cache; returns the bytes read (short only
@@ -86,10 +52,7 @@ impl<D: Device> Fs<D> {
             return Ok(0);
         }
         let len = usize::try_from(size - offset).map_or(buf.len(), |left| left.min(buf.len()));
-        let mut dst = Dst {
-            offset,
-            out: buf.get_mut(..len).unwrap_or_default(),
-        };
+        let mut dst = Dst::new(offset, buf.get_mut(..len).unwrap_or_default());
         let end = dst.end();
         self.reap_readahead(io, file, offset / BLOCK_BYTES, end.div_ceil(BLOCK_BYTES));
         // Submitted before this read's own pages: the device reads ahead during its copy-out.
@@ -162,29 +125,5 @@ fn read_error(file: &File, offset_bytes: u64, e: aios_cache::CacheError) -> FsEr
         ino: file.ino(),
         offset_bytes,
         source: Box::new(e.into()),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::Dst;
-
-    #[test]
-    fn span_clips_to_the_read() {
-        let mut buf = vec![0u8; 5000];
-        let mut dst = Dst {
-            offset: 4000,
-            out: &mut buf,
-        };
-        let (within, out) = dst.span(0);
-        assert_eq!((within, out.len()), (4000, 96));
-        let (within, out) = dst.span(1);
-        assert_eq!((within, out.len()), (0, 4096));
-        let (within, out) = dst.span(2);
-        assert_eq!((within, out.len()), (0, 808));
-        let (_, out) = dst.span(3);
-        assert!(out.is_empty());
-        dst.zero(4000, 9000);
-        assert!(buf.iter().all(|&b| b == 0));
     }
 }

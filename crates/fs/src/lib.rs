@@ -46,6 +46,7 @@
 //! | `htree` | `dx_root`/`dx_node` recognition and `dx_tail` checksums |
 //! | `namei` | path lookup and symlinks |
 //! | `file` | [`File`] and `read_at` (plain, uncached) |
+//! | `dst` | `Dst`: the caller's buffer of one cached read, filled page by page |
 //! | `cached_read` | [`Fs::read`]: hits, holes, miss runs |
 //! | `miss` | the step functions of a miss and the sync (vanilla) and async (AIOS) orders |
 //! | [`breakdown`] | [`Breakdown`]: per-stage latency of misses, off by default |
@@ -69,6 +70,7 @@
 pub mod breakdown;
 mod cached_read;
 mod dir;
+mod dst;
 pub mod error;
 pub mod extent_map;
 mod file;

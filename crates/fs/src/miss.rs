@@ -35,7 +35,7 @@ use aios_ext4::Location;
 use arrayvec::ArrayVec;
 
 use crate::breakdown::{Laps, Stage};
-use crate::cached_read::Dst;
+use crate::dst::Dst;
 use crate::{File, Fs, FsError, IoCtx};
 
 const BLOCK_BYTES: u64 = BLOCK_SIZE as u64;
