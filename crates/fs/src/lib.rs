@@ -53,6 +53,7 @@
 //! | [`readahead`] | sequential readahead per file handle, off by default |
 //! | [`write`] | [`Mutator`]: the in-memory mutation layer of the write path |
 //! | [`rw`] | [`RwFs`]: the read-write mount, one journaled transaction per operation |
+//! | [`mkfs`] | [`mkfs::make_ext4`]: `mke2fs` with exactly the features this crate mounts |
 //!
 //! Not here yet: reads through a read-write mount, fsync/buffered writes, rename, block-mapped (non-extent) files, extended
 //! attributes.
@@ -78,6 +79,7 @@ mod htree;
 mod inode;
 mod io;
 mod miss;
+pub mod mkfs;
 pub mod mount;
 mod namei;
 pub mod readahead;
