@@ -63,6 +63,24 @@ def strip(text):
     return re.sub(r'"(\\.|[^"\\])*"', '""', text)
 
 
+GROUP = re.compile(r"((?:\w+::)+)\{([^{}]*)\}")
+
+
+def expand_groups(text):
+    """`a::b::{C, d::E, self}` -> `a::b::C a::b::d::E a::b`, innermost groups first."""
+
+    def one(m):
+        prefix = m.group(1)
+        names = [n.strip() for n in m.group(2).split(",") if n.strip()]
+        paths = [prefix[:-2] if n == "self" else prefix + n.split(" as ")[0].strip() for n in names]
+        return " ".join(paths)
+
+    while True:
+        text, n = GROUP.subn(one, text)
+        if n == 0:
+            return text
+
+
 REEXPORT = re.compile(r"pub(?:\([^)]*\))?\s+use\s+([\w:]+?)(?:::\{([^}]*)\}|::(\w+))\s*;", re.S)
 PATH = re.compile(r"\b((?:crate|super|self)(?:::\w+)*|\w+(?:::\w+)+)")
 
@@ -90,6 +108,7 @@ def file_edges(files):
     reexp = reexports(files, texts)
     edges = {}
     for mod, text in texts.items():
+        text = expand_groups(text)
         targets = set()
         for m in PATH.finditer(text):
             segs = m.group(1).split("::")

@@ -12,7 +12,8 @@
 //!
 //! Allocation takes a mutex: it is meant for start-up and pool refills, off the I/O critical path.
 
-use crate::{Segment, BLOCK_SIZE};
+use crate::op::Segment;
+use crate::BLOCK_SIZE;
 use std::ptr::NonNull;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Mutex;

@@ -1,50 +1,13 @@
-//! Commands, segments and completions: the vocabulary of the device contract.
+//! Commands, completions and queue settings: what a backend's `push` takes, what `reap` returns,
+//! and how a queue is configured.
 //!
 //! [`Io::validate`] is the one place that checks a command against the contract (alignment,
 //! bounds, segment limits); every backend calls it in `push` before touching anything.
+//! [`check_tag`] does the same for tags. The words a command is made of ([`Op`], [`Tag`],
+//! [`Segment`]) live in `op.rs` and are re-exported here, so `command::Op` etc. still work.
 
+pub use crate::op::{Op, Segment, Tag};
 use crate::{Arena, DeviceError, BLOCK_SIZE, IO_BYTES_MAX, SEGMENTS_MAX};
-
-/// A command's identity within one queue: `0..depth`. The block layer uses the request slot index.
-pub type Tag = u16;
-
-/// What the device is asked to do.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Op {
-    /// Read `len` bytes at the offset into the segments.
-    Read,
-    /// Write the segments at the offset. `fua`: durable when the completion arrives.
-    Write { fua: bool },
-    /// Make every write completed before this flush was issued durable.
-    Flush,
-}
-
-impl Op {
-    /// A short lowercase name for errors and logs.
-    pub fn name(self) -> &'static str {
-        match self {
-            Op::Read => "read",
-            Op::Write { fua: false } => "write",
-            Op::Write { fua: true } => "write+fua",
-            Op::Flush => "flush",
-        }
-    }
-
-    /// True for reads and writes, which carry data.
-    pub fn has_data(self) -> bool {
-        !matches!(self, Op::Flush)
-    }
-}
-
-/// A byte range of the [`Arena`]. Built from a [`crate::Buf`] (`buf.segment()`), so a segment
-/// names memory its creator owned; it stays valid for the arena's lifetime.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Segment {
-    /// Byte offset from the start of the arena.
-    pub arena_offset: u64,
-    /// Length in bytes.
-    pub len: u32,
-}
 
 /// One command as handed to [`crate::Queue::push`].
 #[derive(Debug, Clone, Copy)]

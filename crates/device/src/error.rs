@@ -1,7 +1,7 @@
 //! Device errors. Every variant names the command it concerns, so a failure deep in the stack
 //! still tells which operation, where, and why.
 
-use crate::{Op, Tag};
+use crate::op::{Op, Tag};
 use thiserror::Error;
 
 /// Errors of the device layer. `Clone` and `PartialEq` so completions can be compared in tests and

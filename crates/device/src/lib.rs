@@ -43,14 +43,16 @@ pub mod contract;
 pub mod error;
 pub mod fault;
 pub mod null;
+pub mod op;
 pub mod spin;
 pub mod target;
 
 pub use arena::{Arena, ArenaError, Buf};
-pub use command::{check_tag, Completion, CompletionMode, Io, Op, QueueConfig, Segment, Tag};
+pub use command::{check_tag, Completion, CompletionMode, Io, QueueConfig};
 pub use error::DeviceError;
 pub use fault::{FaultInjector, FaultPlan, FaultRule, OpFilter, Persistence, Trigger};
 pub use null::NullDevice;
+pub use op::{Op, Segment, Tag};
 pub use spin::PoliteSpin;
 pub use target::{open_target, Target, TargetOptions};
 

@@ -11,8 +11,9 @@
 //!   too, up to [`SEGMENTS_MAX`] (128 KiB), become one device request, in the order of the
 //!   mount's [`ReadMode`](crate::ReadMode) (see the `miss` module for both orders).
 //!
-//! The cache key of a page is `(inode number, page index)`; the mount is read-only, so a cached
-//! page never goes stale.
+//! The cache key of a page is `(inode number, data epoch, page index)` (`file.rs`'s `CacheId`):
+//! a read-only mount's epoch never changes; a read-write mount's changes when the file does, so
+//! a cached page never goes stale, it becomes unreachable.
 //!
 //! # Promises
 //! - `read` returns the bytes `[offset, min(offset + buf.len(), size))` of the file and their
@@ -23,7 +24,7 @@
 //!
 //! The caller's buffer, as both this walk and the miss run fill it, is `dst.rs`'s `Dst`.
 
-use aios_cache::{Cached, Key, PageRef};
+use aios_cache::{Cached, PageRef};
 use aios_device::{Device, BLOCK_SIZE, SEGMENTS_MAX};
 use std::time::Instant;
 
@@ -63,7 +64,7 @@ impl<D: Device> Fs<D> {
         while pos < end {
             let page = pos / BLOCK_BYTES;
             let lookup_start = io.recording().then(Instant::now);
-            let key = Key::new(u64::from(file.ino()), page);
+            let key = file.cache.key(page);
             let (within, out) = dst.span(page);
             // The cache first, the extent map only on a miss: a hit never needs the map (holes
             // are never cached, so a hole is a miss here, then zero-filled below).

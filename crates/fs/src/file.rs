@@ -17,7 +17,8 @@ use aios_device::{Device, BLOCK_SIZE, SEGMENTS_MAX};
 use aios_ext4::format::inode::Inode;
 use aios_ext4::Location;
 
-use crate::readahead::SeqState;
+use crate::cache_id::CacheId;
+use crate::readahead_state::SeqState;
 use crate::{ExtentMap, Fs, FsError, IoCtx};
 
 /// A regular file opened for reading: its inode and extent map, loaded at open.
@@ -25,6 +26,8 @@ use crate::{ExtentMap, Fs, FsError, IoCtx};
 pub struct File {
     inode: Inode,
     extents: ExtentMap,
+    /// Whose pages its reads find in the page cache.
+    pub(crate) cache: CacheId,
     /// Sequential-access detection for readahead (per handle).
     pub(crate) seq: SeqState,
 }
@@ -73,6 +76,10 @@ impl<D: Device> Fs<D> {
         }
         let extents = self.extent_map(io, &inode)?;
         Ok(File {
+            cache: CacheId {
+                ino: inode.ino,
+                epoch: 0,
+            },
             inode,
             extents,
             seq: SeqState::default(),

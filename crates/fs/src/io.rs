@@ -18,12 +18,12 @@
 
 use std::sync::Arc;
 
-use aios_block::{BlockQueue, Bufs};
+use aios_block::{BlockQueue, Bufs, Finished, State};
 use aios_cache::PagePool;
-use aios_device::{Arena, Buf, Op, Queue, BLOCK_SIZE, SEGMENTS_MAX};
+use aios_device::{Arena, Buf, Op, Queue, Tag, BLOCK_SIZE, SEGMENTS_MAX};
 
 use crate::breakdown::Sample;
-use crate::readahead::{abandon_pending, Pending, ReadaheadStats};
+use crate::readahead_state::{Pending, ReadaheadStats};
 use crate::{Breakdown, FsError};
 
 /// One thread's I/O context for one mounted [`crate::Fs`]. Make it with [`crate::Fs::io`].
@@ -168,6 +168,25 @@ impl<Q: Queue> Drop for IoCtx<Q> {
         abandon_pending(&mut self.queue, &self.arena, &mut self.readahead);
         for buf in self.pool.drain(..).chain(self.loaded.drain(..)) {
             self.arena.free(buf);
+        }
+    }
+}
+
+/// `device_wait`: reaps until `tag` is done and finishes it.
+pub(crate) fn wait<Q: Queue>(q: &mut BlockQueue<Q>, tag: Tag) -> Result<Finished, FsError> {
+    while q.request(tag).state() != State::Done {
+        q.wait(1)?;
+    }
+    Ok(q.finish(tag))
+}
+
+/// Waits for and frees the pages of readaheads still pending when a context is dropped.
+fn abandon_pending<Q: Queue>(queue: &mut BlockQueue<Q>, arena: &Arena, pending: &mut Vec<Pending>) {
+    for p in pending.drain(..) {
+        if let Ok(done) = wait(queue, p.tag) {
+            for buf in done.bufs {
+                arena.free(buf);
+            }
         }
     }
 }

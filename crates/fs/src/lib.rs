@@ -38,6 +38,7 @@
 //! | Module | What |
 //! | --- | --- |
 //! | [`error`] | [`FsError`]: typed errors with path and structure context |
+//! | `read_mode` | [`ReadMode`]: the vanilla or the AIOS order of a miss |
 //! | [`mount`] | [`Fs`], [`MountOptions`]: superblock and group descriptors at mount |
 //! | `io` | [`IoCtx`]: per-thread block queue and scratch pages, synchronous block reads |
 //! | `inode` | locating and decoding inodes; [`Stat`] |
@@ -45,11 +46,13 @@
 //! | `dir` | directory block scanning (linear and htree), [`DirEntry`] |
 //! | `htree` | `dx_root`/`dx_node` recognition and `dx_tail` checksums |
 //! | `namei` | path lookup and symlinks |
+//! | `cache_id` | `CacheId`: an inode and the epoch of its data, the page cache's key |
 //! | `file` | [`File`] and `read_at` (plain, uncached) |
 //! | `dst` | `Dst`: the caller's buffer of one cached read, filled page by page |
 //! | `cached_read` | [`Fs::read`]: hits, holes, miss runs |
 //! | `miss` | the step functions of a miss and the sync (vanilla) and async (AIOS) orders |
 //! | [`breakdown`] | [`Breakdown`]: per-stage latency of misses, off by default |
+//! | `readahead_state` | what readahead keeps between reads: a handle's sequential state, requests in flight, counters |
 //! | [`readahead`] | sequential readahead per file handle, off by default |
 //! | [`write`] | [`Mutator`]: the in-memory mutation layer of the write path |
 //! | [`rw`] | [`RwFs`]: the read-write mount, one journaled transaction per operation |
@@ -69,6 +72,7 @@
 )]
 
 pub mod breakdown;
+mod cache_id;
 mod cached_read;
 mod dir;
 mod dst;
@@ -82,7 +86,9 @@ mod miss;
 pub mod mkfs;
 pub mod mount;
 mod namei;
+mod read_mode;
 pub mod readahead;
+mod readahead_state;
 pub mod rw;
 pub mod write;
 
@@ -93,8 +99,9 @@ pub use extent_map::{ExtentMap, Mapping};
 pub use file::{Access, File};
 pub use inode::Stat;
 pub use io::IoCtx;
-pub use mount::{Fs, MountOptions, ReadMode};
-pub use readahead::ReadaheadStats;
+pub use mount::{Fs, MountOptions};
+pub use read_mode::ReadMode;
+pub use readahead_state::ReadaheadStats;
 pub use rw::{
     DataMode, OpenOptions, RwCtx, RwError, RwFile, RwFs, RwOptions, RwShared, RwStats,
     COMMIT_INTERVAL_DEFAULT, PUT_CHUNK_BYTES,

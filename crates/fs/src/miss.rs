@@ -28,7 +28,7 @@
 //!   cache's identity `inserts + duplicates + raced + uncached == misses` holds.
 //! - A request the device never reports back keeps its pages (leaked, never reused).
 
-use aios_block::{BlockQueue, Bufs, Finished, State};
+use aios_block::{BlockQueue, Bufs, Finished};
 use aios_cache::{CacheError, FillTicket, Insert, InsertOrder, Key, PageCache, PagePool, PageRef};
 use aios_device::{Buf, Device, DeviceError, Op, Queue, Tag, BLOCK_SIZE, SEGMENTS_MAX};
 use aios_ext4::Location;
@@ -36,6 +36,7 @@ use arrayvec::ArrayVec;
 
 use crate::breakdown::{Laps, Stage};
 use crate::dst::Dst;
+use crate::io::wait;
 use crate::{File, Fs, FsError, IoCtx};
 
 const BLOCK_BYTES: u64 = BLOCK_SIZE as u64;
@@ -71,7 +72,7 @@ pub(crate) struct RunStart {
 }
 
 pub(crate) fn key(file: &File, page: u64) -> Key {
-    Key::new(u64::from(file.ino()), page)
+    file.cache.key(page)
 }
 
 /// `page_alloc`: a page for `key`'s read, from the pool (async) or the arena (sync; when the
@@ -140,14 +141,6 @@ pub(crate) fn submit<Q: Queue>(
     // A failed submit leaves the request with the device: its pages cannot be reclaimed.
     q.submit().map_err(|error| (error.into(), Vec::new()))?;
     Ok(tag)
-}
-
-/// `device_wait`: reaps until `tag` is done and finishes it.
-pub(crate) fn wait<Q: Queue>(q: &mut BlockQueue<Q>, tag: Tag) -> Result<Finished, FsError> {
-    while q.request(tag).state() != State::Done {
-        q.wait(1)?;
-    }
-    Ok(q.finish(tag))
 }
 
 /// The result of page `i` of a request whose overall result is `result`.

@@ -31,29 +31,9 @@ use aios_ext4::format::group::GroupDesc;
 use aios_ext4::format::superblock::{Superblock, SUPERBLOCK_OFFSET_BYTES, SUPERBLOCK_SIZE_BYTES};
 use aios_ext4::Location;
 
-use crate::{FsError, IoCtx};
+use crate::{FsError, IoCtx, ReadMode};
 
 static NEXT_FS_ID: AtomicU64 = AtomicU64::new(1);
-
-/// The order of a cached-read miss, chosen at mount (see the `cached_read` module).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum ReadMode {
-    /// Vanilla order: allocate, insert a locked page, map, submit (unregistered buffers), wait.
-    Sync,
-    /// AIOS order: pool page, map, submit (registered buffers); insert and refill the pool while
-    /// the device works; wait.
-    #[default]
-    Async,
-}
-
-impl ReadMode {
-    pub fn name(self) -> &'static str {
-        match self {
-            ReadMode::Sync => "sync",
-            ReadMode::Async => "async",
-        }
-    }
-}
 
 /// Default page-cache cap: 16 MiB of 4 KiB pages.
 pub const CACHE_PAGES_DEFAULT: usize = 4096;

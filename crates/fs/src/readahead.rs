@@ -26,68 +26,19 @@
 //!   pending readahead's lookups have missed but it has not inserted yet). Dropping the context
 //!   waits for its pending requests and frees their pages.
 
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 
 use aios_cache::Insert;
-use aios_device::{Device, Tag, BLOCK_SIZE, SEGMENTS_MAX};
+use aios_device::{Device, BLOCK_SIZE, SEGMENTS_MAX};
 
-use crate::miss::{
-    alloc_page, in_address_order, key, map, page_result, release_page, submit, wait,
-};
+use crate::io::wait;
+use crate::miss::{alloc_page, in_address_order, key, map, page_result, release_page, submit};
+use crate::readahead_state::Pending;
 use crate::{File, Fs, IoCtx};
 
 const BLOCK_BYTES: u64 = BLOCK_SIZE as u64;
 /// Readahead requests in flight per context, at most.
 pub const RA_PENDING_MAX: usize = 2;
-
-/// A file handle's sequential-access state (atomics, so a shared `&File` stays `Sync`).
-#[derive(Debug, Default)]
-pub(crate) struct SeqState {
-    /// Where the previous read on this handle ended.
-    next_offset_bytes: AtomicU64,
-    /// First page not yet read ahead (0: no readahead stream).
-    frontier_page: AtomicU64,
-    /// Advised random access: never read ahead.
-    random: AtomicBool,
-}
-
-impl SeqState {
-    pub(crate) fn set_random(&self, random: bool) {
-        self.random.store(random, Ordering::Relaxed);
-    }
-}
-
-impl Clone for SeqState {
-    fn clone(&self) -> Self {
-        SeqState {
-            next_offset_bytes: AtomicU64::new(self.next_offset_bytes.load(Ordering::Relaxed)),
-            frontier_page: AtomicU64::new(self.frontier_page.load(Ordering::Relaxed)),
-            random: AtomicBool::new(self.random.load(Ordering::Relaxed)),
-        }
-    }
-}
-
-/// A readahead request in flight.
-#[derive(Debug, Clone, Copy)]
-pub(crate) struct Pending {
-    tag: Tag,
-    ino: u32,
-    first_page: u64,
-    pages: usize,
-}
-
-/// What one context's readahead did.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct ReadaheadStats {
-    /// Readahead requests submitted.
-    pub requests: u64,
-    /// Pages they covered.
-    pub pages: u64,
-    /// Pages published into the cache when reaped.
-    pub cached_pages: u64,
-    /// Requests that failed (nothing cached).
-    pub failed: u64,
-}
 
 impl<D: Device> Fs<D> {
     /// Reaps every pending readahead of `io`, waiting for those still in flight.
@@ -114,8 +65,9 @@ impl<D: Device> Fs<D> {
         let mut i = 0;
         while let Some(&p) = io.readahead.get(i) {
             let done = io.queue.request(p.tag).state() == aios_block::State::Done;
-            let needed =
-                p.ino == file.ino() && p.first_page < end && first < p.first_page + p.pages as u64;
+            let needed = p.cache == file.cache
+                && p.first_page < end
+                && first < p.first_page + p.pages as u64;
             if done || needed {
                 io.readahead.swap_remove(i);
                 self.reap_one(io, p);
@@ -136,7 +88,7 @@ impl<D: Device> Fs<D> {
         }
         let cache = &self.cache;
         for (i, buf) in done.bufs.into_iter().enumerate() {
-            let key = aios_cache::Key::new(u64::from(p.ino), p.first_page + i as u64);
+            let key = p.cache.key(p.first_page + i as u64);
             let result = page_result(&done.result, i);
             match cache.insert_filled_later(key) {
                 Insert::Fill(ticket) => match cache.complete_fill(ticket, buf, result) {
@@ -227,7 +179,7 @@ impl<D: Device> Fs<D> {
                 io.readahead_stats.pages += pages as u64;
                 io.readahead.push(Pending {
                     tag,
-                    ino: file.ino(),
+                    cache: file.cache,
                     first_page: from,
                     pages,
                 });
@@ -236,21 +188,6 @@ impl<D: Device> Fs<D> {
                 for buf in bufs {
                     release_page(cache, io.page_pool.as_mut(), buf);
                 }
-            }
-        }
-    }
-}
-
-/// Waits for and frees the pages of readaheads still pending when a context is dropped.
-pub(crate) fn abandon_pending<Q: aios_device::Queue>(
-    queue: &mut aios_block::BlockQueue<Q>,
-    arena: &aios_device::Arena,
-    pending: &mut Vec<Pending>,
-) {
-    for p in pending.drain(..) {
-        if let Ok(done) = wait(queue, p.tag) {
-            for buf in done.bufs {
-                arena.free(buf);
             }
         }
     }
