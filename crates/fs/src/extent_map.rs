@@ -74,6 +74,40 @@ impl ExtentMap {
             .filter(|m| m.logical_block <= logical_block)
     }
 
+    /// The map of an extent list the write path holds in memory (the read-write mount's
+    /// view, changes not yet committed included), checked against this type's invariants:
+    /// sorted, no overlap, no empty extent, every physical range below `blocks_count`.
+    pub(crate) fn from_extents(
+        ino: u32,
+        extents: &[aios_ext4::format::extent::Extent],
+        blocks_count: u64,
+    ) -> Result<ExtentMap, FsError> {
+        let mut mappings: Vec<Mapping> = Vec::with_capacity(extents.len());
+        for e in extents {
+            let m = Mapping {
+                logical_block: u64::from(e.first_logical_block),
+                len_blocks: u32::from(e.len_blocks),
+                physical_block: e.start_block,
+                unwritten: e.unwritten,
+            };
+            let after_previous = mappings
+                .last()
+                .is_none_or(|p| p.end_block() <= m.logical_block);
+            let inside = m
+                .physical_block
+                .checked_add(u64::from(m.len_blocks))
+                .is_some_and(|end| end <= blocks_count);
+            if !after_previous || m.len_blocks == 0 || !inside {
+                return Err(FsError::Corrupt {
+                    at: Location::ExtentRoot { ino },
+                    what: "extents overlap, are empty or lie outside the file system",
+                });
+            }
+            mappings.push(m);
+        }
+        Ok(ExtentMap { mappings, depth: 0 })
+    }
+
     /// The first logical block at or after `logical_block` that is mapped, if any.
     pub fn next_mapped(&self, logical_block: u64) -> Option<u64> {
         let i = self

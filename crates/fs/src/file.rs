@@ -43,6 +43,20 @@ pub enum Access {
 }
 
 impl File {
+    /// A file whose inode and map the caller has (a read-write mount's plan), its pages in
+    /// cache epoch `epoch`.
+    pub(crate) fn with_map(inode: Inode, extents: ExtentMap, epoch: u64) -> File {
+        File {
+            cache: CacheId {
+                ino: inode.ino,
+                epoch,
+            },
+            inode,
+            extents,
+            seq: SeqState::default(),
+        }
+    }
+
     /// Advises how this handle will be read (`POSIX_FADV_NORMAL` / `POSIX_FADV_RANDOM`).
     pub fn advise(&self, access: Access) {
         self.seq.set_random(access == Access::Random);
@@ -75,15 +89,7 @@ impl<D: Device> Fs<D> {
             return Err(FsError::NotARegularFile { ino });
         }
         let extents = self.extent_map(io, &inode)?;
-        Ok(File {
-            cache: CacheId {
-                ino: inode.ino,
-                epoch: 0,
-            },
-            inode,
-            extents,
-            seq: SeqState::default(),
-        })
+        Ok(File::with_map(inode, extents, 0))
     }
 
     /// Reads from `offset` into `buf`; returns the bytes read (short only at end of file).

@@ -58,8 +58,11 @@
 //! | [`rw`] | [`RwFs`]: the read-write mount, one journaled transaction per operation |
 //! | [`mkfs`] | [`mkfs::make_ext4`]: `mke2fs` with exactly the features this crate mounts |
 //!
-//! Not here yet: reads through a read-write mount, fsync/buffered writes, rename, block-mapped (non-extent) files, extended
-//! attributes.
+//! The read-write mount ([`rw`]) reads file data through the same [`Fs::read`] path and page
+//! cache, over its own view of each file (`rw/read.rs`). Not here yet: dirty data in the page
+//! cache (buffered writes still keep their blocks in the mutator), a cache hit on the
+//! read-write mount without its state lock, readahead there, block-mapped (non-extent) files,
+//! extended attributes.
 
 #![cfg_attr(
     not(test),

@@ -53,7 +53,8 @@ pub struct MountOptions {
     /// Requests per thread's queue.
     pub queue_depth: u16,
     /// Most pages the shared page cache indexes. Keep it below the device arena's pages minus
-    /// the pools and scratch pages of every thread.
+    /// the pools and scratch pages of every thread. A read-write mount caps it at half the
+    /// arena (commits need the rest).
     pub cache_pages: usize,
     /// Pages of each thread's pool (async mode only).
     pub pool_pages: usize,

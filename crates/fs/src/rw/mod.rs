@@ -28,8 +28,10 @@
 //!   (all operations for `sync`) that returned before it was called: a crash recovers to the
 //!   state after some prefix of the transactions, including those.
 //! - Transactions commit in order, one at a time; blocks a transaction freed become
-//!   allocatable only after it committed (`Mutator::release_blocks`), and every one of them
-//!   is revoked in it.
+//!   allocatable only after it committed (`Mutator::release_blocks`) and no read that may be
+//!   reading them is in flight (`reads`), and every one of them is revoked in it.
+//! - A read of file data holds the state lock only to plan (memory); its device reads run
+//!   without it, consecutive blocks in one request (`read`).
 //! - Once a commit or data sync fails (the journal aborts) or a transaction cannot be built,
 //!   the mount is read-only: every later operation and sync fails with
 //!   [`RwError::ReadOnly`] naming the first failure — no data is reported durable after a
@@ -47,7 +49,8 @@
 //! | `state` | the shared state, applying an operation, what it touched |
 //! | `sync` | leading a commit or a data sync, fsync/fdatasync/sync, waiting |
 //! | `txn` | a sealed transaction turned into journal input (`data=ordered`/`journal`) |
-//! | `read` | reading file contents through this mount |
+//! | `read` | reading file contents through this mount: planned under the lock, the device read without it |
+//! | `reads` | reads in flight, and the freed blocks they keep from reuse |
 //! | `file` | open files: open, close, I/O and syncs by handle |
 //! | `flusher` | the periodic commit thread |
 //! | `mount` | mount (recovery, orphans) and unmount |
@@ -62,6 +65,7 @@ mod flusher;
 mod mount;
 mod ops;
 mod read;
+mod reads;
 mod state;
 mod sync;
 mod txn;
@@ -185,6 +189,14 @@ impl RwStats {
 pub struct RwCtx<D: Device> {
     io: IoCtx<D::Queue>,
     q: BlockQueue<D::Queue>,
+}
+
+impl<D: Device> RwCtx<D> {
+    /// The counters of this context's reads (file data and metadata): requests, kernel
+    /// entries. Commits and data syncs write through the other queue and are not counted.
+    pub fn read_stats(&self) -> aios_block::BlockStats {
+        self.io.block_stats()
+    }
 }
 
 /// The shared part of a read-write mount (`Sync`); see the module documentation.

@@ -98,7 +98,13 @@ impl<D: Device + 'static> RwFs<D> {
         drop(io);
         // 3. The recovered image, strictly.
         let device = first.unmount();
-        let mut fs = Fs::mount_inner(device, options.mount, false).map_err(fs_err("mount"))?;
+        // The page cache shares the arena with commits (each may copy up to an eighth of it
+        // for data and as much for journal blocks), checkpoints and the thread contexts: it
+        // gets half at most, so a full cache never makes a commit fail for memory.
+        let arena_pages = device.arena().len_bytes() / aios_device::BLOCK_SIZE;
+        let mut mount_options = options.mount;
+        mount_options.cache_pages = mount_options.cache_pages.min(arena_pages / 2).max(1);
+        let mut fs = Fs::mount_inner(device, mount_options, false).map_err(fs_err("mount"))?;
         let mut io = fs.io().map_err(fs_err("mount"))?;
         let mut q = BlockQueue::open(&fs.device, fs.options.queue_config()).map_err(|cause| {
             RwError::Device {

@@ -1,18 +1,61 @@
-//! Reading file contents through a read-write mount.
+//! Reading file contents through a read-write mount: the read path of the read-only mount
+//! ([`crate::Fs::read`]: the page cache, the vanilla or AIOS order of a miss, polled or
+//! interrupt completion, the per-stage breakdown), over the mount's own view of each file.
 //!
 //! The mount's own view is the truth: the mutator's inode and extent tree (changes not yet
 //! committed included), then for each block its newest contents: a dirty block of the running
-//! transaction, a `data=journal` block not yet written home, or the device. Holes and
-//! unwritten extents read as zeros. This path copies under the state lock and reads one block
-//! at a time; it is for correctness (tests, tools), not the read benchmark, which uses the
-//! read-only mount's page cache.
+//! transaction, a block not yet home ([`super::state::State::unhomed`]: taken by a commit or
+//! data sync in flight, or logged by `data=journal` and not yet checkpointed), or the device
+//! through the page cache. Holes and unwritten extents read as zeros.
+//!
+//! # Two steps, the device outside the lock
+//! 1. *Plan*, under the state lock (memory only, once the inode's metadata is cached): the size,
+//!    the block map and the inode's cache epoch become a [`File`]; the pages whose newest bytes
+//!    are in memory are copied into the caller's buffer at once, and split the rest of the read
+//!    into *segments*. A read with segments registers with [`super::reads::ReadsInFlight`], so
+//!    a block freed meanwhile is not reused before the read ends.
+//! 2. *Cache*, without the lock: each segment is a [`crate::Fs::read`] of that [`File`]: hits
+//!    are copied, runs of misses become one device request each (a 64 KiB read of a contiguous
+//!    file is one request), in the mount's [`crate::ReadMode`]; then the read deregisters.
+//!
+//! # Why a cached page is never stale
+//! - A page whose newest bytes are in memory is never read from home into the cache: it is
+//!   not in any segment.
+//! - Every operation that touches an inode bumps its cache epoch (`State::note`), and the
+//!   epoch is part of every cache key (`crate::cache_id::CacheId`): a page cached before a
+//!   change, or by a read planned before it and still in flight, is keyed in an older epoch and
+//!   never found again (CLOCK evicts it). A page cached in the current epoch was read from home
+//!   after the last change, when no newer bytes were in memory.
+//!
+//! The price: a write to a file makes all of its cached pages unreachable, not only the pages
+//! it wrote. It goes when dirty data lives in the page cache itself (the one-stack issue).
+//!
+//! A read concurrent with a write of the same bytes returns them as they were when the plan was
+//! taken or as the write left them (4 KiB blocks are never torn: a block is copied whole from
+//! one version). The [`File`] of a plan lives for one read, so it has no sequential history:
+//! these reads do not read ahead yet.
+
+use std::ops::Range;
 
 use aios_device::{Device, BLOCK_SIZE};
 use aios_ext4::Location;
 
+use super::reads::ReadTicket;
 use super::{RwCtx, RwError, RwShared};
 use crate::error::display_path;
-use crate::FsError;
+use crate::{Access, ExtentMap, File, FsError};
+
+const BLOCK_BYTES: u64 = BLOCK_SIZE as u64;
+
+/// What is left of a read after its plan.
+struct Plan {
+    /// Bytes the read returns (short only at the end of the file).
+    len: usize,
+    /// The file as the plan saw it: size, block map, cache epoch.
+    file: File,
+    /// File byte ranges left for the page cache, ascending.
+    segments: Vec<Range<u64>>,
+}
 
 impl<D: Device> RwShared<D> {
     /// Reads up to `out.len()` bytes of the regular file `path` at `offset_bytes`; returns the
@@ -42,52 +85,219 @@ impl<D: Device> RwShared<D> {
         offset_bytes: u64,
         out: &mut [u8],
     ) -> Result<usize, RwError> {
-        self.read_op(ctx, "read", path, |m, r| {
-            let inode = m.inode(r, ino)?;
-            if !inode.is_regular() {
-                return Err(FsError::NotARegularFile { ino });
-            }
-            let end = inode
-                .size_bytes
-                .min(offset_bytes.saturating_add(out.len() as u64));
-            if offset_bytes >= end {
-                return Ok(0);
-            }
-            let extents = m.extents(r, ino)?;
-            let bs = BLOCK_SIZE as u64;
-            let mut pos = offset_bytes;
-            while pos < end {
-                let logical = pos / bs;
-                let within = (pos % bs) as usize;
-                let n = ((bs - within as u64).min(end - pos)) as usize;
-                let dst_at = (pos - offset_bytes) as usize;
-                let dst = out.get_mut(dst_at..dst_at + n).ok_or(FsError::Corrupt {
-                    at: Location::Inode { ino },
-                    what: "read range outside the buffer",
-                })?;
-                let mapped = extents.iter().find(|e| {
-                    u64::from(e.first_logical_block) <= logical
-                        && logical < u64::from(e.first_logical_block) + u64::from(e.len_blocks)
-                });
-                match mapped {
-                    Some(e) if !e.unwritten => {
-                        let physical = e.start_block + (logical - u64::from(e.first_logical_block));
-                        // The reader sees `data=journal` blocks not yet home before the device.
-                        let src = match m.dirty_data(physical) {
-                            Some(bytes) => bytes.to_vec(),
-                            None => r.read_block(physical, Location::Inode { ino })?,
-                        };
-                        let src = src.get(within..within + n).ok_or(FsError::Corrupt {
-                            at: Location::Inode { ino },
-                            what: "short data block",
-                        })?;
-                        dst.copy_from_slice(src);
-                    }
-                    _ => dst.fill(0),
+        let (plan, ticket) = {
+            let mut st = self.lock();
+            let loaded = self.with_mutator(&mut st, ctx, |m, r| {
+                let inode = m.inode(r, ino)?;
+                if !inode.is_regular() {
+                    return Err(FsError::NotARegularFile { ino });
                 }
-                pos += n as u64;
+                if offset_bytes >= inode.size_bytes || out.is_empty() {
+                    return Ok(None);
+                }
+                let extents = m.extents(r, ino)?;
+                Ok(Some((inode, extents)))
+            });
+            let (inode, extents) = match loaded {
+                Ok(Some(loaded)) => loaded,
+                Ok(None) => return Ok(0),
+                Err(cause) => return Err(op_error(path, cause)),
+            };
+            let map = ExtentMap::from_extents(ino, &extents, self.fs.sb.blocks_count)
+                .map_err(|cause| op_error(path, cause))?;
+            let epoch = st.cache_epoch.get(&ino).copied().unwrap_or(0);
+            let file = File::with_map(inode, map, epoch);
+            file.advise(Access::Random);
+            let plan = plan(&st, file, offset_bytes, out).map_err(|cause| op_error(path, cause))?;
+            let running = st.running;
+            let ticket = (!plan.segments.is_empty()).then(|| st.reads.begin(running));
+            (plan, ticket)
+        };
+        let read = self.read_segments(ctx, &plan, offset_bytes, out);
+        if let Some(ticket) = ticket {
+            self.end_read(ticket);
+        }
+        read.map_err(|cause| op_error(path, cause))?;
+        Ok(plan.len)
+    }
+
+    /// Step 2 (no lock): each segment through the page cache.
+    fn read_segments(
+        &self,
+        ctx: &mut RwCtx<D>,
+        plan: &Plan,
+        offset_bytes: u64,
+        out: &mut [u8],
+    ) -> Result<(), FsError> {
+        for segment in &plan.segments {
+            let dst = out
+                .get_mut(
+                    (segment.start - offset_bytes) as usize..(segment.end - offset_bytes) as usize,
+                )
+                .ok_or(FsError::Corrupt {
+                    at: Location::Inode {
+                        ino: plan.file.ino(),
+                    },
+                    what: "read segment outside the buffer",
+                })?;
+            let n = self.fs.read(&mut ctx.io, &plan.file, segment.start, dst)?;
+            debug_assert_eq!(n, dst.len(), "a segment ends inside the file");
+        }
+        Ok(())
+    }
+
+    /// A read's device reads are all done: freed blocks it held back may be reused.
+    fn end_read(&self, ticket: ReadTicket) {
+        let mut st = self.lock();
+        let free = st.reads.end(ticket);
+        st.mutator.unhold_blocks(&free);
+    }
+}
+
+/// Step 1 (state locked): copies the pages of `[offset_bytes, end)` whose newest bytes are in
+/// memory (dirty, not yet home) into `out` and lists the byte ranges between them as segments
+/// for the page cache.
+fn plan(
+    st: &super::state::State,
+    file: File,
+    offset_bytes: u64,
+    out: &mut [u8],
+) -> Result<Plan, FsError> {
+    let ino = file.ino();
+    let end = file
+        .size_bytes()
+        .min(offset_bytes.saturating_add(out.len() as u64));
+    let mut segments: Vec<Range<u64>> = Vec::new();
+    let mut page = offset_bytes / BLOCK_BYTES;
+    while page * BLOCK_BYTES < end {
+        let from = (page * BLOCK_BYTES).max(offset_bytes);
+        let to = ((page + 1) * BLOCK_BYTES).min(end);
+        let physical = match file.extents().find(page) {
+            Some(m) if !m.unwritten => Some(m.physical_block + (page - m.logical_block)),
+            _ => None,
+        };
+        let memory = physical.and_then(|b| {
+            st.mutator
+                .dirty_data(b)
+                .or_else(|| st.unhomed.get(&b).map(|u| &*u.bytes))
+        });
+        match memory {
+            Some(bytes) => {
+                let within =
+                    (from - page * BLOCK_BYTES) as usize..(to - page * BLOCK_BYTES) as usize;
+                let src = bytes.get(within).ok_or(FsError::Corrupt {
+                    at: Location::Inode { ino },
+                    what: "short data block",
+                })?;
+                let dst = out
+                    .get_mut((from - offset_bytes) as usize..(to - offset_bytes) as usize)
+                    .ok_or(FsError::Corrupt {
+                        at: Location::Inode { ino },
+                        what: "read range outside the buffer",
+                    })?;
+                dst.copy_from_slice(src);
             }
-            Ok((end - offset_bytes) as usize)
-        })
+            None => match segments.last_mut() {
+                Some(last) if last.end == from => last.end = to,
+                _ => segments.push(from..to),
+            },
+        }
+        page += 1;
+    }
+    Ok(Plan {
+        len: (end - offset_bytes) as usize,
+        file,
+        segments,
+    })
+}
+
+fn op_error(path: &[u8], cause: FsError) -> RwError {
+    RwError::Op {
+        op: "read",
+        path: display_path(path),
+        cause,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::rw::{DataMode, RwFs, RwOptions};
+    use aios_device::Device;
+    use aios_device_emu::{DiskImage, EmuConfig, EmuDevice};
+    use std::collections::BTreeSet;
+
+    fn mount() -> Option<RwFs<EmuDevice>> {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("fs.img");
+        if let Err(e) = crate::mkfs::make_ext4(&path, 32 << 20, None) {
+            eprintln!("SKIPPED: {e}");
+            return None;
+        }
+        let image = DiskImage::load(&path).unwrap();
+        let config = EmuConfig::parse("instant,size=32M,arena=16M").unwrap();
+        let dev = EmuDevice::with_image(config, image).unwrap();
+        let options = RwOptions {
+            data: DataMode::Ordered,
+            commit_interval: None,
+            ..RwOptions::default()
+        };
+        Some(RwFs::mount(dev, options).unwrap())
+    }
+
+    fn blocks_of<D: Device + 'static>(fs: &mut RwFs<D>, path: &str) -> BTreeSet<u64> {
+        let ino = fs.lookup(path).unwrap().unwrap();
+        let (shared, ctx) = fs.parts();
+        let mut st = shared.lock();
+        let extents = shared
+            .with_mutator(&mut st, ctx, |m, r| m.extents(r, ino))
+            .unwrap();
+        extents
+            .iter()
+            .flat_map(|e| e.start_block..e.start_block + u64::from(e.len_blocks))
+            .collect()
+    }
+
+    #[test]
+    fn blocks_freed_under_a_read_in_flight_are_reused_only_after_it_ends() {
+        let Some(mut fs) = mount() else { return };
+        let data = vec![0x5a; 64 * 4096];
+        fs.create("/victim", 0o644).unwrap();
+        fs.write("/victim", 0, &data).unwrap();
+        fs.fsync("/victim").unwrap();
+        let freed = blocks_of(&mut fs, "/victim");
+        assert_eq!(freed.len(), 64);
+
+        // A read took its plan (the victim's blocks) and is reading the device.
+        let ticket = {
+            let mut st = fs.shared.lock();
+            let running = st.running;
+            st.reads.begin(running)
+        };
+        fs.truncate("/victim", 0).unwrap();
+        fs.fsync("/victim").unwrap();
+        {
+            let st = fs.shared.lock();
+            assert_eq!(
+                st.mutator.held_for_reads, freed,
+                "committed, but held for the read"
+            );
+            assert_eq!(st.mutator.pending_free_blocks(), 0);
+        }
+        // Files written meanwhile get other blocks, however many.
+        for i in 0..8 {
+            let path = format!("/other{i}");
+            fs.create(&path, 0o644).unwrap();
+            fs.write(&path, 0, &data).unwrap();
+            fs.fsync(&path).unwrap();
+            let got = blocks_of(&mut fs, &path);
+            assert!(
+                got.is_disjoint(&freed),
+                "{path} reused a block under a read"
+            );
+        }
+        fs.shared.end_read(ticket);
+        assert!(fs.shared.lock().mutator.held_for_reads.is_empty());
+        let (_, r) = fs.unmount();
+        r.unwrap();
     }
 }

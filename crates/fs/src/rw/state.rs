@@ -29,6 +29,7 @@ use aios_device::Device;
 use aios_ext4::Location;
 use aios_journal::runtime::{Journal, Replayed};
 
+use super::reads::ReadsInFlight;
 use super::{RwCtx, RwError, RwShared, RwStats};
 use crate::error::display_path;
 use crate::{BlockRead, FsBlocks, FsError, Mutator};
@@ -78,6 +79,12 @@ pub(super) struct State {
     /// checkpointed. Every read of a data block (read-modify-write, [`RwShared::read`]) sees
     /// these before the device, or it would read the old contents and lose the update.
     pub(super) unhomed: BTreeMap<u64, Unhomed>,
+    /// Reads of file data with device I/O in flight, and the freed blocks they hold back.
+    pub(super) reads: ReadsInFlight,
+    /// Per inode, the epoch of its data in the page cache's keys (0 if never changed while
+    /// mounted): bumped by every operation that touches the inode (`note`), so pages cached
+    /// before a change are never found after it (`crate::cache_id::CacheId`).
+    pub(super) cache_epoch: HashMap<u32, u64>,
     pub(super) replayed: Option<Replayed>,
 }
 
@@ -149,6 +156,8 @@ impl State {
             commits_wanted: 0,
             datasync_wanted: BTreeSet::new(),
             unhomed: BTreeMap::new(),
+            reads: ReadsInFlight::default(),
+            cache_epoch: HashMap::new(),
             replayed,
         }
     }
@@ -156,6 +165,16 @@ impl State {
     /// Records what an operation that returned `Ok` touched, in the running transaction.
     fn note(&mut self, touched: Touched) {
         let tid = self.running;
+        // Whatever an operation touched may read differently now: pages cached before it (or
+        // by reads planned before it) must never be found again.
+        let changed = touched
+            .sync
+            .iter()
+            .chain(&touched.datasync)
+            .chain(&touched.orphaned);
+        for &ino in changed.chain(touched.data.iter().map(|(ino, _)| ino)) {
+            *self.cache_epoch.entry(ino).or_insert(0) += 1;
+        }
         if let Some(ino) = touched.opened {
             *self.open_count.entry(ino).or_insert(0) += 1;
         }

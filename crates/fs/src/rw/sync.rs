@@ -372,6 +372,9 @@ impl<D: Device> RwShared<D> {
                 st.stats.journal_blocks += c.journal_blocks;
                 st.stats.add_times(&c);
                 st.mutator.release_blocks(&sealed.revoked);
+                if st.reads.park_if_read(tid, &sealed.revoked) {
+                    st.mutator.hold_blocks(&sealed.revoked);
+                }
                 if c.checkpointed {
                     // The checkpoint before this commit wrote every earlier transaction home.
                     st.unhomed

@@ -212,7 +212,9 @@ impl Mutator {
         let mut cursor = from;
         // PLANTED BUG (g), test-only: freed blocks are reused before their transaction commits.
         let reuse_early = self.plant == Some(aios_journal::runtime::PlantedBug::ReuseBeforeCommit);
-        let pending = |b: u64| !reuse_early && self.pending_free.contains(&b);
+        let pending = |b: u64| {
+            !reuse_early && (self.pending_free.contains(&b) || self.held_for_reads.contains(&b))
+        };
         let found = loop {
             let Some(start) = find_first_zero(bitmap, cursor, end) else {
                 break None;

@@ -114,6 +114,10 @@ pub struct Mutator {
     pub(crate) reserved: BTreeMap<u64, (u64, u32)>,
     /// Freed blocks the allocator must not hand out before `release_pending`.
     pub(crate) pending_free: BTreeSet<u64>,
+    /// Freed blocks whose transaction committed but that a read in flight may still be
+    /// reading (`rw/reads.rs`): skipped by the allocator like pending ones, but no longer part
+    /// of any transaction (not revoked again, no change to commit).
+    pub(crate) held_for_reads: BTreeSet<u64>,
     /// Bitmaps loaded (and verified, or computed for `*_UNINIT`) so far.
     pub(crate) loaded_bitmaps: BTreeSet<(u8, u32)>,
     pub(crate) dirty_groups: BTreeSet<u32>,
@@ -155,6 +159,7 @@ impl Mutator {
             zones: fs.zones.clone(),
             reserved: BTreeMap::new(),
             pending_free: BTreeSet::new(),
+            held_for_reads: BTreeSet::new(),
             loaded_bitmaps: BTreeSet::new(),
             dirty_groups: BTreeSet::new(),
             dirty_block_bitmaps: BTreeSet::new(),
@@ -259,6 +264,19 @@ impl Mutator {
     pub fn release_blocks(&mut self, blocks: &[u64]) {
         for block in blocks {
             self.pending_free.remove(block);
+        }
+    }
+
+    /// Keeps `blocks` (freed by a committed transaction, see [`Mutator::release_blocks`]) from
+    /// the allocator while reads in flight may still be reading them.
+    pub fn hold_blocks(&mut self, blocks: &[u64]) {
+        self.held_for_reads.extend(blocks.iter().copied());
+    }
+
+    /// Makes blocks held by [`Mutator::hold_blocks`] allocatable: no read of them is in flight.
+    pub fn unhold_blocks(&mut self, blocks: &[u64]) {
+        for block in blocks {
+            self.held_for_reads.remove(block);
         }
     }
 
