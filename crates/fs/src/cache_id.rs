@@ -12,13 +12,18 @@ pub(crate) struct CacheId {
     pub(crate) epoch: u64,
 }
 
+/// Pages of an ext4 file lie below this (a logical block number is 32 bits): a read at or past
+/// it is a hole, and is never looked up in the cache.
+pub(crate) const FILE_PAGES_MAX: u64 = 1 << 32;
+
 impl CacheId {
-    /// The cache key of file page `page`. Pages of an ext4 file are below 2^32 (a logical block
-    /// is 32 bits), so the epoch's high half rides above the page and the key never repeats
-    /// for one inode, however many epochs pass.
+    /// The cache key of file page `page` (below [`FILE_PAGES_MAX`]). The epoch's low half rides
+    /// above the inode number, multiplied by an odd constant (a bijection, so keys stay unique)
+    /// so that the cache's hash does not map epoch `e`, page `p` and epoch `p`, page `e` alike;
+    /// its high half rides above the page. A key never repeats for one inode.
     pub(crate) fn key(self, page: u64) -> aios_cache::Key {
-        debug_assert!(page >> 32 == 0, "page {page} beyond an ext4 file");
-        let epoch_low = self.epoch & 0xffff_ffff;
+        debug_assert!(page < FILE_PAGES_MAX, "page {page} beyond an ext4 file");
+        let epoch_low = (self.epoch & 0xffff_ffff).wrapping_mul(0x9e37_79b9) & 0xffff_ffff;
         aios_cache::Key::new(
             u64::from(self.ino) | epoch_low << 32,
             (page & 0xffff_ffff) | (self.epoch >> 32) << 32,

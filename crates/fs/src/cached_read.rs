@@ -29,6 +29,7 @@ use aios_device::{Device, BLOCK_SIZE, SEGMENTS_MAX};
 use std::time::Instant;
 
 use crate::breakdown::{Laps, Stage};
+use crate::cache_id::FILE_PAGES_MAX;
 use crate::dst::Dst;
 use crate::miss::RunStart;
 use crate::{File, Fs, FsError, IoCtx, ReadMode};
@@ -63,6 +64,12 @@ impl<D: Device> Fs<D> {
         let mut next: Option<PageRef> = None;
         while pos < end {
             let page = pos / BLOCK_BYTES;
+            if page >= FILE_PAGES_MAX {
+                // No extent maps a page this far (a 32-bit logical block): a hole, and never a
+                // cache key (a corrupt size can point here).
+                dst.zero(pos, end);
+                break;
+            }
             let lookup_start = io.recording().then(Instant::now);
             let key = file.cache.key(page);
             let (within, out) = dst.span(page);

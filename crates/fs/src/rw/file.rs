@@ -120,8 +120,11 @@ impl<D: Device> RwShared<D> {
             }
         };
         if last_of_orphan {
-            self.apply(ctx, "close", &file.path, |m, r, _| {
-                m.release_orphan(r, file.ino)
+            self.apply(ctx, "close", &file.path, |m, r, t| {
+                m.release_orphan(r, file.ino)?;
+                // Freed: its pages must not outlive it (see `State::note`).
+                t.datasync.push(file.ino);
+                Ok(())
             })?;
         }
         Ok(())

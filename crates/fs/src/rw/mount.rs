@@ -100,7 +100,9 @@ impl<D: Device + 'static> RwFs<D> {
         let device = first.unmount();
         // The page cache shares the arena with commits (each may copy up to an eighth of it
         // for data and as much for journal blocks), checkpoints and the thread contexts: it
-        // gets half at most, so a full cache never makes a commit fail for memory.
+        // gets half at most, so a full cache never makes a commit fail for memory. (The other
+        // half also holds each async context's page pool, 64 pages: a small arena shared by
+        // many threads can still run out; commits do not take pages back from the cache yet.)
         let arena_pages = device.arena().len_bytes() / aios_device::BLOCK_SIZE;
         let mut mount_options = options.mount;
         mount_options.cache_pages = mount_options.cache_pages.min(arena_pages / 2).max(1);

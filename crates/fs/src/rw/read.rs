@@ -21,7 +21,9 @@
 //! # Why a cached page is never stale
 //! - A page whose newest bytes are in memory is never read from home into the cache: it is
 //!   not in any segment.
-//! - Every operation that touches an inode bumps its cache epoch (`State::note`), and the
+//! - Every operation that changes an inode's data, size, block map or existence bumps its cache
+//!   epoch (`State::note`: creation, write, truncate, fallocate, the free at the last close of
+//!   an unlinked open file; an inode number freed and reused is bumped by its creation), and the
 //!   epoch is part of every cache key (`crate::cache_id::CacheId`): a page cached before a
 //!   change, or by a read planned before it and still in flight, is keyed in an older epoch and
 //!   never found again (CLOCK evicts it). A page cached in the current epoch was read from home
@@ -31,8 +33,9 @@
 //! it wrote. It goes when dirty data lives in the page cache itself (the one-stack issue).
 //!
 //! A read concurrent with a write of the same bytes returns them as they were when the plan was
-//! taken or as the write left them (4 KiB blocks are never torn: a block is copied whole from
-//! one version). The [`File`] of a plan lives for one read, so it has no sequential history:
+//! taken or as the write left them; a block read from the device while its new bytes are being
+//! written home is whole only if the device writes 4 KiB atomically (the device contract says
+//! it does; a disk with 512-byte sectors may not). The [`File`] of a plan lives for one read, so it has no sequential history:
 //! these reads do not read ahead yet.
 
 use std::ops::Range;
@@ -42,6 +45,7 @@ use aios_ext4::Location;
 
 use super::reads::ReadTicket;
 use super::{RwCtx, RwError, RwShared};
+use crate::cache_id::FILE_PAGES_MAX;
 use crate::error::display_path;
 use crate::{Access, ExtentMap, File, FsError};
 
@@ -67,13 +71,7 @@ impl<D: Device> RwShared<D> {
         offset_bytes: u64,
         out: &mut [u8],
     ) -> Result<usize, RwError> {
-        let path = path.as_ref();
-        let ino = self.read_op(ctx, "read", path, |m, r| {
-            m.lookup_path(r, path)?.ok_or_else(|| FsError::NotFound {
-                path: display_path(path),
-            })
-        })?;
-        self.read_ino(ctx, path, ino, offset_bytes, out)
+        self.read_inode(ctx, path.as_ref(), None, offset_bytes, out)
     }
 
     /// Reads inode `ino` (named `path` in errors); see [`RwShared::read`].
@@ -85,9 +83,29 @@ impl<D: Device> RwShared<D> {
         offset_bytes: u64,
         out: &mut [u8],
     ) -> Result<usize, RwError> {
-        let (plan, ticket) = {
+        self.read_inode(ctx, path, Some(ino), offset_bytes, out)
+    }
+
+    /// Reads inode `ino`, or the one `path` names (looked up in the same hold of the state lock
+    /// as the plan, so an unlink and a reuse of the inode number in between cannot make a read
+    /// of `path` return another file's bytes).
+    fn read_inode(
+        &self,
+        ctx: &mut RwCtx<D>,
+        path: &[u8],
+        ino: Option<u32>,
+        offset_bytes: u64,
+        out: &mut [u8],
+    ) -> Result<usize, RwError> {
+        let (plan, _in_flight) = {
             let mut st = self.lock();
             let loaded = self.with_mutator(&mut st, ctx, |m, r| {
+                let ino = match ino {
+                    Some(ino) => ino,
+                    None => m.lookup_path(r, path)?.ok_or_else(|| FsError::NotFound {
+                        path: display_path(path),
+                    })?,
+                };
                 let inode = m.inode(r, ino)?;
                 if !inode.is_regular() {
                     return Err(FsError::NotARegularFile { ino });
@@ -103,6 +121,7 @@ impl<D: Device> RwShared<D> {
                 Ok(None) => return Ok(0),
                 Err(cause) => return Err(op_error(path, cause)),
             };
+            let ino = inode.ino;
             let map = ExtentMap::from_extents(ino, &extents, self.fs.sb.blocks_count)
                 .map_err(|cause| op_error(path, cause))?;
             let epoch = st.cache_epoch.get(&ino).copied().unwrap_or(0);
@@ -110,14 +129,15 @@ impl<D: Device> RwShared<D> {
             file.advise(Access::Random);
             let plan = plan(&st, file, offset_bytes, out).map_err(|cause| op_error(path, cause))?;
             let running = st.running;
-            let ticket = (!plan.segments.is_empty()).then(|| st.reads.begin(running));
-            (plan, ticket)
+            let in_flight = (!plan.segments.is_empty()).then(|| InFlight {
+                shared: self,
+                ticket: Some(st.reads.begin(running)),
+            });
+            (plan, in_flight)
         };
-        let read = self.read_segments(ctx, &plan, offset_bytes, out);
-        if let Some(ticket) = ticket {
-            self.end_read(ticket);
-        }
-        read.map_err(|cause| op_error(path, cause))?;
+        // `_in_flight` ends the read when dropped: after the segments, on an error or a panic.
+        self.read_segments(ctx, &plan, offset_bytes, out)
+            .map_err(|cause| op_error(path, cause))?;
         Ok(plan.len)
     }
 
@@ -145,9 +165,26 @@ impl<D: Device> RwShared<D> {
         }
         Ok(())
     }
+}
 
+/// A read registered in [`super::reads::ReadsInFlight`]; dropping it ends the read, whatever
+/// way the read ends (a leaked registration would hold every later freed block forever).
+struct InFlight<'a, D: Device> {
+    shared: &'a RwShared<D>,
+    ticket: Option<ReadTicket>,
+}
+
+impl<D: Device> Drop for InFlight<'_, D> {
+    fn drop(&mut self) {
+        if let Some(ticket) = self.ticket.take() {
+            self.shared.end_read(ticket);
+        }
+    }
+}
+
+impl<D: Device> RwShared<D> {
     /// A read's device reads are all done: freed blocks it held back may be reused.
-    fn end_read(&self, ticket: ReadTicket) {
+    pub(super) fn end_read(&self, ticket: ReadTicket) {
         let mut st = self.lock();
         let free = st.reads.end(ticket);
         st.mutator.unhold_blocks(&free);
@@ -168,10 +205,16 @@ fn plan(
         .size_bytes()
         .min(offset_bytes.saturating_add(out.len() as u64));
     let mut segments: Vec<Range<u64>> = Vec::new();
+    // Past the last page an ext4 file can map (a corrupt size) the file reads as a hole; the
+    // cached read zero-fills it without a cache key.
+    let mapped_end = end.min(FILE_PAGES_MAX * BLOCK_BYTES);
+    if mapped_end < end {
+        segments.push(mapped_end.max(offset_bytes)..end);
+    }
     let mut page = offset_bytes / BLOCK_BYTES;
-    while page * BLOCK_BYTES < end {
+    while page * BLOCK_BYTES < mapped_end {
         let from = (page * BLOCK_BYTES).max(offset_bytes);
-        let to = ((page + 1) * BLOCK_BYTES).min(end);
+        let to = ((page + 1) * BLOCK_BYTES).min(mapped_end);
         let physical = match file.extents().find(page) {
             Some(m) if !m.unwritten => Some(m.physical_block + (page - m.logical_block)),
             _ => None,
@@ -204,6 +247,7 @@ fn plan(
         }
         page += 1;
     }
+    segments.sort_by_key(|s| s.start);
     Ok(Plan {
         len: (end - offset_bytes) as usize,
         file,
@@ -299,5 +343,29 @@ mod tests {
         assert!(fs.shared.lock().mutator.held_for_reads.is_empty());
         let (_, r) = fs.unmount();
         r.unwrap();
+    }
+
+    /// A read that fails on the device still ends its registration (a registration that outlived
+    /// its read would hold every block freed afterwards from the allocator for the mount's life).
+    #[test]
+    fn a_failed_read_holds_no_freed_block() {
+        let Some(mut fs) = mount() else { return };
+        fs.create("/f", 0o644).unwrap();
+        fs.write("/f", 0, &vec![7u8; 16 * 4096]).unwrap();
+        fs.fsync("/f").unwrap();
+        fs.device()
+            .faults()
+            .arm(aios_device::FaultPlan::nth(0, aios_device::OpFilter::Reads).sticky());
+        let mut buf = vec![0u8; 16 * 4096];
+        assert!(
+            fs.read("/f", 0, &mut buf).is_err(),
+            "every device read fails"
+        );
+        fs.device().faults().disarm();
+        fs.truncate("/f", 0).unwrap();
+        fs.fsync("/f").unwrap();
+        let st = fs.shared.lock();
+        assert!(st.mutator.held_for_reads.is_empty(), "no read is in flight");
+        assert_eq!(st.mutator.pending_free_blocks(), 0);
     }
 }

@@ -82,8 +82,9 @@ pub(super) struct State {
     /// Reads of file data with device I/O in flight, and the freed blocks they hold back.
     pub(super) reads: ReadsInFlight,
     /// Per inode, the epoch of its data in the page cache's keys (0 if never changed while
-    /// mounted): bumped by every operation that touches the inode (`note`), so pages cached
-    /// before a change are never found after it (`crate::cache_id::CacheId`).
+    /// mounted): bumped by every operation that changes its data, size, block map or
+    /// existence (`note`), so pages cached before a change are never found after it
+    /// (`crate::cache_id::CacheId`). One entry per inode changed while mounted.
     pub(super) cache_epoch: HashMap<u32, u64>,
     pub(super) replayed: Option<Replayed>,
 }
@@ -165,13 +166,10 @@ impl State {
     /// Records what an operation that returned `Ok` touched, in the running transaction.
     fn note(&mut self, touched: Touched) {
         let tid = self.running;
-        // Whatever an operation touched may read differently now: pages cached before it (or
-        // by reads planned before it) must never be found again.
-        let changed = touched
-            .sync
-            .iter()
-            .chain(&touched.datasync)
-            .chain(&touched.orphaned);
+        // An inode whose data, size, block map or existence changed may read differently now:
+        // pages cached before (or by reads planned before) must never be found again. Names
+        // and attributes (`sync` alone) do not change what a read returns.
+        let changed = touched.datasync.iter().chain(&touched.orphaned);
         for &ino in changed.chain(touched.data.iter().map(|(ino, _)| ino)) {
             *self.cache_epoch.entry(ino).or_insert(0) += 1;
         }
