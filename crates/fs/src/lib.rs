@@ -60,9 +60,9 @@
 //!
 //! The read-write mount ([`rw`]) reads file data through the same [`Fs::read`] path and page
 //! cache, over its own view of each file (`rw/read.rs`). Not here yet: dirty data in the page
-//! cache (buffered writes still keep their blocks in the mutator), a cache hit on the
-//! read-write mount without its state lock, readahead there, block-mapped (non-extent) files,
-//! extended attributes.
+//! cache (buffered writes still keep their blocks in the mutator), a cache hit without the
+//! state lock for reads by path (reads by handle have one), readahead there, block-mapped
+//! (non-extent) files, extended attributes.
 
 #![cfg_attr(
     not(test),

@@ -10,9 +10,14 @@
 //!   does.
 //! - A handle names an inode, not a path: renames do not affect it.
 
-use aios_device::Device;
+use std::sync::Arc;
 
+use aios_cache::Cached;
+use aios_device::{Device, BLOCK_SIZE};
+
+use super::published::{Published, SIZE_UNKNOWN};
 use super::{RwCtx, RwError, RwShared};
+use crate::cache_id::{CacheId, FILE_PAGES_MAX};
 use crate::error::display_path;
 use crate::{FsError, NewNode};
 
@@ -50,6 +55,8 @@ pub struct RwFile {
     ino: u32,
     append: bool,
     path: Box<[u8]>,
+    /// The inode's size and cache epoch, for reads without the state lock.
+    published: Arc<Published>,
 }
 
 impl RwFile {
@@ -99,10 +106,23 @@ impl<D: Device> RwShared<D> {
             t.opened = Some(ino);
             Ok(ino)
         })?;
+        let published = {
+            let mut st = self.lock();
+            match st.published.get(&ino).cloned() {
+                Some(published) => published,
+                None => {
+                    let published = Arc::new(Published::new(SIZE_UNKNOWN, 0));
+                    st.published.insert(ino, Arc::clone(&published));
+                    self.publish(&mut st, ctx, ino);
+                    published
+                }
+            }
+        };
         Ok(RwFile {
             ino,
             append: how.append,
             path: path.into(),
+            published,
         })
     }
 
@@ -114,6 +134,7 @@ impl<D: Device> RwShared<D> {
             *n -= 1;
             if *n == 0 {
                 st.open_count.remove(&file.ino);
+                st.published.remove(&file.ino);
                 st.orphaned_open.remove(&file.ino)
             } else {
                 false
@@ -150,7 +171,10 @@ impl<D: Device> RwShared<D> {
         })
     }
 
-    /// Reads from `file` (see [`RwShared::read`]).
+    /// Reads from `file` (see [`RwShared::read`]). When every page is cached in the file's
+    /// published epoch the read takes no mount-wide lock: one snapshot of the published size
+    /// and epoch, then the page cache's shard locks (`published`); otherwise it plans under
+    /// the state lock.
     pub fn read_at(
         &self,
         ctx: &mut RwCtx<D>,
@@ -158,7 +182,44 @@ impl<D: Device> RwShared<D> {
         offset_bytes: u64,
         out: &mut [u8],
     ) -> Result<usize, RwError> {
+        if let Some(n) = self.read_cached(file, offset_bytes, out) {
+            return Ok(n);
+        }
         self.read_ino(ctx, &file.path, file.ino, offset_bytes, out)
+    }
+
+    /// The lock-free hit: `Some(bytes read)` if every page of the read was a cache hit in the
+    /// published epoch (or the read is at or past the end), `None` to take the locked path.
+    fn read_cached(&self, file: &RwFile, offset_bytes: u64, out: &mut [u8]) -> Option<usize> {
+        let (size_bytes, epoch) = file.published.snapshot();
+        if size_bytes == SIZE_UNKNOWN {
+            return None;
+        }
+        if offset_bytes >= size_bytes || out.is_empty() {
+            return Some(0);
+        }
+        let end = size_bytes.min(offset_bytes.saturating_add(out.len() as u64));
+        let cache = CacheId {
+            ino: file.ino,
+            epoch,
+        };
+        let block = BLOCK_SIZE as u64;
+        let mut pos = offset_bytes;
+        while pos < end {
+            let page = pos / block;
+            if page >= FILE_PAGES_MAX {
+                return None;
+            }
+            let within = (pos % block) as usize;
+            let to = ((page + 1) * block).min(end);
+            let dst = out.get_mut((pos - offset_bytes) as usize..(to - offset_bytes) as usize)?;
+            match self.fs.cache.read_cached(cache.key(page), within, dst) {
+                Ok(Cached::Copied) => {}
+                _ => return None,
+            }
+            pos = to;
+        }
+        Some((end - offset_bytes) as usize)
     }
 
     /// `fsync(2)` of `file`.

@@ -31,7 +31,8 @@
 //!   allocatable only after it committed (`Mutator::release_blocks`) and no read that may be
 //!   reading them is in flight (`reads`), and every one of them is revoked in it.
 //! - A read of file data holds the state lock only to plan (memory); its device reads run
-//!   without it, consecutive blocks in one request (`read`).
+//!   without it, consecutive blocks in one request (`read`). A read by handle whose pages are
+//!   all cached in the file's published epoch takes no mount-wide lock at all (`published`).
 //! - Once a commit or data sync fails (the journal aborts) or a transaction cannot be built,
 //!   the mount is read-only: every later operation and sync fails with
 //!   [`RwError::ReadOnly`] naming the first failure — no data is reported durable after a
@@ -51,6 +52,7 @@
 //! | `txn` | a sealed transaction turned into journal input (`data=ordered`/`journal`) |
 //! | `read` | reading file contents through this mount: planned under the lock, the device read without it |
 //! | `reads` | reads in flight, and the freed blocks they keep from reuse |
+//! | `published` | an open file's size and cache epoch, for cache hits by handle without the state lock |
 //! | `file` | open files: open, close, I/O and syncs by handle |
 //! | `flusher` | the periodic commit thread |
 //! | `mount` | mount (recovery, orphans) and unmount |
@@ -64,6 +66,7 @@ mod file;
 mod flusher;
 mod mount;
 mod ops;
+mod published;
 mod read;
 mod reads;
 mod state;

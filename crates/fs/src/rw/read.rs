@@ -345,6 +345,67 @@ mod tests {
         r.unwrap();
     }
 
+    #[test]
+    fn a_cache_hit_by_handle_takes_no_state_lock_and_sees_every_change() {
+        let Some(fs) = mount() else { return };
+        let shared = &fs.shared;
+        let mut ctx = shared.ctx().unwrap();
+        let how = crate::rw::OpenOptions {
+            create: true,
+            ..Default::default()
+        };
+        let file = shared.open(&mut ctx, "/f", how).unwrap();
+        let first = vec![1u8; 8 * 4096];
+        shared.write_at(&mut ctx, &file, 0, &first).unwrap();
+        shared.fsync_file(&mut ctx, &file).unwrap();
+        let mut back = vec![0u8; first.len()];
+        shared.read_at(&mut ctx, &file, 0, &mut back).unwrap();
+        assert_eq!(back, first);
+
+        // Cached now: a second read completes while this thread holds the state lock.
+        let held = shared.lock();
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::scope(|s| {
+            s.spawn(|| {
+                let mut ctx = shared.ctx().unwrap();
+                let mut back = vec![0u8; 8 * 4096];
+                let n = shared.read_at(&mut ctx, &file, 0, &mut back).unwrap();
+                tx.send((n, back)).unwrap();
+            });
+            let got = rx.recv_timeout(std::time::Duration::from_secs(10));
+            // Released before the scope joins the reader, so a failing read cannot hang it.
+            drop(held);
+            let (n, back) = got.expect("a cached read by handle waited for the state lock");
+            assert_eq!((n, back), (first.len(), first.clone()));
+        });
+
+        // Every change through the handle or the path is seen by the next read.
+        shared
+            .write_at(&mut ctx, &file, 4096, &[2u8; 4096])
+            .unwrap();
+        shared.read_at(&mut ctx, &file, 0, &mut back).unwrap();
+        assert_eq!(&back[4096..8192], &[2u8; 4096][..]);
+        assert_eq!(&back[..4096], &first[..4096]);
+        shared.fdatasync_file(&mut ctx, &file).unwrap();
+        shared.read_at(&mut ctx, &file, 0, &mut back).unwrap();
+        shared.read_at(&mut ctx, &file, 0, &mut back).unwrap();
+        assert_eq!(&back[4096..8192], &[2u8; 4096][..]);
+        shared.truncate(&mut ctx, "/f", 4096).unwrap();
+        assert_eq!(shared.read_at(&mut ctx, &file, 0, &mut back).unwrap(), 4096);
+        assert_eq!(shared.read_at(&mut ctx, &file, 4096, &mut back).unwrap(), 0);
+        shared.write(&mut ctx, "/f", 0, &[3u8; 100]).unwrap();
+        shared
+            .read_at(&mut ctx, &file, 0, &mut back[..4096])
+            .unwrap();
+        assert_eq!(&back[..100], &[3u8; 100][..]);
+        assert_eq!(&back[100..4096], &first[100..4096]);
+        shared.close(&mut ctx, file).unwrap();
+        assert!(
+            shared.lock().published.is_empty(),
+            "the last close unpublishes"
+        );
+    }
+
     /// A read that fails on the device still ends its registration (a registration that outlived
     /// its read would hold every block freed afterwards from the allocator for the mount's life).
     #[test]

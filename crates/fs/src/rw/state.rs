@@ -29,6 +29,7 @@ use aios_device::Device;
 use aios_ext4::Location;
 use aios_journal::runtime::{Journal, Replayed};
 
+use super::published::{Published, SIZE_UNKNOWN};
 use super::reads::ReadsInFlight;
 use super::{RwCtx, RwError, RwShared, RwStats};
 use crate::error::display_path;
@@ -86,6 +87,9 @@ pub(super) struct State {
     /// existence (`note`), so pages cached before a change are never found after it
     /// (`crate::cache_id::CacheId`). One entry per inode changed while mounted.
     pub(super) cache_epoch: HashMap<u32, u64>,
+    /// Size and epoch of every open inode, for reads by handle without this lock (see
+    /// `published`); an entry lives while the inode has open handles.
+    pub(super) published: HashMap<u32, Arc<Published>>,
     pub(super) replayed: Option<Replayed>,
 }
 
@@ -159,6 +163,7 @@ impl State {
             unhomed: BTreeMap::new(),
             reads: ReadsInFlight::default(),
             cache_epoch: HashMap::new(),
+            published: HashMap::new(),
             replayed,
         }
     }
@@ -169,8 +174,7 @@ impl State {
         // An inode whose data, size, block map or existence changed may read differently now:
         // pages cached before (or by reads planned before) must never be found again. Names
         // and attributes (`sync` alone) do not change what a read returns.
-        let changed = touched.datasync.iter().chain(&touched.orphaned);
-        for &ino in changed.chain(touched.data.iter().map(|(ino, _)| ino)) {
+        for ino in touched.data_changed() {
             *self.cache_epoch.entry(ino).or_insert(0) += 1;
         }
         if let Some(ino) = touched.opened {
@@ -362,6 +366,14 @@ pub(super) struct Touched {
     pub(super) orphaned: Vec<u32>,
 }
 
+impl Touched {
+    /// The inodes whose data, size, block map or existence the operation changed.
+    fn data_changed(&self) -> impl Iterator<Item = u32> + '_ {
+        let changed = self.datasync.iter().chain(&self.orphaned).copied();
+        changed.chain(self.data.iter().map(|(ino, _)| *ino))
+    }
+}
+
 /// Blocks for the mutator: data blocks not yet home first ([`State::unhomed`]), then the
 /// device.
 struct RwBlocks<'a, D: Device> {
@@ -465,6 +477,18 @@ impl<D: Device> RwShared<D> {
             })
     }
 
+    /// Publishes the size and cache epoch of `ino` if it is open (see `published`).
+    pub(super) fn publish(&self, st: &mut State, ctx: &mut RwCtx<D>, ino: u32) {
+        let Some(published) = st.published.get(&ino).cloned() else {
+            return;
+        };
+        let epoch = st.cache_epoch.get(&ino).copied().unwrap_or(0);
+        let size = self
+            .with_mutator(st, ctx, |m, r| m.inode(r, ino))
+            .map_or(SIZE_UNKNOWN, |inode| inode.size_bytes);
+        published.publish(size, epoch);
+    }
+
     /// Runs operation `f` in the running transaction (see the module documentation), then
     /// commits if `-o sync` or the transaction's limits say so.
     pub(super) fn apply<T>(
@@ -486,7 +510,11 @@ impl<D: Device> RwShared<D> {
             path: display_path(path),
             cause,
         })?;
+        let changed: Vec<u32> = touched.data_changed().collect();
         st.note(touched);
+        for ino in changed {
+            self.publish(&mut st, ctx, ino);
+        }
         let over = st.mutator.dirty_meta_blocks()
             + match self.options.data {
                 super::DataMode::Ordered => 0,
