@@ -58,6 +58,11 @@ pub enum FsError {
     /// Something valid ext4 may contain that this layer does not read yet.
     #[error("inode {ino}: unsupported: {what}")]
     Unsupported { ino: u32, what: &'static str },
+    /// Internal to the read-write mount: an operation under its state lock needed block
+    /// `block`, which is not in memory; the mount reads it without the lock and runs the
+    /// operation again (`rw/fetch.rs`). Never returned by a public call.
+    #[error("block {block} is not in memory")]
+    NotInMemory { block: u64 },
     /// An [`crate::IoCtx`] opened by another [`crate::Fs`].
     #[error("I/O context belongs to another mounted file system")]
     ForeignIoCtx,

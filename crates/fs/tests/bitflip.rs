@@ -499,6 +499,7 @@ fn kind(err: &FsError) -> &'static str {
         FsError::InvalidPath { .. } => "InvalidPath",
         FsError::Corrupt { .. } => "Corrupt",
         FsError::Unsupported { .. } => "Unsupported",
+        FsError::NotInMemory { .. } => "NotInMemory",
         FsError::ForeignIoCtx => "ForeignIoCtx",
         FsError::Cache(_) => "Cache",
         FsError::NoSpace { .. } => "NoSpace",

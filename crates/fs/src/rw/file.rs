@@ -113,7 +113,7 @@ impl<D: Device> RwShared<D> {
                 None => {
                     let published = Arc::new(Published::new(SIZE_UNKNOWN, 0));
                     st.published.insert(ino, Arc::clone(&published));
-                    self.publish(&mut st, ctx, ino);
+                    self.publish(&mut st, ino);
                     published
                 }
             }

@@ -9,10 +9,13 @@
 //! - [`Flusher::stop`] returns only after the thread ended, so unmount owns the mount alone.
 //! - A failed periodic commit makes the mount read-only like any other (the next operation
 //!   reports it); the thread then ends.
+//! - Dirty data past [`super::RwOptions::dirty_background_percent`] of the cache kicks the
+//!   thread: it commits at once (the kernel's background writeback), while the writers go on;
+//!   past [`super::RwOptions::dirty_percent`] a writer commits itself (`state`).
 
 use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use aios_device::Device;
 
@@ -21,26 +24,58 @@ use super::RwShared;
 /// How often the thread looks at the running transaction's age, at most.
 const TICK_MAX: Duration = Duration::from_millis(500);
 
+/// What the thread is told between ticks.
+#[derive(Debug, Default)]
+struct Signals {
+    stop: bool,
+    /// Dirty data passed the background mark: commit now.
+    kicked: bool,
+}
+
+/// The thread's wake-up: stop, or commit now (dirty data past the background mark). Owned by
+/// the mount, so writers can kick it; a kick with no thread running is a no-op.
+#[derive(Debug, Default)]
+pub(super) struct Kick {
+    signals: Mutex<Signals>,
+    cv: Condvar,
+}
+
+impl Kick {
+    /// Asks the thread to commit now.
+    pub(super) fn kick(&self) {
+        let mut s = self.signals.lock().unwrap_or_else(|p| p.into_inner());
+        if !s.kicked {
+            s.kicked = true;
+            self.cv.notify_all();
+        }
+    }
+
+    fn stop(&self) {
+        self.signals.lock().unwrap_or_else(|p| p.into_inner()).stop = true;
+        self.cv.notify_all();
+    }
+}
+
 /// The running periodic-commit thread.
 pub(super) struct Flusher {
-    stop: Arc<(Mutex<bool>, Condvar)>,
+    kick: Arc<Kick>,
     handle: Option<JoinHandle<()>>,
 }
 
 impl Flusher {
-    /// Starts the thread for `shared`, committing transactions older than `interval`.
+    /// Starts the thread for `shared`, committing transactions older than `interval`, or at
+    /// once when kicked.
     pub(super) fn start<D: Device + 'static>(
         shared: Arc<RwShared<D>>,
         interval: Duration,
     ) -> std::io::Result<Flusher> {
-        let stop = Arc::new((Mutex::new(false), Condvar::new()));
-        let stop_in = Arc::clone(&stop);
+        let kick = Arc::clone(&shared.flusher_kick);
         let tick = (interval / 4).clamp(Duration::from_millis(1), TICK_MAX);
         let handle = std::thread::Builder::new()
             .name("aios-commit".into())
-            .spawn(move || run(&shared, &stop_in, interval, tick))?;
+            .spawn(move || run(&shared, interval, tick))?;
         Ok(Flusher {
-            stop,
+            kick,
             handle: Some(handle),
         })
     }
@@ -51,9 +86,7 @@ impl Flusher {
     }
 
     fn signal_and_join(&mut self) {
-        let (flag, cv) = &*self.stop;
-        *flag.lock().unwrap_or_else(|p| p.into_inner()) = true;
-        cv.notify_all();
+        self.kick.stop();
         if let Some(h) = self.handle.take() {
             // A panic in the thread was already reported on it; nothing to add here.
             let _ = h.join();
@@ -67,40 +100,38 @@ impl Drop for Flusher {
     }
 }
 
-fn run<D: Device>(
-    shared: &RwShared<D>,
-    stop: &(Mutex<bool>, Condvar),
-    interval: Duration,
-    tick: Duration,
-) {
+fn run<D: Device>(shared: &RwShared<D>, interval: Duration, tick: Duration) {
     let Ok(mut ctx) = shared.ctx() else {
         // No queue for this thread: syncs and unmount still commit; nothing periodic.
         return;
     };
-    let (flag, cv) = stop;
-    let mut stopped = flag.lock().unwrap_or_else(|p| p.into_inner());
+    let Kick { signals, cv } = &*shared.flusher_kick;
+    let mut s = signals.lock().unwrap_or_else(|p| p.into_inner());
     loop {
-        if *stopped {
+        if s.stop {
             return;
         }
-        stopped = cv
-            .wait_timeout(stopped, tick)
-            .unwrap_or_else(|p| p.into_inner())
-            .0;
-        if *stopped {
+        if !s.kicked {
+            s = cv
+                .wait_timeout(s, tick)
+                .unwrap_or_else(|p| p.into_inner())
+                .0;
+        }
+        if s.stop {
             return;
         }
+        let kicked = std::mem::take(&mut s.kicked);
         let due = {
             let st = shared.lock();
             st.failed.is_none()
                 && st
                     .running_since
-                    .is_some_and(|since| Instant::now().duration_since(since) >= interval)
+                    .is_some_and(|since| kicked || since.elapsed() >= interval)
         };
         if due {
-            drop(stopped);
+            drop(s);
             let failed = shared.commit_if_idle(&mut ctx).is_err();
-            stopped = flag.lock().unwrap_or_else(|p| p.into_inner());
+            s = signals.lock().unwrap_or_else(|p| p.into_inner());
             if failed {
                 return;
             }

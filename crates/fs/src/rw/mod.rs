@@ -30,6 +30,11 @@
 //! - Transactions commit in order, one at a time; blocks a transaction freed become
 //!   allocatable only after it committed (`Mutator::release_blocks`) and no read that may be
 //!   reading them is in flight (`reads`), and every one of them is revoked in it.
+//! - No thread does device I/O while it holds the state lock (mount aside, before any other
+//!   thread exists). Operations run on the mutator with memory-only reads; a block they need
+//!   from the device is read with the lock dropped and the operation runs again, the fetched
+//!   block checked against what went home meanwhile (`fetch`). Commits, data syncs and
+//!   checkpoints take the journal out of the state and write unlocked (`sync`).
 //! - A read of file data holds the state lock only to plan (memory); its device reads run
 //!   without it, consecutive blocks in one request (`read`). A read by handle whose pages are
 //!   all cached in the file's published epoch takes no mount-wide lock at all (`published`).
@@ -50,6 +55,7 @@
 //! | `state` | the shared state, applying an operation, what it touched |
 //! | `sync` | leading a commit or a data sync, fsync/fdatasync/sync, waiting |
 //! | `txn` | a sealed transaction turned into journal input (`data=ordered`/`journal`) |
+//! | `fetch` | blocks an operation needs, read outside the state lock, revalidated, and the operation retried |
 //! | `read` | reading file contents through this mount: planned under the lock, the device read without it |
 //! | `reads` | reads in flight, and the freed blocks they keep from reuse |
 //! | `published` | an open file's size and cache epoch, for cache hits by handle without the state lock |
@@ -62,6 +68,7 @@
 //! until its last close (the orphan list, `file`).
 
 mod error;
+mod fetch;
 mod file;
 mod flusher;
 mod mount;
@@ -90,6 +97,12 @@ use state::State;
 /// Bytes of one write of [`RwFs::put`] (the whole file is made durable at the end).
 pub const PUT_CHUNK_BYTES: usize = 1 << 20;
 
+/// The kernel's default `dirty_background_ratio`, of the page cache here.
+pub const DIRTY_BACKGROUND_PERCENT_DEFAULT: u8 = 10;
+
+/// The kernel's default `dirty_ratio`, of the page cache here.
+pub const DIRTY_PERCENT_DEFAULT: u8 = 20;
+
 /// The kernel's default periodic commit interval (`commit=5`).
 pub const COMMIT_INTERVAL_DEFAULT: Duration = Duration::from_secs(5);
 
@@ -117,6 +130,14 @@ pub struct RwOptions {
     pub sync: bool,
     /// The periodic commit of [`RwFs`] (`None`: only syncs, limits and unmount commit).
     pub commit_interval: Option<Duration>,
+    /// Dirty data, in percent of the page cache's pages, past which the periodic commit
+    /// thread commits at once instead of at its interval (the kernel's
+    /// `dirty_background_ratio`). Needs `commit_interval`.
+    pub dirty_background_percent: u8,
+    /// Dirty data, in percent of the page cache's pages, past which the writer itself
+    /// commits (or waits for the commit in flight) before it returns (the kernel's
+    /// `dirty_ratio`). Bounded further by the arena: a commit copies its blocks there.
+    pub dirty_percent: u8,
     /// Test-only: a protocol bug to plant ([`aios_journal::runtime::PlantedBug`]); never set
     /// outside tests and `aios crashtest --plant`.
     pub plant: Option<aios_journal::runtime::PlantedBug>,
@@ -130,6 +151,8 @@ impl Default for RwOptions {
             data: DataMode::default(),
             sync: false,
             commit_interval: Some(COMMIT_INTERVAL_DEFAULT),
+            dirty_background_percent: DIRTY_BACKGROUND_PERCENT_DEFAULT,
+            dirty_percent: DIRTY_PERCENT_DEFAULT,
             plant: None,
         }
     }
@@ -152,6 +175,10 @@ pub struct RwStats {
     pub data_syncs: u64,
     /// Per-stage nanoseconds summed over every commit and data sync (the fsync breakdown).
     pub commit_times: CommitTimes,
+    /// Blocks operations read from the device with the state lock dropped (`fetch`).
+    pub blocks_fetched: u64,
+    /// Fetched blocks thrown away because their home copy may have changed meanwhile.
+    pub fetches_stale: u64,
 }
 
 impl RwStats {
@@ -165,6 +192,8 @@ impl RwStats {
             journal_blocks: self.journal_blocks - before.journal_blocks,
             syncs: self.syncs - before.syncs,
             data_syncs: self.data_syncs - before.data_syncs,
+            blocks_fetched: self.blocks_fetched - before.blocks_fetched,
+            fetches_stale: self.fetches_stale - before.fetches_stale,
             commit_times: CommitTimes {
                 checkpoint_ns: a.checkpoint_ns - b.checkpoint_ns,
                 build_journal_ns: a.build_journal_ns - b.build_journal_ns,
@@ -215,10 +244,20 @@ pub struct RwShared<D: Device> {
     /// A running transaction with more metadata (plus journaled data) blocks than this commits
     /// at the end of the operation that grew it (a quarter of the log, as jbd2).
     txn_blocks_max: usize,
-    /// A running transaction with more dirty data blocks than this commits likewise.
+    /// A running transaction with more dirty data pages than this commits likewise, in the
+    /// writer ([`RwOptions::dirty_percent`] of the cache, at most an eighth of the arena).
     dirty_blocks_max: usize,
+    /// Past this many dirty data pages the periodic commit thread is woken to commit
+    /// ([`RwOptions::dirty_background_percent`] of the cache).
+    dirty_background_blocks: usize,
+    /// Wakes the periodic commit thread early (`flusher`).
+    flusher_kick: Arc<flusher::Kick>,
     /// Blocks of the journal's log (`s_maxlen - s_first`).
     log_blocks: u64,
+    /// Test-only: run once right after an operation's blocks were fetched outside the lock,
+    /// before it takes the lock again (`fetch`), to stage a race there.
+    #[cfg(test)]
+    after_fetch: Mutex<Option<Box<dyn FnOnce() + Send>>>,
 }
 
 /// A file system mounted read-write, driven from one thread (more through [`RwFs::shared`]).
@@ -265,6 +304,7 @@ impl<D: Device> RwShared<D> {
         // the page cache and the thread contexts: each may take an eighth of the arena.
         let arena_share = fs.device.arena().len_bytes() / aios_device::BLOCK_SIZE / 8;
         let log_quarter = usize::try_from(log_blocks / 4).unwrap_or(usize::MAX);
+        let cache_pages = fs.cache.max_pages();
         RwShared {
             fs,
             options,
@@ -272,15 +312,22 @@ impl<D: Device> RwShared<D> {
             changed: Condvar::new(),
             generation: std::sync::atomic::AtomicU64::new(0),
             txn_blocks_max: log_quarter.min(arena_share).max(16),
-            dirty_blocks_max: DIRTY_BLOCKS_MAX.min(arena_share).max(16),
+            dirty_blocks_max: percent_of(cache_pages, options.dirty_percent)
+                .min(arena_share)
+                .max(16),
+            dirty_background_blocks: percent_of(cache_pages, options.dirty_background_percent),
+            flusher_kick: Arc::new(flusher::Kick::default()),
             log_blocks,
+            #[cfg(test)]
+            after_fetch: Mutex::new(None),
         }
     }
 }
 
-/// Dirty data blocks (64 MiB) after which the writing operation commits (writeback pressure),
-/// unless the arena bounds it lower.
-const DIRTY_BLOCKS_MAX: usize = 16 * 1024;
+/// `percent` % of `pages`, rounded down.
+fn percent_of(pages: usize, percent: u8) -> usize {
+    pages.saturating_mul(usize::from(percent)) / 100
+}
 
 impl<D: Device + 'static> RwFs<D> {
     /// The part other threads use (each with its own [`RwShared::ctx`]), e.g. in

@@ -148,6 +148,15 @@ impl<D: Device + 'static> RwFs<D> {
         let state = State::new(mutator, journal, replayed);
         let shared = Arc::new(RwShared::new(fs, options, state, log_blocks));
         let mut ctx = shared.ctx()?;
+        // Sealing a transaction runs under the state lock, reading from memory only: what it
+        // may rewrite without an operation having read it is loaded now, before any other
+        // thread can take the lock.
+        {
+            let mut st = shared.lock();
+            shared
+                .with_device_reads(&mut st, &mut ctx, |m, r| m.load_commit_blocks(r))
+                .map_err(fs_err("mount"))?;
+        }
         // 5. Inodes unlinked while open when the last session ended (crash or not): freed now,
         //    as the kernel's orphan cleanup does at mount, in one transaction.
         if has_orphans {

@@ -348,7 +348,8 @@ impl<D: Device> RwShared<D> {
     }
 
     /// Commits everything, then writes every committed metadata block home and empties the
-    /// log.
+    /// log. Like a commit, it takes the journal out of the state and writes unlocked:
+    /// operations go on meanwhile, commits and data syncs wait.
     pub fn checkpoint(&self, ctx: &mut RwCtx<D>) -> Result<(), RwError> {
         let st = self.lock();
         self.sync_all(ctx, st, "checkpoint", b"")?;
@@ -360,14 +361,20 @@ impl<D: Device> RwShared<D> {
             }
             st = self.wait(st);
         }
-        let arena = self.fs.device.arena();
-        let result = match st.journal.as_mut() {
-            Some(journal) => journal.checkpoint(&mut ctx.q, arena),
-            None => unreachable!("checked just above, under the same lock"),
+        let Some(mut journal) = st.journal.take() else {
+            unreachable!("checked just above, under the same lock");
         };
+        // Checkpointed up to the last committed transaction: what commits later is not home.
+        let committed = st.committed;
+        drop(st);
+        let arena = self.fs.device.arena();
+        let result = journal.checkpoint(&mut ctx.q, arena);
+        let mut st = self.lock();
+        st.journal = Some(journal);
+        self.wake_all();
         match result {
             Ok(_) => {
-                st.unhomed.retain(|_, u| u.logged_by.is_none());
+                st.checkpointed(Some(committed + 1));
                 Ok(())
             }
             Err(cause) => {

@@ -98,24 +98,27 @@ impl<D: Device> RwShared<D> {
         out: &mut [u8],
     ) -> Result<usize, RwError> {
         let (plan, _in_flight) = {
-            let mut st = self.lock();
-            let loaded = self.with_mutator(&mut st, ctx, |m, r| {
-                let ino = match ino {
-                    Some(ino) => ino,
-                    None => m.lookup_path(r, path)?.ok_or_else(|| FsError::NotFound {
-                        path: display_path(path),
-                    })?,
-                };
-                let inode = m.inode(r, ino)?;
-                if !inode.is_regular() {
-                    return Err(FsError::NotARegularFile { ino });
-                }
-                if offset_bytes >= inode.size_bytes || out.is_empty() {
-                    return Ok(None);
-                }
-                let extents = m.extents(r, ino)?;
-                Ok(Some((inode, extents)))
-            });
+            let (mut st, (), loaded) = self.run_locked(
+                ctx,
+                |_| Ok(()),
+                |m, r, _| {
+                    let ino = match ino {
+                        Some(ino) => ino,
+                        None => m.lookup_path(r, path)?.ok_or_else(|| FsError::NotFound {
+                            path: display_path(path),
+                        })?,
+                    };
+                    let inode = m.inode(r, ino)?;
+                    if !inode.is_regular() {
+                        return Err(FsError::NotARegularFile { ino });
+                    }
+                    if offset_bytes >= inode.size_bytes || out.is_empty() {
+                        return Ok(None);
+                    }
+                    let extents = m.extents(r, ino)?;
+                    Ok(Some((inode, extents)))
+                },
+            )?;
             let (inode, extents) = match loaded {
                 Ok(Some(loaded)) => loaded,
                 Ok(None) => return Ok(0),
@@ -219,11 +222,7 @@ fn plan(
             Some(m) if !m.unwritten => Some(m.physical_block + (page - m.logical_block)),
             _ => None,
         };
-        let memory = physical.and_then(|b| {
-            st.mutator
-                .dirty_data(b)
-                .or_else(|| st.unhomed.get(&b).map(|u| &*u.bytes))
-        });
+        let memory = physical.and_then(|b| st.mutator.dirty_data(b).or_else(|| st.unhomed(b)));
         match memory {
             Some(bytes) => {
                 let within =
@@ -293,7 +292,7 @@ mod tests {
         let (shared, ctx) = fs.parts();
         let mut st = shared.lock();
         let extents = shared
-            .with_mutator(&mut st, ctx, |m, r| m.extents(r, ino))
+            .with_device_reads(&mut st, ctx, |m, r| m.extents(r, ino))
             .unwrap();
         extents
             .iter()

@@ -26,14 +26,17 @@ use std::sync::{Arc, MutexGuard};
 use std::time::Instant;
 
 use aios_device::Device;
-use aios_ext4::Location;
 use aios_journal::runtime::{Journal, Replayed};
 
+use super::fetch::{Fetched, HomeLog, MemoryBlocks};
 use super::published::{Published, SIZE_UNKNOWN};
 use super::reads::ReadsInFlight;
 use super::{RwCtx, RwError, RwShared, RwStats};
 use crate::error::display_path;
 use crate::{BlockRead, FsBlocks, FsError, Mutator};
+
+/// The state lock, still held, with an attempt's gate value and result (`run_locked`).
+pub(super) type Locked<'a, G, T> = (MutexGuard<'a, State>, G, Result<T, FsError>);
 
 /// See the module documentation.
 pub(super) struct State {
@@ -79,7 +82,12 @@ pub(super) struct State {
     /// by a commit or data sync still in flight, or logged by `data=journal` and not yet
     /// checkpointed. Every read of a data block (read-modify-write, [`RwShared::read`]) sees
     /// these before the device, or it would read the old contents and lose the update.
-    pub(super) unhomed: BTreeMap<u64, Unhomed>,
+    /// Entries leave only through [`State::homed`], [`State::forget_unhomed`] and
+    /// [`State::checkpointed`], which log them in `home_log`.
+    unhomed: BTreeMap<u64, Unhomed>,
+    /// The blocks that left `unhomed` lately: what an operation's blocks fetched outside the
+    /// lock are checked against (`fetch`).
+    pub(super) home_log: HomeLog,
     /// Reads of file data with device I/O in flight, and the freed blocks they hold back.
     pub(super) reads: ReadsInFlight,
     /// Per inode, the epoch of its data in the page cache's keys (0 if never changed while
@@ -161,6 +169,7 @@ impl State {
             commits_wanted: 0,
             datasync_wanted: BTreeSet::new(),
             unhomed: BTreeMap::new(),
+            home_log: HomeLog::default(),
             reads: ReadsInFlight::default(),
             cache_epoch: HashMap::new(),
             published: HashMap::new(),
@@ -344,8 +353,34 @@ impl State {
                 .is_some_and(|u| u.logged_by.is_none() && Arc::ptr_eq(&u.bytes, bytes))
             {
                 self.unhomed.remove(block);
+                self.home_log.note(*block);
             }
         }
+    }
+
+    /// Block `block` was freed by a committing transaction: its contents are no one's.
+    pub(super) fn forget_unhomed(&mut self, block: u64) {
+        if self.unhomed.remove(&block).is_some() {
+            self.home_log.note(block);
+        }
+    }
+
+    /// A checkpoint wrote home every block logged by a transaction before `tid` (every one
+    /// logged so far: `None`).
+    pub(super) fn checkpointed(&mut self, tid: Option<u64>) {
+        let home_log = &mut self.home_log;
+        self.unhomed.retain(|block, u| {
+            let home = u.logged_by.is_some_and(|t| tid.is_none_or(|tid| t < tid));
+            if home {
+                home_log.note(*block);
+            }
+            !home
+        });
+    }
+
+    /// The newest contents of data block `block` if they are not home.
+    pub(super) fn unhomed(&self, block: u64) -> Option<&[u8]> {
+        self.unhomed.get(&block).map(|u| &*u.bytes)
     }
 }
 
@@ -371,22 +406,6 @@ impl Touched {
     fn data_changed(&self) -> impl Iterator<Item = u32> + '_ {
         let changed = self.datasync.iter().chain(&self.orphaned).copied();
         changed.chain(self.data.iter().map(|(ino, _)| *ino))
-    }
-}
-
-/// Blocks for the mutator: data blocks not yet home first ([`State::unhomed`]), then the
-/// device.
-struct RwBlocks<'a, D: Device> {
-    inner: FsBlocks<'a, D>,
-    unhomed: &'a BTreeMap<u64, Unhomed>,
-}
-
-impl<D: Device> BlockRead for RwBlocks<'_, D> {
-    fn read_block(&mut self, block: u64, at: Location) -> Result<Vec<u8>, FsError> {
-        match self.unhomed.get(&block) {
-            Some(u) => Ok(u.bytes.to_vec()),
-            None => self.inner.read_block(block, at),
-        }
     }
 }
 
@@ -440,24 +459,95 @@ impl<D: Device> RwShared<D> {
         self.lock().running
     }
 
-    /// Runs `f` on the mutator with this thread's reader (data blocks not yet home first).
-    pub(super) fn with_mutator<T>(
+    /// Runs `f` on the mutator under the state lock, its reads served from memory only; the
+    /// blocks it needs from the device are read with the lock dropped and `f` runs again
+    /// (`fetch`). `gate` runs first in every attempt, in the same hold of the lock; its error
+    /// ends the call. Returns the lock, still held, with `gate`'s value and `f`'s result.
+    pub(super) fn run_locked<'a, G, T>(
+        &'a self,
+        ctx: &mut RwCtx<D>,
+        mut gate: impl FnMut(&State) -> Result<G, RwError>,
+        mut f: impl FnMut(&mut Mutator, &mut dyn BlockRead, &mut G) -> Result<T, FsError>,
+    ) -> Result<Locked<'a, G, T>, RwError> {
+        let mut fetched = Fetched::default();
+        loop {
+            let mut st = self.lock();
+            let mut g = gate(&st)?;
+            if !fetched.revalidate(&st.home_log) {
+                st.stats.fetches_stale += 1;
+            }
+            let State {
+                mutator, unhomed, ..
+            } = &mut *st;
+            let mut r = MemoryBlocks {
+                unhomed,
+                fetched: &fetched,
+                missing: Vec::new(),
+            };
+            let out = f(mutator, &mut r, &mut g);
+            let missing = r.missing;
+            if missing.is_empty() {
+                return Ok((st, g, out));
+            }
+            // Operations are all-or-nothing and none swallows a read error: the attempt
+            // failed and changed nothing.
+            debug_assert!(
+                out.is_err(),
+                "an operation went on without a block it needed"
+            );
+            let stamp = st.home_log.stamp();
+            st.stats.blocks_fetched += missing.len() as u64;
+            drop(st);
+            let mut reader = FsBlocks {
+                fs: &self.fs,
+                io: &mut ctx.io,
+            };
+            if let Err(e) = fetched.fetch(&mut reader, &missing, stamp) {
+                return Ok((self.lock(), g, Err(e)));
+            }
+            #[cfg(test)]
+            {
+                let hook = self.after_fetch.lock().ok().and_then(|mut h| h.take());
+                if let Some(hook) = hook {
+                    hook();
+                }
+            }
+        }
+    }
+
+    /// Runs `f` on the mutator with memory-only reads and no retry, for what needs only
+    /// blocks an earlier step loaded (sealing a transaction, publishing a size): a block
+    /// not in memory is [`FsError::NotInMemory`].
+    pub(super) fn in_memory<T>(
         &self,
         st: &mut State,
-        ctx: &mut RwCtx<D>,
-        f: impl FnOnce(&mut Mutator, &mut dyn BlockRead) -> T,
-    ) -> T {
+        f: impl FnOnce(&mut Mutator, &mut dyn BlockRead) -> Result<T, FsError>,
+    ) -> Result<T, FsError> {
+        let fetched = Fetched::default();
         let State {
             mutator, unhomed, ..
         } = st;
-        let mut r = RwBlocks {
-            inner: FsBlocks {
-                fs: &self.fs,
-                io: &mut ctx.io,
-            },
+        let mut r = MemoryBlocks {
             unhomed,
+            fetched: &fetched,
+            missing: Vec::new(),
         };
         f(mutator, &mut r)
+    }
+
+    /// Runs `f` on the mutator reading through the device under the lock: for mount, before
+    /// any other thread can take it, and for tests.
+    pub(super) fn with_device_reads<T>(
+        &self,
+        st: &mut State,
+        ctx: &mut RwCtx<D>,
+        f: impl FnOnce(&mut Mutator, &mut dyn BlockRead) -> Result<T, FsError>,
+    ) -> Result<T, FsError> {
+        let mut r = FsBlocks {
+            fs: &self.fs,
+            io: &mut ctx.io,
+        };
+        f(&mut st.mutator, &mut r)
     }
 
     /// Runs `f` on the mutator without changing anything (lookups).
@@ -466,25 +556,26 @@ impl<D: Device> RwShared<D> {
         ctx: &mut RwCtx<D>,
         op: &'static str,
         path: &[u8],
-        f: impl FnOnce(&mut Mutator, &mut dyn BlockRead) -> Result<T, FsError>,
+        mut f: impl FnMut(&mut Mutator, &mut dyn BlockRead) -> Result<T, FsError>,
     ) -> Result<T, RwError> {
-        let mut st = self.lock();
-        self.with_mutator(&mut st, ctx, f)
-            .map_err(|cause| RwError::Op {
-                op,
-                path: display_path(path),
-                cause,
-            })
+        let (_st, (), out) = self.run_locked(ctx, |_| Ok(()), |m, r, _| f(m, r))?;
+        out.map_err(|cause| RwError::Op {
+            op,
+            path: display_path(path),
+            cause,
+        })
     }
 
     /// Publishes the size and cache epoch of `ino` if it is open (see `published`).
-    pub(super) fn publish(&self, st: &mut State, ctx: &mut RwCtx<D>, ino: u32) {
+    /// The operation that changed it loaded its inode; were it not in memory, the size is
+    /// published unknown and reads by handle plan under the lock.
+    pub(super) fn publish(&self, st: &mut State, ino: u32) {
         let Some(published) = st.published.get(&ino).cloned() else {
             return;
         };
         let epoch = st.cache_epoch.get(&ino).copied().unwrap_or(0);
         let size = self
-            .with_mutator(st, ctx, |m, r| m.inode(r, ino))
+            .in_memory(st, |m, r| m.inode(r, ino))
             .map_or(SIZE_UNKNOWN, |inode| inode.size_bytes);
         published.publish(size, epoch);
     }
@@ -496,15 +587,16 @@ impl<D: Device> RwShared<D> {
         ctx: &mut RwCtx<D>,
         op: &'static str,
         path: &[u8],
-        f: impl FnOnce(&mut Mutator, &mut dyn BlockRead, &mut Touched) -> Result<T, FsError>,
+        f: impl FnMut(&mut Mutator, &mut dyn BlockRead, &mut Touched) -> Result<T, FsError>,
     ) -> Result<T, RwError> {
-        let mut st = self.lock();
-        Self::check_writable(&st, op, path)?;
-        let mut touched = Touched {
-            open_inodes: st.open_count.keys().copied().collect(),
-            ..Touched::default()
+        let gate = |st: &State| {
+            Self::check_writable(st, op, path)?;
+            Ok(Touched {
+                open_inodes: st.open_count.keys().copied().collect(),
+                ..Touched::default()
+            })
         };
-        let result = self.with_mutator(&mut st, ctx, |m, r| f(m, r, &mut touched));
+        let (mut st, touched, result) = self.run_locked(ctx, gate, f)?;
         let value = result.map_err(|cause| RwError::Op {
             op,
             path: display_path(path),
@@ -513,7 +605,7 @@ impl<D: Device> RwShared<D> {
         let changed: Vec<u32> = touched.data_changed().collect();
         st.note(touched);
         for ino in changed {
-            self.publish(&mut st, ctx, ino);
+            self.publish(&mut st, ino);
         }
         let over = st.mutator.dirty_meta_blocks()
             + match self.options.data {
@@ -522,6 +614,11 @@ impl<D: Device> RwShared<D> {
             }
             > self.txn_blocks_max
             || st.mutator.dirty_data_blocks() > self.dirty_blocks_max;
+        if !over && st.mutator.dirty_data_blocks() > self.dirty_background_blocks && st.can_commit()
+        {
+            // Background writeback: the commit thread takes the data while this writer goes on.
+            self.flusher_kick.kick();
+        }
         if self.options.sync || over {
             self.sync_all(ctx, st, op, path)?;
         }

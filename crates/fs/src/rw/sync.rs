@@ -325,7 +325,9 @@ impl<D: Device> RwShared<D> {
         st.running += 1;
         st.running_since = None;
         let (_, covered) = st.take_dirty(None);
-        let sealed = self.with_mutator(&mut st, ctx, txn::seal);
+        // Sealing reads only blocks in memory: those the transaction changed, and block 0 and
+        // the descriptor blocks, loaded at mount.
+        let sealed = self.in_memory(&mut st, txn::seal);
         let sealed = match sealed {
             Ok(s) => s,
             Err(e) => {
@@ -338,7 +340,7 @@ impl<D: Device> RwShared<D> {
             }
         };
         for b in &sealed.revoked {
-            st.unhomed.remove(b);
+            st.forget_unhomed(*b);
         }
         let logged_by = (self.options.data == DataMode::Journal).then_some(tid);
         let in_place = st.unhome(&sealed.changes.data_blocks, logged_by);
@@ -377,8 +379,7 @@ impl<D: Device> RwShared<D> {
                 }
                 if c.checkpointed {
                     // The checkpoint before this commit wrote every earlier transaction home.
-                    st.unhomed
-                        .retain(|_, u| u.logged_by.is_none_or(|t| t >= tid));
+                    st.checkpointed(Some(tid));
                 }
                 st.prune();
                 Ok(st)

@@ -318,6 +318,25 @@ impl Mutator {
         self.data.remove(&block)
     }
 
+    /// Loads the blocks [`Mutator::take_changes`] may rewrite without an operation having
+    /// read them: block 0 (the superblock) and every group descriptor block. After this,
+    /// sealing needs no device read (the read-write mount seals under its state lock).
+    pub fn load_commit_blocks(&mut self, r: &mut dyn BlockRead) -> Result<(), FsError> {
+        self.meta.get(r, 0, Location::Superblock)?;
+        for group in 0..self.groups.len() as u32 {
+            let at = Location::GroupDesc { group };
+            let offset_bytes = self
+                .sb
+                .group_desc_offset_bytes(group)
+                .ok_or(FsError::Corrupt {
+                    at,
+                    what: "group past the last",
+                })?;
+            self.meta.get(r, offset_bytes / BLOCK_SIZE as u64, at)?;
+        }
+        Ok(())
+    }
+
     /// Seals the bitmap, descriptor and superblock checksums of everything changed and hands
     /// out the changed metadata and data blocks.
     pub fn take_changes(&mut self, r: &mut dyn BlockRead) -> Result<Changes, FsError> {
