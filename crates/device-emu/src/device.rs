@@ -77,6 +77,8 @@ impl EmuDevice {
             name: config.name(),
             capacity_bytes: config.capacity_bytes,
             volatile_cache: config.volatile_cache,
+            // Completion is due after the modelled latency, noticed at reap.
+            completes_in_submit: false,
         };
         let clock = Clock::new(config.clock);
         let shared = Shared::new(config, info, arena, clock, state);

@@ -6,9 +6,10 @@
 //! offers applications.
 //!
 //! Mapping of the contract: FUA is `RWF_DSYNC` on the write; flush is `fdatasync`. Completion
-//! mode and buffer registration have no meaning here: the data has moved when `submit` returns,
-//! and `reap` (after submitting anything still staged) hands out the completions in submission
-//! order.
+//! mode and buffer registration have no meaning here: the data has moved when `submit` returns
+//! (so [`DeviceInfo::completes_in_submit`] is true: there is no device time for the layers above
+//! to overlap), and `reap` (after submitting anything still staged) hands out the completions in
+//! submission order.
 //!
 //! Invariant: a tag is `busy` from `push` until its completion is handed out by `reap`; the iovecs
 //! of a busy slot point into arena memory the caller gave up in `push`.
@@ -62,6 +63,8 @@ impl PsyncDevice {
             name: format!("psync:{}", path.display()),
             capacity_bytes: target.capacity_bytes,
             volatile_cache: true,
+            // The system call runs inside `submit`.
+            completes_in_submit: true,
         };
         let shared = Shared {
             file: target.file,

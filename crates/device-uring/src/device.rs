@@ -73,6 +73,7 @@ impl Device for UringDevice {
             name: format!("uring:{}", self.shared.path.display()),
             capacity_bytes: self.shared.capacity_bytes(),
             volatile_cache: self.shared.target().volatile_cache,
+            completes_in_submit: false,
         }
     }
 

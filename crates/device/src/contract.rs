@@ -8,8 +8,10 @@
 //! What is checked here is what a caller can observe without a crash: data read equals data
 //! written, flush and FUA complete and keep data readable, completions may come in any order,
 //! injected faults surface as [`DeviceError::Io`] naming the command and change nothing,
-//! malformed commands are refused before reaching the device. Crash behaviour (what a flush makes
-//! durable) is the emulated device's own test suite, since only it can crash on demand.
+//! malformed commands are refused before reaching the device, and a device that claims
+//! [`crate::DeviceInfo::completes_in_submit`] has its commands done when `submit` returns.
+//! Crash behaviour (what a flush makes durable) is the emulated device's own test suite, since
+//! only it can crash on demand.
 
 use crate::{
     Buf, Completion, CompletionMode, Device, DeviceError, FaultPlan, Io, Op, OpFilter, Queue,
@@ -51,7 +53,7 @@ pub fn run_all<D: Device>(dev: &D) {
         "contract needs a larger arena"
     );
     for config in configs() {
-        let checks: [(&str, Check<D>); 7] = [
+        let checks: [(&str, Check<D>); 8] = [
             ("read_equals_written", read_equals_written),
             ("unordered_completions", unordered_completions),
             ("flush_and_fua", flush_and_fua),
@@ -59,6 +61,7 @@ pub fn run_all<D: Device>(dev: &D) {
             ("malformed_commands_refused", malformed_commands_refused),
             ("batched_submission", batched_submission),
             ("nonblocking_reap_progresses", nonblocking_reap_progresses),
+            ("completes_in_submit_honest", completes_in_submit_honest),
         ];
         for (name, check) in checks {
             eprintln!("contract: {} {:?}", name, config);
@@ -572,6 +575,43 @@ fn batched_submission<D: Device>(dev: &D, config: QueueConfig) {
 /// `reap(0)` never blocks, yet repeated calls deliver every completion (the shape of a caller that
 /// overlaps its own work with the device), and `reap` submits what was only pushed. Reads of
 /// written data, so the device really works (holes in a sparse image complete without I/O).
+/// A device that claims [`crate::DeviceInfo::completes_in_submit`] has every submitted command
+/// done when `submit` returns: one non-blocking `reap(0)` hands out all of them. (Nothing to
+/// check on a device that does not claim it.)
+fn completes_in_submit_honest<D: Device>(dev: &D, config: QueueConfig) {
+    if !dev.info().completes_in_submit {
+        return;
+    }
+    let mut h = Harness::new(dev, config);
+    let offset = 6 << 20;
+    for t in 0..4u16 {
+        let buf = dev.arena().alloc(1).expect("arena");
+        h.push(
+            t,
+            Op::Read,
+            offset + u64::from(t) * BLOCK_SIZE as u64,
+            vec![buf],
+        )
+        .map_err(|(e, _)| e)
+        .expect("push");
+    }
+    assert_eq!(h.queue.submit().expect("submit"), 4);
+    let mut out = Vec::new();
+    h.queue.reap(0, &mut out).expect("reap(0)");
+    assert_eq!(
+        out.len(),
+        4,
+        "{config:?}: claims completes_in_submit, but reap(0) right after submit returned {} of 4",
+        out.len()
+    );
+    assert_eq!(h.queue.outstanding(), 0);
+    for c in out {
+        assert_eq!(c.result, Ok(BLOCK_SIZE as u32));
+        let bufs = h.in_flight.remove(&c.tag).expect("known tag");
+        h.free(bufs);
+    }
+}
+
 fn nonblocking_reap_progresses<D: Device>(dev: &D, config: QueueConfig) {
     let mut h = Harness::new(dev, config);
     let offset = 5 << 20;

@@ -74,6 +74,12 @@ pub struct DeviceInfo {
     pub capacity_bytes: u64,
     /// True when non-FUA writes may be lost at a crash until flushed.
     pub volatile_cache: bool,
+    /// True when every command is complete by the time [`Queue::submit`] returns (the data has
+    /// moved; the next [`Queue::reap`] hands out its completion without waiting): a synchronous
+    /// backend such as pread/pwrite. Such a device offers no device time to overlap with CPU
+    /// work, so a caller may skip what only pays off while the device works (the file system's
+    /// AIOS read order does). A hint, never needed for correctness: `false` is always safe.
+    pub completes_in_submit: bool,
 }
 
 /// A storage device shared by the threads of a process. Each thread opens its own [`Queue`].
@@ -81,7 +87,7 @@ pub trait Device: Send + Sync {
     /// The per-thread submission/completion queue of this backend.
     type Queue: Queue;
 
-    /// Name, capacity and durability properties.
+    /// Name, capacity, durability properties and whether commands complete inside `submit`.
     fn info(&self) -> DeviceInfo;
 
     /// The memory every command's segments must lie in.

@@ -18,6 +18,9 @@
 //!   *inside* the device window, and [`Stage::DeviceWait`] is that whole window (submit return
 //!   to completion seen). Those two stages therefore left the critical path: the stages sum to
 //!   more than [`Breakdown::critical_path_ns`] by about their total.
+//! - Read a breakdown in the order the misses ran, [`Fs::miss_order`](crate::Fs::miss_order):
+//!   an async mount on a device that completes inside `submit` runs the vanilla steps (no
+//!   window to overlap), so it records the sync stages and no [`Stage::PoolRefill`].
 
 use std::time::Instant;
 
@@ -83,7 +86,9 @@ impl Stage {
         !(self == Stage::PoolRefill && mode == ReadMode::Sync)
     }
 
-    /// True if, in `mode`, the stage runs while the device works (off the critical path).
+    /// True if, in `mode`, the stage runs while the device works (off the critical path). Pass
+    /// the order the misses ran in ([`Fs::miss_order`](crate::Fs::miss_order)), not the mount's
+    /// read mode: an async mount on a device that completes inside `submit` overlaps nothing.
     pub fn overlapped(self, mode: ReadMode) -> bool {
         mode == ReadMode::Async && matches!(self, Stage::CacheInsert | Stage::PoolRefill)
     }

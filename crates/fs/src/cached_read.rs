@@ -9,7 +9,10 @@
 //!   another thread is still filling is waited for, bounded by the cache's wait limit);
 //! - **a miss** starts a *miss run*: the following pages of the same written extent that miss
 //!   too, up to [`SEGMENTS_MAX`] (128 KiB), become one device request, in the order of the
-//!   mount's [`ReadMode`](crate::ReadMode) (see the `miss` module for both orders).
+//!   mount's [`ReadMode`](crate::ReadMode) (see the `miss` module for both orders). Where there
+//!   is no device time to overlap, the async order does not pay for overlapping: on a device
+//!   that completes inside `submit` (pread on zram) misses run the vanilla order
+//!   ([`Fs::miss_order`](crate::Fs::miss_order)).
 //!
 //! The cache key of a page is `(inode number, data epoch, page index)` (`file.rs`'s `CacheId`):
 //! a read-only mount's epoch never changes; a read-write mount's changes when the file does, so
@@ -38,7 +41,7 @@ const BLOCK_BYTES: u64 = BLOCK_SIZE as u64;
 
 impl<D: Device> Fs<D> {
     /// Reads from `offset` into `buf` through the page cache; returns the bytes read (short only
-    /// at end of file). Misses follow the mount's [`ReadMode`].
+    /// at end of file). Misses follow the mount's [`ReadMode`] ([`Fs::miss_order`]).
     pub fn read(
         &self,
         io: &mut IoCtx<D::Queue>,
@@ -113,7 +116,7 @@ impl<D: Device> Fs<D> {
                         page,
                         max_pages: run_end.saturating_sub(page).max(1) as usize,
                     };
-                    let progress = match self.options.read_mode {
+                    let progress = match self.miss_order {
                         ReadMode::Sync => self.miss_sync(io, file, start, laps, &mut dst)?,
                         ReadMode::Async => self.miss_async(io, file, start, laps, &mut dst)?,
                     };

@@ -33,7 +33,8 @@ pub struct IoCtx<Q: Queue> {
     arena: Arc<Arena>,
     pool: Vec<Buf>,
     loaded: Bufs,
-    /// The async read mode's pre-registered pages (`None` in sync mode).
+    /// The async order's pre-registered pages (`None` when misses run the vanilla order: sync
+    /// mode, or async on a device that completes inside `submit`; see `Fs::miss_order`).
     pub(crate) page_pool: Option<PagePool>,
     breakdown: Option<Breakdown>,
     /// Readahead requests in flight (see `readahead`).
@@ -98,7 +99,7 @@ impl<Q: Queue> IoCtx<Q> {
         self.readahead_stats
     }
 
-    /// Pages ready in the async mode's pool (0 in sync mode).
+    /// Pages ready in the async order's pool (0 when misses run the vanilla order).
     pub fn pool_pages(&self) -> usize {
         self.page_pool.as_ref().map_or(0, PagePool::len)
     }

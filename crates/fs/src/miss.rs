@@ -15,6 +15,17 @@
 //! | 5 | `complete` (`complete_fill`) | in the device window: `cache_insert` (`insert_filled_later`), `pool_refill` |
 //! | 6 | `copy_out` | `device_wait`, `complete`, `copy_out` |
 //!
+//! Where there is no device time to overlap, the async order does not pay for overlapping. On a
+//! device that completes inside `submit` (`DeviceInfo::completes_in_submit`: the pread backend,
+//! zram) the window of steps 5-6 is empty: the insertion and the refill would run on the
+//! critical path anyway, the pool's refill costs more than the arena page it replaces, and a
+//! lazy insertion lets another thread miss on a page we are reading. So such a mount runs the
+//! sync column for `ReadMode::Async` too (the mount decides once, `Fs::miss_order`; its contexts
+//! get no pool). Measured with pread over RAM, cold 4 KiB reads, one thread: the async column
+//! cost ~360 more instructions per miss than the sync one (~100 for the pool's take and refill
+//! over an arena page, ~200 for collecting the lazy insertions and moving them, ~40 for extra
+//! stopwatch laps) and was ~4% slower; now both run the same steps.
+//!
 //! # Promises
 //! - **Never wrong data.** A page enters the cache up to date only through `complete_fill` with
 //!   a full, successful read; a failed read publishes nothing (the cache removes the page), its
@@ -398,9 +409,101 @@ impl<D: Device> Fs<D> {
 #[cfg(test)]
 mod tests {
     use super::in_address_order;
+    use crate::{Fs, MountOptions, ReadMode, Stage};
     use aios_cache::{CacheConfig, Key, PageCache, PagePool};
-    use aios_device::{Arena, BLOCK_SIZE};
+    use aios_device::{Arena, Device, BLOCK_SIZE};
+    use aios_device_emu::{DiskImage, EmuConfig, EmuDevice};
+    use aios_device_psync::{PsyncConfig, PsyncDevice};
     use std::sync::Arc;
+
+    const FILE_PAGES: usize = 16;
+
+    /// Reads every other page of `/f` cold (one single-page miss run each), checks the bytes and
+    /// returns the breakdown of those misses and the context's pool pages afterwards.
+    fn read_cold<D: Device>(fs: &Fs<D>, expected: &[u8]) -> (crate::Breakdown, usize) {
+        let mut io = fs.io().unwrap();
+        let ino = fs.lookup(&mut io, "/f").unwrap();
+        let file = fs.open(&mut io, ino).unwrap();
+        let mut page = vec![0u8; BLOCK_SIZE];
+        for i in (0..FILE_PAGES).step_by(2) {
+            let offset = i * BLOCK_SIZE;
+            assert_eq!(
+                fs.read(&mut io, &file, offset as u64, &mut page).unwrap(),
+                BLOCK_SIZE
+            );
+            assert!(page == expected[offset..offset + BLOCK_SIZE], "page {i}");
+        }
+        let stats = fs.cache().stats();
+        assert_eq!(stats.misses, (FILE_PAGES / 2) as u64);
+        assert_eq!(stats.inserts, stats.misses);
+        (io.breakdown().unwrap().clone(), io.pool_pages())
+    }
+
+    /// Where there is no device time to overlap, the async order does not pay for overlapping:
+    /// an async mount on a device that completes inside `submit` (pread) runs the vanilla steps
+    /// (insertion before the submit, no pool, no refill); the same image on the emulated device
+    /// keeps the AIOS order (insertion and refill in the device window).
+    #[test]
+    fn async_order_on_a_device_that_completes_in_submit_runs_the_vanilla_steps() {
+        let dir = tempfile::tempdir().unwrap();
+        let src = dir.path().join("src");
+        std::fs::create_dir(&src).unwrap();
+        let expected: Vec<u8> = (0..FILE_PAGES * BLOCK_SIZE)
+            .map(|i| (i / BLOCK_SIZE * 7 + i % 251) as u8)
+            .collect();
+        std::fs::write(src.join("f"), &expected).unwrap();
+        let image = dir.path().join("fs.img");
+        if let Err(e) = crate::mkfs::make_ext4(&image, 16 << 20, Some(&src)) {
+            eprintln!("SKIPPED: {e}");
+            return;
+        }
+        let options = MountOptions {
+            read_mode: ReadMode::Async,
+            readahead_pages: 0,
+            breakdown: true,
+            ..MountOptions::default()
+        };
+
+        let dev = PsyncDevice::open(&image, PsyncConfig::default()).unwrap();
+        assert!(dev.info().completes_in_submit);
+        let fs = Fs::mount(dev, options).unwrap();
+        assert_eq!(fs.miss_order(), ReadMode::Sync);
+        let (b, pool_pages) = read_cold(&fs, &expected);
+        assert_eq!(b.misses, (FILE_PAGES / 2) as u64);
+        assert_eq!(
+            pool_pages, 0,
+            "no pool: nothing to refill in a device window"
+        );
+        assert_eq!(b.count(Stage::PoolRefill), 0);
+        assert_eq!(b.count(Stage::CacheInsert), b.misses);
+        assert_eq!(b.count(Stage::PageAlloc), b.misses);
+        drop(fs);
+
+        let config = EmuConfig::parse("ull,size=16M,arena=64M").unwrap();
+        let dev = EmuDevice::with_image(config, DiskImage::load(&image).unwrap()).unwrap();
+        assert!(!dev.info().completes_in_submit);
+        let fs = Fs::mount(dev, options).unwrap();
+        assert_eq!(fs.miss_order(), ReadMode::Async);
+        let (b, pool_pages) = read_cold(&fs, &expected);
+        assert_eq!(b.misses, (FILE_PAGES / 2) as u64);
+        assert!(pool_pages > 0);
+        assert_eq!(
+            b.count(Stage::PoolRefill),
+            b.misses,
+            "refilled in every device window"
+        );
+        assert_eq!(b.count(Stage::CacheInsert), b.misses);
+    }
+
+    /// Only the async order on a device without a window changes: a sync mount stays sync.
+    #[test]
+    fn miss_order_is_the_read_mode_except_async_without_a_device_window() {
+        use crate::mount::miss_order;
+        assert_eq!(miss_order(ReadMode::Sync, false), ReadMode::Sync);
+        assert_eq!(miss_order(ReadMode::Sync, true), ReadMode::Sync);
+        assert_eq!(miss_order(ReadMode::Async, false), ReadMode::Async);
+        assert_eq!(miss_order(ReadMode::Async, true), ReadMode::Sync);
+    }
 
     /// Regression: a run's pages came out of the pool in descending address order, so the
     /// kernel could not merge them into one DMA segment (128 KiB async reads 35 us slower).

@@ -20,6 +20,12 @@
 //! [`MountOptions::read_mode`] picks the order of a cached-read miss for the whole mount
 //! ([`ReadMode`]); the sync mode's queues use unregistered buffers (the vanilla per-I/O
 //! pin/map), the async mode's registered ones and a per-thread page pool. See `cached_read`.
+//!
+//! Where there is no device time to overlap, the async order does not pay for overlapping: on a
+//! device whose commands complete inside `submit`
+//! ([`aios_device::DeviceInfo::completes_in_submit`], the pread backend on zram), misses run the
+//! vanilla steps and contexts get no page pool ([`Fs::miss_order`] says which order misses run
+//! in).
 
 use aios_ext4::format::zones::SystemZones;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -106,6 +112,9 @@ pub struct Fs<D: Device> {
     /// The page cache shared by every thread's cached reads; key: (inode number, page index).
     pub(crate) cache: PageCache,
     pub(crate) options: MountOptions,
+    /// The order misses run in: `options.read_mode`, except [`ReadMode::Sync`] on a device that
+    /// completes inside `submit` (see the module docs).
+    pub(crate) miss_order: ReadMode,
 }
 
 impl<D: Device> Fs<D> {
@@ -151,6 +160,7 @@ impl<D: Device> Fs<D> {
             CacheConfig::with_max_pages(options.cache_pages),
         )?;
         let zones = SystemZones::new(&sb, &groups);
+        let miss_order = miss_order(options.read_mode, device.info().completes_in_submit);
         Ok(Fs {
             id,
             device,
@@ -160,14 +170,15 @@ impl<D: Device> Fs<D> {
             zones,
             cache,
             options,
+            miss_order,
         })
     }
 
-    /// Opens this thread's I/O context: a block queue, scratch pages and, in async mode, a page
-    /// pool filled now (off the read path).
+    /// Opens this thread's I/O context: a block queue, scratch pages and, when misses run the
+    /// async order ([`Fs::miss_order`]), a page pool filled now (off the read path).
     pub fn io(&self) -> Result<IoCtx<D::Queue>, FsError> {
         let queue = BlockQueue::open(&self.device, self.options.queue_config())?;
-        let pool = (self.options.read_mode == ReadMode::Async)
+        let pool = (self.miss_order == ReadMode::Async)
             .then(|| PagePool::new(&self.cache, self.options.pool_pages));
         Ok(IoCtx::new(
             self.id,
@@ -181,6 +192,14 @@ impl<D: Device> Fs<D> {
     /// The options this file system was mounted with.
     pub fn options(&self) -> &MountOptions {
         &self.options
+    }
+
+    /// The order cached-read misses run in: the mount's [`MountOptions::read_mode`], except
+    /// that [`ReadMode::Async`] runs the vanilla steps ([`ReadMode::Sync`]) on a device that
+    /// completes inside `submit`, where there is no device time to overlap. Read a
+    /// [`crate::Breakdown`] in this order.
+    pub fn miss_order(&self) -> ReadMode {
+        self.miss_order
     }
 
     /// The page cache shared by this mount's cached reads.
@@ -232,6 +251,20 @@ impl<D: Device> Fs<D> {
             });
         }
         io.read_blocks(first_block, count)
+    }
+}
+
+/// The order misses run in for `read_mode` on a device that does (or does not) complete its
+/// commands inside `submit`. The AIOS order gains by moving work (the cache insertion, the pool
+/// refill) into the device's time and by pages registered once (which only a queue that maps
+/// buffers per I/O can save). With the command done when `submit` returns there is neither: the
+/// moved work would run on the critical path anyway, with more steps (the pool's refill
+/// costs more than the vanilla page allocation), and a lazy insertion would let another thread
+/// read the page again instead of waiting for ours.
+pub(crate) fn miss_order(read_mode: ReadMode, completes_in_submit: bool) -> ReadMode {
+    match read_mode {
+        ReadMode::Async if completes_in_submit => ReadMode::Sync,
+        mode => mode,
     }
 }
 

@@ -8,6 +8,12 @@ pub enum ReadMode {
     Sync,
     /// AIOS order: pool page, map, submit (registered buffers); insert and refill the pool while
     /// the device works; wait.
+    ///
+    /// Where there is no device time to overlap, the async order does not pay for overlapping:
+    /// on a device whose commands complete inside `submit`
+    /// ([`aios_device::DeviceInfo::completes_in_submit`]: pread, as on zram) there is no window
+    /// to move the insertion and the refill into, so misses run the vanilla steps
+    /// ([`crate::Fs::miss_order`]); the queues still use registered buffers.
     #[default]
     Async,
 }

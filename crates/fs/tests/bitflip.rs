@@ -95,6 +95,7 @@ impl Device for MemDevice {
             name: "mem".into(),
             capacity_bytes: self.image.len() as u64,
             volatile_cache: false,
+            completes_in_submit: false,
         }
     }
 
