@@ -108,6 +108,18 @@ impl ExtentMap {
         Ok(ExtentMap { mappings, depth: 0 })
     }
 
+    /// This map without anything at or past `end_block` (those blocks read as holes).
+    pub(crate) fn clipped(mut self, end_block: u64) -> ExtentMap {
+        self.mappings.retain(|m| m.logical_block < end_block);
+        if let Some(last) = self.mappings.last_mut() {
+            if last.end_block() > end_block {
+                // Shorter than it was, so it fits its u32.
+                last.len_blocks = (end_block - last.logical_block) as u32;
+            }
+        }
+        self
+    }
+
     /// The first logical block at or after `logical_block` that is mapped, if any.
     pub fn next_mapped(&self, logical_block: u64) -> Option<u64> {
         let i = self

@@ -53,7 +53,7 @@
 //! | `miss` | the step functions of a miss and the sync (vanilla) and async (AIOS) orders |
 //! | [`breakdown`] | [`Breakdown`]: per-stage latency of misses, off by default |
 //! | `readahead_state` | what readahead keeps between reads: a handle's sequential state, requests in flight, counters |
-//! | [`readahead`] | sequential readahead per file handle, off by default |
+//! | [`readahead`] | sequential readahead per file handle ([`MountOptions::readahead_pages`]) |
 //! | [`write`] | [`Mutator`]: the in-memory mutation layer of the write path |
 //! | [`rw`] | [`RwFs`]: the read-write mount, one journaled transaction per operation |
 //! | [`mkfs`] | [`mkfs::make_ext4`]: `mke2fs` with exactly the features this crate mounts |
@@ -61,7 +61,7 @@
 //! The read-write mount ([`rw`]) reads file data through the same [`Fs::read`] path and page
 //! cache, over its own view of each file (`rw/read.rs`). Not here yet: dirty data in the page
 //! cache (buffered writes still keep their blocks in the mutator), a cache hit without the
-//! state lock for reads by path (reads by handle have one), readahead there, block-mapped
+//! state lock for reads by path (reads by handle have one and read ahead), block-mapped
 //! (non-extent) files, extended attributes.
 
 #![cfg_attr(

@@ -286,3 +286,86 @@ fn a_full_page_cache_never_makes_a_commit_fail_for_memory() {
     let (_, r) = fs.unmount();
     r.unwrap();
 }
+
+#[test]
+fn sequential_reads_by_handle_are_read_ahead() {
+    let name = "sequential_reads_by_handle_are_read_ahead";
+    if !have_mke2fs(name) {
+        return;
+    }
+    let dir = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
+    let config = EmuConfig::parse("ull,size=32M,arena=16M").unwrap();
+    let dev = EmuDevice::with_image(config, common::base_image(dir.path())).unwrap();
+    let mut fs = RwFs::mount(dev, options(CommitOrder::Async, DataMode::Ordered)).unwrap();
+    let want = pattern(11, 4 << 20);
+    fs.create("/seq", 0o644).unwrap();
+    fs.write("/seq", 0, &want).unwrap();
+    fs.fsync("/seq").unwrap();
+    let shared = fs.shared();
+    let mut ctx = shared.ctx().unwrap();
+    let file = shared
+        .open(&mut ctx, "/seq", aios_fs::OpenOptions::default())
+        .unwrap();
+    let before = ctx.read_stats().submitted;
+    let mut back = vec![0u8; want.len()];
+    for (i, chunk) in back.chunks_mut(4096).enumerate() {
+        let n = shared
+            .read_at(&mut ctx, &file, i as u64 * 4096, chunk)
+            .unwrap();
+        assert_eq!(n, 4096);
+    }
+    let requests = ctx.read_stats().submitted - before;
+    assert!(back == want, "sequential reads returned other bytes");
+    // 1024 pages in windows of 32: one request per window, plus the first reads.
+    assert!(
+        requests <= 64,
+        "{requests} device requests for 1024 sequential pages"
+    );
+    shared.close(&mut ctx, file).unwrap();
+}
+
+#[test]
+fn readahead_never_caches_a_page_whose_newest_bytes_are_in_memory() {
+    let name = "readahead_never_caches_a_page_whose_newest_bytes_are_in_memory";
+    if !have_mke2fs(name) {
+        return;
+    }
+    let dir = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
+    for data in [DataMode::Ordered, DataMode::Journal] {
+        let config = EmuConfig::parse("ull,size=32M,arena=16M").unwrap();
+        let dev = EmuDevice::with_image(config, common::base_image(dir.path())).unwrap();
+        let mut fs = RwFs::mount(dev, options(CommitOrder::Async, data)).unwrap();
+        fs.create("/f", 0o644).unwrap();
+        fs.write("/f", 0, &pattern(1, 64 * 4096)).unwrap();
+        fs.fsync("/f").unwrap();
+        fs.checkpoint().unwrap();
+        // Page 20's newest bytes are in memory only; pages 0..20 are read in sequence, so
+        // readahead runs towards it.
+        let newer = pattern(2, 4096);
+        fs.write("/f", 20 * 4096, &newer).unwrap();
+        let shared = fs.shared();
+        let mut ctx = shared.ctx().unwrap();
+        let file = shared
+            .open(&mut ctx, "/f", aios_fs::OpenOptions::default())
+            .unwrap();
+        let mut page = vec![0u8; 4096];
+        for i in 0..20u64 {
+            shared
+                .read_at(&mut ctx, &file, i * 4096, &mut page)
+                .unwrap();
+        }
+        // Page 20 goes home; nothing moves the file's cache epoch on.
+        shared.fsync_file(&mut ctx, &file).unwrap();
+        shared.checkpoint(&mut ctx).unwrap();
+        shared
+            .read_at(&mut ctx, &file, 20 * 4096, &mut page)
+            .unwrap();
+        assert!(
+            page == newer,
+            "{data:?}: by handle, a stale read-ahead page"
+        );
+        shared.read(&mut ctx, "/f", 20 * 4096, &mut page).unwrap();
+        assert!(page == newer, "{data:?}: by path, a stale read-ahead page");
+        shared.close(&mut ctx, file).unwrap();
+    }
+}

@@ -35,7 +35,7 @@ use std::collections::{HashMap, VecDeque};
 use aios_device::Device;
 use aios_ext4::Location;
 
-use super::state::Unhomed;
+use super::unhomed::Unhomed;
 use crate::write::BlockRead;
 use crate::{FsBlocks, FsError};
 use std::collections::BTreeMap;

@@ -10,6 +10,7 @@
 //!   does.
 //! - A handle names an inode, not a path: renames do not affect it.
 
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use aios_cache::Cached;
@@ -19,6 +20,7 @@ use super::published::{Published, SIZE_UNKNOWN};
 use super::{RwCtx, RwError, RwShared};
 use crate::cache_id::{CacheId, FILE_PAGES_MAX};
 use crate::error::display_path;
+use crate::readahead_state::SeqState;
 use crate::{FsError, NewNode};
 
 /// How to open (the `O_*` flags that matter here).
@@ -57,6 +59,8 @@ pub struct RwFile {
     path: Box<[u8]>,
     /// The inode's size and cache epoch, for reads without the state lock.
     published: Arc<Published>,
+    /// Sequential-access detection for readahead, kept across this handle's reads.
+    pub(super) seq: SeqState,
 }
 
 impl RwFile {
@@ -123,6 +127,7 @@ impl<D: Device> RwShared<D> {
             append: how.append,
             path: path.into(),
             published,
+            seq: SeqState::default(),
         })
     }
 
@@ -185,7 +190,14 @@ impl<D: Device> RwShared<D> {
         if let Some(n) = self.read_cached(file, offset_bytes, out) {
             return Ok(n);
         }
-        self.read_ino(ctx, &file.path, file.ino, offset_bytes, out)
+        self.read_ino(
+            ctx,
+            &file.path,
+            file.ino,
+            Some(&file.seq),
+            offset_bytes,
+            out,
+        )
     }
 
     /// The lock-free hit: `Some(bytes read)` if every page of the read was a cache hit in the
@@ -199,6 +211,9 @@ impl<D: Device> RwShared<D> {
             return Some(0);
         }
         let end = size_bytes.min(offset_bytes.saturating_add(out.len() as u64));
+        if self.readahead_due(&file.seq, offset_bytes, end) {
+            return None;
+        }
         let cache = CacheId {
             ino: file.ino,
             epoch,
@@ -219,7 +234,19 @@ impl<D: Device> RwShared<D> {
             }
             pos = to;
         }
+        file.seq.next_offset_bytes.store(end, Ordering::Relaxed);
         Some((end - offset_bytes) as usize)
+    }
+
+    /// True if a sequential read of `[offset_bytes, end)` on a handle with a readahead stream
+    /// comes within half a window of its frontier: it takes the locked path, which starts the
+    /// next window while these pages are still cached (the kernel's `PG_readahead` mark).
+    fn readahead_due(&self, seq: &SeqState, offset_bytes: u64, end: u64) -> bool {
+        let frontier = seq.frontier_page.load(Ordering::Relaxed);
+        let window = self.fs.options.readahead_pages as u64;
+        frontier != 0
+            && seq.next_offset_bytes.load(Ordering::Relaxed) == offset_bytes
+            && end.div_ceil(BLOCK_SIZE as u64) + window / 2 >= frontier
     }
 
     /// `fsync(2)` of `file`.

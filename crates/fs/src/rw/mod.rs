@@ -58,6 +58,7 @@
 //! | `fetch` | blocks an operation needs, read outside the state lock, revalidated, and the operation retried |
 //! | `read` | reading file contents through this mount: planned under the lock, the device read without it |
 //! | `reads` | reads in flight, and the freed blocks they keep from reuse |
+//! | `unhomed` | a data block's newest contents while they are not home |
 //! | `published` | an open file's size and cache epoch, for cache hits by handle without the state lock |
 //! | `file` | open files: open, close, I/O and syncs by handle |
 //! | `flusher` | the periodic commit thread |
@@ -79,6 +80,7 @@ mod reads;
 mod state;
 mod sync;
 mod txn;
+mod unhomed;
 
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::Duration;

@@ -35,18 +35,29 @@
 //! A read concurrent with a write of the same bytes returns them as they were when the plan was
 //! taken or as the write left them; a block read from the device while its new bytes are being
 //! written home is whole only if the device writes 4 KiB atomically (the device contract says
-//! it does; a disk with 512-byte sectors may not). The [`File`] of a plan lives for one read, so it has no sequential history:
-//! these reads do not read ahead yet.
+//! it does; a disk with 512-byte sectors may not).
+//!
+//! # Readahead (reads by handle)
+//! A [`super::RwFile`] keeps its sequential state across reads; the [`File`] of a plan takes
+//! it in and gives it back, so a sequential stream reads ahead as on the read-only mount
+//! (`crate::readahead`). A page read ahead is read from home into the current epoch, so the
+//! plan's map stops where the first page whose newest bytes are in memory lies within the
+//! farthest readahead may reach (`readahead_limit`): past that the file reads as a hole to
+//! readahead, which stops at a hole. The lock-free hit path advances the handle's sequential
+//! state, and takes the locked path once a read comes within half a window of the frontier,
+//! so the next window is read while the stream still hits (the kernel's `PG_readahead`).
+//! Reads by path have no history and never read ahead.
 
 use std::ops::Range;
 
-use aios_device::{Device, BLOCK_SIZE};
+use aios_device::{Device, BLOCK_SIZE, SEGMENTS_MAX};
 use aios_ext4::Location;
 
 use super::reads::ReadTicket;
 use super::{RwCtx, RwError, RwShared};
 use crate::cache_id::FILE_PAGES_MAX;
 use crate::error::display_path;
+use crate::readahead_state::SeqState;
 use crate::{Access, ExtentMap, File, FsError};
 
 const BLOCK_BYTES: u64 = BLOCK_SIZE as u64;
@@ -71,19 +82,21 @@ impl<D: Device> RwShared<D> {
         offset_bytes: u64,
         out: &mut [u8],
     ) -> Result<usize, RwError> {
-        self.read_inode(ctx, path.as_ref(), None, offset_bytes, out)
+        self.read_inode(ctx, path.as_ref(), None, None, offset_bytes, out)
     }
 
-    /// Reads inode `ino` (named `path` in errors); see [`RwShared::read`].
+    /// Reads inode `ino` (named `path` in errors) through a handle whose sequential state is
+    /// `seq`; see [`RwShared::read`].
     pub(super) fn read_ino(
         &self,
         ctx: &mut RwCtx<D>,
         path: &[u8],
         ino: u32,
+        seq: Option<&SeqState>,
         offset_bytes: u64,
         out: &mut [u8],
     ) -> Result<usize, RwError> {
-        self.read_inode(ctx, path, Some(ino), offset_bytes, out)
+        self.read_inode(ctx, path, Some(ino), seq, offset_bytes, out)
     }
 
     /// Reads inode `ino`, or the one `path` names (looked up in the same hold of the state lock
@@ -94,6 +107,7 @@ impl<D: Device> RwShared<D> {
         ctx: &mut RwCtx<D>,
         path: &[u8],
         ino: Option<u32>,
+        seq: Option<&SeqState>,
         offset_bytes: u64,
         out: &mut [u8],
     ) -> Result<usize, RwError> {
@@ -128,8 +142,20 @@ impl<D: Device> RwShared<D> {
             let map = ExtentMap::from_extents(ino, &extents, self.fs.sb.blocks_count)
                 .map_err(|cause| op_error(path, cause))?;
             let epoch = st.cache_epoch.get(&ino).copied().unwrap_or(0);
-            let file = File::with_map(inode, map, epoch);
-            file.advise(Access::Random);
+            let file = match seq {
+                Some(seq) => {
+                    let end = offset_bytes.saturating_add(out.len() as u64);
+                    let limit = readahead_limit(&st, &map, end, self.fs.options.readahead_pages);
+                    let mut file = File::with_map(inode, map.clipped(limit), epoch);
+                    file.seq = seq.clone();
+                    file
+                }
+                None => {
+                    let file = File::with_map(inode, map, epoch);
+                    file.advise(Access::Random);
+                    file
+                }
+            };
             let plan = plan(&st, file, offset_bytes, out).map_err(|cause| op_error(path, cause))?;
             let running = st.running;
             let in_flight = (!plan.segments.is_empty()).then(|| InFlight {
@@ -141,6 +167,17 @@ impl<D: Device> RwShared<D> {
         // `_in_flight` ends the read when dropped: after the segments, on an error or a panic.
         self.read_segments(ctx, &plan, offset_bytes, out)
             .map_err(|cause| op_error(path, cause))?;
+        if let Some(seq) = seq {
+            let ra = &plan.file.seq;
+            seq.next_offset_bytes.store(
+                offset_bytes + plan.len as u64,
+                std::sync::atomic::Ordering::Relaxed,
+            );
+            seq.frontier_page.store(
+                ra.frontier_page.load(std::sync::atomic::Ordering::Relaxed),
+                std::sync::atomic::Ordering::Relaxed,
+            );
+        }
         Ok(plan.len)
     }
 
@@ -192,6 +229,42 @@ impl<D: Device> RwShared<D> {
         let free = st.reads.end(ticket);
         st.mutator.unhold_blocks(&free);
     }
+}
+
+/// Where readahead past a read ending at byte `end` must stop: the first page whose newest
+/// bytes are in memory (dirty, or not yet home), within the farthest a readahead may reach
+/// from there (a frontier up to one window ahead, plus a window). A page read ahead from home
+/// while newer bytes are in memory would be cached in the current epoch and served once those
+/// bytes went home; pages written later are safe, their write moves the epoch on.
+fn readahead_limit(
+    st: &super::state::State,
+    map: &ExtentMap,
+    end: u64,
+    window_pages: usize,
+) -> u64 {
+    let first = end.div_ceil(BLOCK_BYTES);
+    let reach = first.saturating_add(2 * window_pages.min(SEGMENTS_MAX) as u64);
+    let mut page = first;
+    while page < reach {
+        let Some(m) = map.find(page) else {
+            // A hole: readahead stops at the end of an extent anyway; look past it.
+            match map.next_mapped(page) {
+                Some(next) => {
+                    page = next;
+                    continue;
+                }
+                None => return reach,
+            }
+        };
+        let to = m.end_block().min(reach);
+        let from_phys = m.physical_block + (page - m.logical_block);
+        let to_phys = from_phys + (to - page);
+        if let Some(b) = st.first_in_memory(from_phys..to_phys) {
+            return page + (b - from_phys);
+        }
+        page = to;
+    }
+    reach
 }
 
 /// Step 1 (state locked): copies the pages of `[offset_bytes, end)` whose newest bytes are in

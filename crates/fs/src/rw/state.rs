@@ -31,6 +31,7 @@ use aios_journal::runtime::{Journal, Replayed};
 use super::fetch::{Fetched, HomeLog, MemoryBlocks};
 use super::published::{Published, SIZE_UNKNOWN};
 use super::reads::ReadsInFlight;
+use super::unhomed::Unhomed;
 use super::{RwCtx, RwError, RwShared, RwStats};
 use crate::error::display_path;
 use crate::{BlockRead, FsBlocks, FsError, Mutator};
@@ -317,15 +318,6 @@ pub(super) struct Want {
     pub(super) write_seq: u64,
 }
 
-/// A data block's newest contents while they are not home (see [`State::unhomed`]).
-#[derive(Debug, Clone)]
-pub(super) struct Unhomed {
-    pub(super) bytes: Arc<[u8]>,
-    /// The transaction that logged it (`data=journal`: home only after a checkpoint), or
-    /// `None`: written in place by the commit or data sync in flight.
-    pub(super) logged_by: Option<u64>,
-}
-
 impl State {
     /// Records blocks being taken out of the running transaction by a commit or data sync;
     /// returns what [`State::homed`] needs when that completes.
@@ -376,6 +368,14 @@ impl State {
             }
             !home
         });
+    }
+
+    /// The lowest block in `blocks` whose newest contents are in memory (dirty in the running
+    /// transaction, or not yet home).
+    pub(super) fn first_in_memory(&self, blocks: std::ops::Range<u64>) -> Option<u64> {
+        let dirty = self.mutator.first_dirty_data(blocks.clone());
+        let unhomed = self.unhomed.range(blocks).next().map(|(b, _)| *b);
+        dirty.into_iter().chain(unhomed).min()
     }
 
     /// The newest contents of data block `block` if they are not home.

@@ -311,6 +311,11 @@ impl Mutator {
         self.data.get(&block).map(Vec::as_slice)
     }
 
+    /// The lowest block in `blocks` with a pending write, if any.
+    pub fn first_dirty_data(&self, blocks: std::ops::Range<u64>) -> Option<u64> {
+        self.data.range(blocks).next().map(|(b, _)| *b)
+    }
+
     /// Takes data block `block`'s pending write out of the transaction (it is being written
     /// in place by a data-only sync); `None` if there is none.
     pub fn take_dirty_data(&mut self, block: u64) -> Option<Vec<u8>> {
