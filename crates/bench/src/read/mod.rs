@@ -3,13 +3,26 @@
 //! # Setup
 //! A source directory holds one file of `--file-size` random bytes; an ext4 image is made from
 //! it with `mke2fs -d` (the features of `aios mkfs`). Both are reused while they match. aios
-//! reads `/data` in the image through `UringDevice` (O_DIRECT on the image file); the kernel
-//! reads the *same bytes* from the source file on the host file system.
+//! reads `/data` in the image through the target's device (`target`: io_uring with O_DIRECT
+//! on the image file, the emulated device, or zram); the kernel reads the *same bytes* from
+//! the source file on the host file system (on zram, from its own mount of the image).
 //!
 //! # Stacks
 //! - aios `sync` (vanilla order, interrupt completions), `async` (AIOS order, interrupts) and
-//!   `async+poll` (AIOS order, polling). Every run mounts the image afresh, so its page cache
-//!   starts cold.
+//!   `async+poll` (AIOS order, polling), each on the mounts of `--mount`:
+//!   - `rw` (the default): the read-write mount, `RwFs`, the one stack the application sees.
+//!     Each thread has its own `RwCtx` and opens `/data` once (`RwShared::open`); reads are
+//!     `RwShared::read_at` by handle. The mount takes the read-only stack's `MountOptions`
+//!     (order, completion, cache cap) and no periodic commit; a read-only workload commits
+//!     nothing (`target` says what the mount itself writes).
+//!   - `ro`: the read-only mount, `Fs`, kept for comparison: each thread has its own `IoCtx`,
+//!     reads are `Fs::read` with the handle advised `Random` (random reads never look
+//!     sequential to the read-write mount's readahead either).
+//!
+//!   Every run mounts the image afresh, so its page cache starts cold. With both mounts the
+//!   table's stack column names the mount (`aios ro`, `aios rw`), both get the read-write
+//!   mount's cache cap (`aios_cache_pages`), and every `--json` record of aios carries
+//!   `mount`.
 //! - kernel `buffered`: `pread` on the source file after `posix_fadvise(DONTNEED)` at the start
 //!   of every run; kernel `direct`: `pread` on an `O_DIRECT` descriptor (cold only: it has no
 //!   cache to be hot in).
@@ -19,14 +32,20 @@
 //! - `randread-hot`: the first `--hot-set` bytes are read once (not timed), then random reads
 //!   fall inside them only.
 //!
-//! Every thread has its own `IoCtx` (aios) or descriptor (kernel). Cases are interleaved and
+//! Every thread has its own context (aios) or descriptor (kernel). Cases are interleaved and
 //! rotated across repetitions with distinct offset seeds, like `aios bench device`; the table,
 //! `--json` records and `vs kern` (against kernel *buffered* of the same shape) are the device
-//! benchmark's. `--svg DIR` adds `breakdown.svg` (per-stage mean ns per miss, from a separate
-//! run with the breakdown recorder on), `latency-cdf.svg` and `iops-threads.svg`.
+//! benchmark's. The page-cache miss ratio is the cache's own count on the read-only mount and
+//! an estimate from device requests on the read-write mount, whose cache counters are not
+//! exposed (`rw::RwCounts`). `--svg DIR` adds `breakdown.svg` (per-stage mean ns per miss,
+//! from a separate run with the breakdown recorder on, on the read-only mount whatever
+//! `--mount` says: the read-write mount's contexts do not expose their recorders),
+//! `latency-cdf.svg` and `iops-threads.svg`.
 
 mod runs;
+mod rw;
 mod setup;
+mod stack;
 pub(crate) mod svg;
 mod target;
 
@@ -43,7 +62,10 @@ use anyhow::{bail, Context, Result};
 use hdrhistogram::Histogram;
 use rand::{rngs::SmallRng, Rng, SeedableRng};
 use runs::*;
+use rw::*;
 use setup::*;
+pub use stack::Mount;
+use stack::*;
 use std::os::unix::fs::OpenOptionsExt;
 use std::os::unix::io::AsRawFd;
 use std::path::{Path, PathBuf};
@@ -102,6 +124,11 @@ pub struct ReadArgs {
     /// Also draw breakdown.svg, latency-cdf.svg and iops-threads.svg into this directory.
     #[arg(long)]
     pub svg: Option<PathBuf>,
+    /// The mounts each aios stack reads through: rw (the read-write mount, the one stack),
+    /// ro (the read-only mount, for comparison). With both, the table's stack column says
+    /// which (`aios ro`, `aios rw`) and both mounts get the same page-cache cap.
+    #[arg(long, value_delimiter = ',', default_value = "rw")]
+    pub mount: Vec<Mount>,
 }
 
 impl ReadArgs {
@@ -132,53 +159,6 @@ impl CacheState {
     }
 }
 
-/// The software path of a file read.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum ReadStack {
-    Aios {
-        mode: ReadMode,
-        completion: CompletionMode,
-    },
-    KernelBuffered,
-    KernelDirect,
-}
-
-/// aios's modes, in table order.
-const AIOS_STACKS: [ReadStack; 3] = [
-    ReadStack::Aios {
-        mode: ReadMode::Sync,
-        completion: CompletionMode::Interrupt,
-    },
-    ReadStack::Aios {
-        mode: ReadMode::Async,
-        completion: CompletionMode::Interrupt,
-    },
-    ReadStack::Aios {
-        mode: ReadMode::Async,
-        completion: CompletionMode::Poll,
-    },
-];
-
-impl ReadStack {
-    fn stack_name(self) -> &'static str {
-        match self {
-            ReadStack::Aios { .. } => "aios",
-            ReadStack::KernelBuffered | ReadStack::KernelDirect => "kernel",
-        }
-    }
-
-    fn mode_name(self) -> String {
-        match self {
-            ReadStack::Aios { mode, completion } => match completion {
-                CompletionMode::Poll => format!("{}+poll", mode.name()),
-                _ => mode.name().to_string(),
-            },
-            ReadStack::KernelBuffered => "buffered".into(),
-            ReadStack::KernelDirect => "direct".into(),
-        }
-    }
-}
-
 #[derive(Debug, Clone, Copy)]
 struct ReadCase {
     /// Index into `Setup::targets`.
@@ -197,10 +177,25 @@ struct Setup {
     hot_set: u64,
     /// The page-cache cap of every aios mount (see `aios_cache_pages`).
     cache_pages: usize,
+    /// The aios mounts requested, each once, in `--mount` order.
+    mounts: Vec<Mount>,
     targets: Vec<Target>,
 }
 
 impl Setup {
+    /// Whether the table names each aios stack's mount (more than one is measured).
+    fn mounts_shown(&self) -> bool {
+        self.mounts.len() > 1
+    }
+
+    fn stack_name(&self, stack: ReadStack) -> &'static str {
+        stack.stack_name(self.mounts_shown())
+    }
+
+    fn has_rw(&self) -> bool {
+        self.mounts.contains(&Mount::Rw)
+    }
+
     fn target(&self, case: &ReadCase) -> Result<&Target> {
         self.targets
             .get(case.target)
@@ -260,8 +255,12 @@ fn validate(args: &ReadArgs) -> Result<()> {
     if args.file_size < IO_BYTES_MAX as u64 || !args.file_size.is_multiple_of(PAGE) {
         bail!("--file-size must be a multiple of 4096 of at least 128K");
     }
-    if args.cache.is_empty() || args.bs.is_empty() || args.threads.is_empty() {
-        bail!("--cache, --bs and --threads need at least one value");
+    if args.cache.is_empty()
+        || args.bs.is_empty()
+        || args.threads.is_empty()
+        || args.mount.is_empty()
+    {
+        bail!("--cache, --bs, --threads and --mount need at least one value");
     }
     Ok(())
 }
@@ -314,7 +313,7 @@ pub fn run(args: ReadArgs) -> Result<Vec<Record>> {
             let target = &setup.targets[case.target];
             let shape = Shape {
                 device: target.label.clone(),
-                stack: case.stack.stack_name(),
+                stack: setup.stack_name(case.stack),
                 mode: case.stack.mode_name(),
                 workload: case.cache.workload(),
                 bs: case.bs,
@@ -350,7 +349,15 @@ pub fn run(args: ReadArgs) -> Result<Vec<Record>> {
         }
     }
     if let Some(path) = &args.json {
-        let json = serde_json::to_string_pretty(&records)?;
+        let with_mounts: Vec<MountRecord> = records
+            .iter()
+            .zip(&cases)
+            .map(|(record, case)| MountRecord {
+                record,
+                mount: case.stack.mount().map(Mount::name),
+            })
+            .collect();
+        let json = serde_json::to_string_pretty(&with_mounts)?;
         std::fs::write(path, json).with_context(|| format!("write {}", path.display()))?;
     }
     if let Some(dir) = &args.svg {
@@ -372,7 +379,7 @@ pub fn run(args: ReadArgs) -> Result<Vec<Record>> {
                     format!(
                         "{} {} {} {} {} thr{}",
                         setup.targets[c.target].label,
-                        c.stack.stack_name(),
+                        setup.stack_name(c.stack),
                         c.stack.mode_name(),
                         c.cache.workload(),
                         show_size(c.bs),
@@ -391,15 +398,29 @@ pub fn run(args: ReadArgs) -> Result<Vec<Record>> {
     Ok(records)
 }
 
+/// A `--json` record: the report's fields and, for aios, the mount read through.
+#[derive(serde::Serialize)]
+struct MountRecord<'a> {
+    #[serde(flatten)]
+    record: &'a Record,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    mount: Option<&'static str>,
+}
+
 fn print_miss_ratios(records: &[Record]) {
     let with: Vec<&Record> = records.iter().filter(|r| r.miss_ratio.is_some()).collect();
     if with.is_empty() {
         return;
     }
-    println!("aios page-cache miss ratio (lookups that missed, warm-up included):");
+    println!(
+        "aios page-cache miss ratio (lookups that missed, warm-up included; on the read-write \
+         mount estimated from its device requests):"
+    );
     for r in with {
         println!(
-            "  {:<10} {:<13} {:>5} thr{:<2} {:.4}",
+            "  {:<10} {:<7} {:<10} {:<13} {:>5} thr{:<2} {:.4}",
+            r.device,
+            r.stack,
             r.mode,
             r.workload,
             show_size(r.bs),
@@ -414,13 +435,24 @@ fn print_miss_ratios(records: &[Record]) {
 }
 
 fn matrix(args: &ReadArgs, targets: &[Target]) -> Vec<ReadCase> {
+    let mounts = setup_mounts(args);
     let mut cases = Vec::new();
     for &cache in &args.cache {
         for (t, target) in targets.iter().enumerate() {
             if cache == CacheState::Hot && t > 0 {
                 continue;
             }
-            let mut stacks = target.aios_stacks();
+            let mut stacks: Vec<ReadStack> = target
+                .aios_modes()
+                .into_iter()
+                .flat_map(|(mode, completion)| {
+                    mounts.iter().map(move |&mount| ReadStack::Aios {
+                        mode,
+                        completion,
+                        mount,
+                    })
+                })
+                .collect();
             if target.kernel_data.is_some() {
                 stacks.push(ReadStack::KernelBuffered);
                 if cache == CacheState::Cold {
@@ -445,6 +477,17 @@ fn matrix(args: &ReadArgs, targets: &[Target]) -> Vec<ReadCase> {
     cases
 }
 
+/// `--mount` without repeats, in its order.
+fn setup_mounts(args: &ReadArgs) -> Vec<Mount> {
+    let mut mounts = Vec::new();
+    for &m in &args.mount {
+        if !mounts.contains(&m) {
+            mounts.push(m);
+        }
+    }
+    mounts
+}
+
 fn describe(setup: &Setup, case: &ReadCase) -> String {
     format!(
         "{} {} {} {} bs={} threads={}",
@@ -452,7 +495,7 @@ fn describe(setup: &Setup, case: &ReadCase) -> String {
             .targets
             .get(case.target)
             .map_or("?", |t| t.label.as_str()),
-        case.stack.stack_name(),
+        setup.stack_name(case.stack),
         case.stack.mode_name(),
         case.cache.workload(),
         show_size(case.bs),
@@ -476,6 +519,8 @@ mod tests {
             ]
         );
         assert_eq!(args.cache, vec![CacheState::Cold, CacheState::Hot]);
+        // The one stack, the read-write mount; the read-only one on request.
+        assert_eq!(args.mount, vec![Mount::Rw]);
         assert_eq!((args.file_size, args.hot_set), (1 << 30, 512 << 10));
         assert!(validate(&args).is_ok());
         assert!("emu:nope".parse::<TargetSpec>().is_err());

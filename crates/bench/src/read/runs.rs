@@ -11,7 +11,11 @@ pub(super) fn run_case(
 ) -> Result<RunOut> {
     let target = setup.target(case)?;
     match case.stack {
-        ReadStack::Aios { mode, completion } => {
+        ReadStack::Aios {
+            mode,
+            completion,
+            mount,
+        } => {
             let options = MountOptions {
                 read_mode: mode,
                 completion,
@@ -20,14 +24,24 @@ pub(super) fn run_case(
                 breakdown: breakdown.is_some(),
                 ..MountOptions::default()
             };
-            let aios = AiosCase {
-                setup,
-                case,
-                options,
-                run,
-                breakdown,
-            };
-            target.with_device(setup, aios)
+            match mount {
+                Mount::Ro => {
+                    let aios = AiosCase {
+                        setup,
+                        case,
+                        options,
+                        run,
+                        breakdown,
+                    };
+                    target.with_device(setup, aios)
+                }
+                Mount::Rw => {
+                    if breakdown.is_some() {
+                        bail!("the read-write mount records no per-stage breakdown");
+                    }
+                    target.with_device(setup, RwCase::new(setup, case, options, run))
+                }
+            }
         }
         ReadStack::KernelBuffered | ReadStack::KernelDirect => {
             let data = target
@@ -158,7 +172,7 @@ fn gcd(mut a: u64, mut b: u64) -> u64 {
 }
 
 /// What the measuring loop asks of a stack.
-enum Step {
+pub(super) enum Step {
     /// Read `bs` bytes at this offset.
     Read(u64),
     /// The batch just timed is counted (it ended inside the window): sent before it is
@@ -170,7 +184,7 @@ enum Step {
 /// timed in batches (see [`HOT_TIMING_BATCH`]), counted from the window's start until its
 /// deadline or the end of the thread's cold share. Returns the latencies, the reads counted
 /// and when it stopped.
-fn timed_reads(
+pub(super) fn timed_reads(
     case: &ReadCase,
     region: u64,
     run: Run,
@@ -206,7 +220,7 @@ fn timed_reads(
     Ok((hist, ops, now))
 }
 
-/// One aios run, generic over the target's device.
+/// One aios run on the read-only mount, generic over the target's device.
 struct AiosCase<'a> {
     setup: &'a Setup,
     case: &'a ReadCase,
@@ -216,7 +230,7 @@ struct AiosCase<'a> {
 }
 
 impl AiosRun<RunOut> for AiosCase<'_> {
-    fn run<D: Device + Sync>(self, device: D) -> Result<(RunOut, D)> {
+    fn run<D: Device + Sync + 'static>(self, device: D) -> Result<(RunOut, D)> {
         let AiosCase {
             setup,
             case,
@@ -292,20 +306,34 @@ const SPARE_PAGES: usize = 1024;
 /// The page-cache cap of aios's mounts: the whole file if the arena can hold it, else as much
 /// as fits. The kernel's page cache has no cap of its own here (it keeps every page a cold run
 /// reads); a smaller aios cache would make aios's cold runs colder than the kernel's.
+///
+/// The read-write mount caps its cache at half the device's arena (commits need the rest,
+/// `aios_fs::rw`); with it among the mounts every mount gets that cap, so the mounts read
+/// through caches of one size. (At the largest arena, 1 GiB, that is 512 MiB: less than the
+/// default 1 GiB file, which a cold run on a fast device may read more of than that in a run.)
 pub(super) fn aios_cache_pages(setup: &Setup, threads: usize) -> usize {
     let file_pages = (setup.file_size / PAGE) as usize + THREAD_PAGES;
     let arena_pages = aios_device::arena::ARENA_BYTES_MAX / BLOCK_SIZE;
     let pools = threads * (MountOptions::default().pool_pages + THREAD_PAGES);
-    file_pages.min(arena_pages.saturating_sub(pools + SPARE_PAGES))
+    let fits = arena_pages.saturating_sub(pools + SPARE_PAGES);
+    let cap = if setup.has_rw() {
+        fits.min(arena_pages / 2)
+    } else {
+        fits
+    };
+    file_pages.min(cap)
 }
 
 /// The arena of a target's device: the cache, every thread's pool and a margin, for the most
-/// threads any case runs.
+/// threads any case runs; with the read-write mount, at least twice the cache (its cap, see
+/// [`aios_cache_pages`]).
 pub(super) fn arena_bytes(setup: &Setup, threads_max: usize) -> usize {
     let pool_pages = MountOptions::default().pool_pages;
-    let pages = aios_cache_pages(setup, threads_max)
-        + threads_max * (pool_pages + THREAD_PAGES)
-        + SPARE_PAGES;
+    let cache_pages = aios_cache_pages(setup, threads_max);
+    let mut pages = cache_pages + threads_max * (pool_pages + THREAD_PAGES) + SPARE_PAGES;
+    if setup.has_rw() {
+        pages = pages.max(2 * cache_pages);
+    }
     (pages * BLOCK_SIZE).clamp(64 << 20, aios_device::arena::ARENA_BYTES_MAX)
 }
 
@@ -423,13 +451,16 @@ pub(super) fn resident_fraction(file: &std::fs::File, len: u64) -> Option<f64> {
 pub(super) type Bar = (String, ReadMode, StageSums);
 
 /// Cold 4 KiB reads, one thread, with the breakdown recorder on, for every aios mode of every
-/// target.
+/// target, on the read-only mount (the read-write mount's contexts do not expose their
+/// recorders).
 pub(super) fn breakdown_runs(setup: &Setup, duration: Duration) -> Result<Vec<Bar>> {
     let mut bars = Vec::new();
     for (t, target) in setup.targets.iter().enumerate() {
-        for (i, stack) in target.aios_stacks().into_iter().enumerate() {
-            let ReadStack::Aios { mode, .. } = stack else {
-                continue;
+        for (i, (mode, completion)) in target.aios_modes().into_iter().enumerate() {
+            let stack = ReadStack::Aios {
+                mode,
+                completion,
+                mount: Mount::Ro,
             };
             let case = ReadCase {
                 target: t,

@@ -34,6 +34,7 @@ pub(super) fn prepare(args: &ReadArgs) -> Result<Setup> {
         file_size: args.file_size,
         hot_set: args.hot_set.clamp(IO_BYTES_MAX as u64, args.file_size) / PAGE * PAGE,
         cache_pages: aios_fs::mount::CACHE_PAGES_DEFAULT,
+        mounts: setup_mounts(args),
         targets: Vec::new(),
     })
 }

@@ -8,6 +8,14 @@
 //! | `zram` | pread/pwrite on `/dev/zram0` (synchronous: io_uring would punt every request to a worker) | `/data` of the same image, mounted read-only by the kernel from `/dev/zram0` |
 //!
 //! aios's device is opened once per target and kept across runs; every run mounts it afresh.
+//! With the read-write mount among `--mount` it is opened for writing: a read-write mount
+//! writes block 0 at mount (`needs_recovery` set, `s_mnt_count` + 1) and at unmount (the flag
+//! cleared) and marks the journal clean; a read-only workload commits nothing, so `/data` and
+//! every other block stay as they were. On `host` that is the image file (the kernel reads the
+//! source file, not the image); on `zram` the device the kernel has mounted read-only, which
+//! never re-reads its superblock; on `emu` the copy in RAM. On `host`, a run stopped while
+//! mounted leaves `needs_recovery` set in the image: the next run's check of it fails (the
+//! read-only mount refuses it) and the image is made again.
 //!
 //! `zram` needs root and an unused `/dev/zram0` (no disksize set, not swap): it is sized to the
 //! image, the image is copied onto it, the kernel mounts it; at the end it is unmounted and
@@ -64,20 +72,20 @@ pub(super) struct Target {
 }
 
 impl Target {
-    /// aios's stacks on this target, in table order.
-    pub fn aios_stacks(&self) -> Vec<ReadStack> {
-        let stack = |mode, completion| ReadStack::Aios { mode, completion };
+    /// aios's read orders and completion modes on this target, in table order (each runs on
+    /// every requested mount).
+    pub fn aios_modes(&self) -> Vec<(ReadMode, CompletionMode)> {
         match self.spec {
-            TargetSpec::Host => AIOS_STACKS.to_vec(),
+            TargetSpec::Host => AIOS_MODES.to_vec(),
             // The emulated device completes by the caller spinning: polling is its only mode.
             TargetSpec::Emu(_) => vec![
-                stack(ReadMode::Sync, CompletionMode::Poll),
-                stack(ReadMode::Async, CompletionMode::Poll),
+                (ReadMode::Sync, CompletionMode::Poll),
+                (ReadMode::Async, CompletionMode::Poll),
             ],
             // pread is synchronous: the completion mode changes nothing.
             TargetSpec::Zram => vec![
-                stack(ReadMode::Sync, CompletionMode::Interrupt),
-                stack(ReadMode::Async, CompletionMode::Interrupt),
+                (ReadMode::Sync, CompletionMode::Interrupt),
+                (ReadMode::Async, CompletionMode::Interrupt),
             ],
         }
     }
@@ -118,8 +126,10 @@ impl Target {
 
     fn open(&self, setup: &Setup) -> Result<OpenDevice> {
         let target = TargetOptions {
-            read_only: true,
-            // Shared with the kernel's reads of the same bytes (read-only on both sides).
+            // The read-write mount writes the superblock at mount and unmount (see the module
+            // documentation); the read-only mount writes nothing.
+            read_only: !setup.has_rw(),
+            // Shared with the kernel's reads of the same bytes (the kernel's side read-only).
             exclusive: false,
         };
         let arena_bytes = self.arena_bytes;
@@ -161,7 +171,7 @@ impl Target {
 /// A benchmark body generic over the device (closures cannot be generic). Gives the device
 /// back for the next run.
 pub(super) trait AiosRun<R> {
-    fn run<D: Device + Sync>(self, device: D) -> Result<(R, D)>;
+    fn run<D: Device + Sync + 'static>(self, device: D) -> Result<(R, D)>;
 }
 
 /// Prepares every requested target; unusable optional ones (zram) are skipped with a reason.
