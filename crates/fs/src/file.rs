@@ -13,6 +13,8 @@
 //! `read_at` returns the bytes `[offset, min(offset + buf.len(), size))` of the file as of open,
 //! and their count: short only at end of file, 0 at or past it.
 
+use std::sync::Arc;
+
 use aios_device::{Device, BLOCK_SIZE, SEGMENTS_MAX};
 use aios_ext4::format::inode::Inode;
 use aios_ext4::Location;
@@ -25,7 +27,8 @@ use crate::{ExtentMap, Fs, FsError, IoCtx};
 #[derive(Debug, Clone)]
 pub struct File {
     inode: Inode,
-    extents: ExtentMap,
+    /// Shared: a read-write mount hands one map to every read of an unchanged open file.
+    extents: Arc<ExtentMap>,
     /// Whose pages its reads find in the page cache.
     pub(crate) cache: CacheId,
     /// Sequential-access detection for readahead (per handle).
@@ -45,7 +48,7 @@ pub enum Access {
 impl File {
     /// A file whose inode and map the caller has (a read-write mount's plan), its pages in
     /// cache epoch `epoch`.
-    pub(crate) fn with_map(inode: Inode, extents: ExtentMap, epoch: u64) -> File {
+    pub(crate) fn with_map(inode: Inode, extents: Arc<ExtentMap>, epoch: u64) -> File {
         File {
             cache: CacheId {
                 ino: inode.ino,
@@ -89,7 +92,7 @@ impl<D: Device> Fs<D> {
             return Err(FsError::NotARegularFile { ino });
         }
         let extents = self.extent_map(io, &inode)?;
-        Ok(File::with_map(inode, extents, 0))
+        Ok(File::with_map(inode, Arc::new(extents), 0))
     }
 
     /// Reads from `offset` into `buf`; returns the bytes read (short only at end of file).

@@ -369,3 +369,66 @@ fn readahead_never_caches_a_page_whose_newest_bytes_are_in_memory() {
         shared.close(&mut ctx, file).unwrap();
     }
 }
+
+#[test]
+fn reads_by_handle_see_every_size_and_block_map_change() {
+    let name = "reads_by_handle_see_every_size_and_block_map_change";
+    if !have_mke2fs(name) {
+        return;
+    }
+    let dir = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
+    let config = EmuConfig::parse("ull,size=32M,arena=16M").unwrap();
+    let dev = EmuDevice::with_image(config, common::base_image(dir.path())).unwrap();
+    let mut fs = RwFs::mount(dev, options(CommitOrder::Async, DataMode::Ordered)).unwrap();
+    fs.create("/v", 0o644).unwrap();
+    fs.write("/v", 0, &pattern(1, 8192)).unwrap();
+    fs.fsync("/v").unwrap();
+    let shared = fs.shared();
+    let mut ctx = shared.ctx().unwrap();
+    let file = shared
+        .open(&mut ctx, "/v", aios_fs::OpenOptions::default())
+        .unwrap();
+    let mut page = vec![0u8; 4096];
+    // The first reads load the file's view; the next ones reuse it.
+    assert_eq!(shared.read_at(&mut ctx, &file, 0, &mut page).unwrap(), 4096);
+    assert_eq!(shared.read_at(&mut ctx, &file, 8192, &mut page).unwrap(), 0);
+    // Grown through the path: the handle reads the new size and blocks.
+    let grown = pattern(2, 3 * 4096);
+    shared.write(&mut ctx, "/v", 8192, &grown).unwrap();
+    assert_eq!(
+        shared.read_at(&mut ctx, &file, 8192, &mut page).unwrap(),
+        4096
+    );
+    assert!(page == grown[..4096], "the grown blocks");
+    // Made durable, then shrunk: the handle reads the shorter file.
+    shared.fsync(&mut ctx, "/v").unwrap();
+    shared
+        .read_at(&mut ctx, &file, 4 * 4096, &mut page)
+        .unwrap();
+    shared.truncate(&mut ctx, "/v", 4096 + 10).unwrap();
+    assert_eq!(
+        shared.read_at(&mut ctx, &file, 4096, &mut page).unwrap(),
+        10
+    );
+    assert_eq!(
+        shared
+            .read_at(&mut ctx, &file, 4 * 4096, &mut page)
+            .unwrap(),
+        0
+    );
+    // Punched to a hole and rewritten elsewhere: the handle follows the new map.
+    shared.truncate(&mut ctx, "/v", 0).unwrap();
+    shared
+        .write(&mut ctx, "/v", 5 * 4096, &pattern(3, 4096))
+        .unwrap();
+    assert_eq!(shared.read_at(&mut ctx, &file, 0, &mut page).unwrap(), 4096);
+    assert!(page.iter().all(|&b| b == 0), "a hole reads as zeros");
+    assert_eq!(
+        shared
+            .read_at(&mut ctx, &file, 5 * 4096, &mut page)
+            .unwrap(),
+        4096
+    );
+    assert!(page == pattern(3, 4096), "the rewritten block");
+    shared.close(&mut ctx, file).unwrap();
+}

@@ -140,6 +140,7 @@ impl<D: Device> RwShared<D> {
             if *n == 0 {
                 st.open_count.remove(&file.ino);
                 st.published.remove(&file.ino);
+                st.views.remove(&file.ino);
                 st.orphaned_open.remove(&file.ino)
             } else {
                 false

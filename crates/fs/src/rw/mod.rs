@@ -58,6 +58,7 @@
 //! | `fetch` | blocks an operation needs, read outside the state lock, revalidated, and the operation retried |
 //! | `read` | reading file contents through this mount: planned under the lock, the device read without it |
 //! | `reads` | reads in flight, and the freed blocks they keep from reuse |
+//! | `view` | an open file's inode and block map as of one cache epoch, reused by its reads |
 //! | `unhomed` | a data block's newest contents while they are not home |
 //! | `published` | an open file's size and cache epoch, for cache hits by handle without the state lock |
 //! | `file` | open files: open, close, I/O and syncs by handle |
@@ -81,6 +82,7 @@ mod state;
 mod sync;
 mod txn;
 mod unhomed;
+mod view;
 
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::Duration;

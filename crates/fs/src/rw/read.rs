@@ -10,7 +10,9 @@
 //!
 //! # Two steps, the device outside the lock
 //! 1. *Plan*, under the state lock (memory only, once the inode's metadata is cached): the size,
-//!    the block map and the inode's cache epoch become a [`File`]; the pages whose newest bytes
+//!    the block map and the inode's cache epoch become a [`File`] (for a read by handle, the
+//!    open file's view of its current epoch is reused: no inode decode, no extent-tree walk,
+//!    `view`); the pages whose newest bytes
 //!    are in memory are copied into the caller's buffer at once, and split the rest of the read
 //!    into *segments*. A read with segments registers with [`super::reads::ReadsInFlight`], so
 //!    a block freed meanwhile is not reused before the read ends.
@@ -49,11 +51,14 @@
 //! Reads by path have no history and never read ahead.
 
 use std::ops::Range;
+use std::sync::Arc;
 
 use aios_device::{Device, BLOCK_SIZE, SEGMENTS_MAX};
 use aios_ext4::Location;
 
 use super::reads::ReadTicket;
+use super::state::State;
+use super::view::FileView;
 use super::{RwCtx, RwError, RwShared};
 use crate::cache_id::FILE_PAGES_MAX;
 use crate::error::display_path;
@@ -112,46 +117,64 @@ impl<D: Device> RwShared<D> {
         out: &mut [u8],
     ) -> Result<usize, RwError> {
         let (plan, _in_flight) = {
-            let (mut st, (), loaded) = self.run_locked(
-                ctx,
-                |_| Ok(()),
-                |m, r, _| {
-                    let ino = match ino {
-                        Some(ino) => ino,
-                        None => m.lookup_path(r, path)?.ok_or_else(|| FsError::NotFound {
-                            path: display_path(path),
-                        })?,
-                    };
-                    let inode = m.inode(r, ino)?;
-                    if !inode.is_regular() {
-                        return Err(FsError::NotARegularFile { ino });
+            // A read by handle of an unchanged open file reuses its view: no inode decode, no
+            // extent-tree walk under the lock.
+            let cached = |st: &State| Ok(ino.and_then(|ino| st.view(ino)));
+            let (mut st, cached, loaded) = self.run_locked(ctx, cached, |m, r, cached| {
+                if cached.is_some() {
+                    return Ok(None);
+                }
+                let ino = match ino {
+                    Some(ino) => ino,
+                    None => m.lookup_path(r, path)?.ok_or_else(|| FsError::NotFound {
+                        path: display_path(path),
+                    })?,
+                };
+                let inode = m.inode(r, ino)?;
+                if !inode.is_regular() {
+                    return Err(FsError::NotARegularFile { ino });
+                }
+                let extents = m.extents(r, ino)?;
+                let map = ExtentMap::from_extents(ino, &extents, self.fs.sb.blocks_count)?;
+                Ok(Some((inode, map)))
+            })?;
+            let view = match (cached, loaded) {
+                (_, Err(cause)) => return Err(op_error(path, cause)),
+                (Some(view), _) => view,
+                (None, Ok(Some((inode, map)))) => {
+                    let ino = inode.ino;
+                    let view = Arc::new(FileView {
+                        epoch: st.cache_epoch.get(&ino).copied().unwrap_or(0),
+                        inode,
+                        map: Arc::new(map),
+                    });
+                    if st.open_count.contains_key(&ino) {
+                        st.views.insert(ino, Arc::clone(&view));
                     }
-                    if offset_bytes >= inode.size_bytes || out.is_empty() {
-                        return Ok(None);
-                    }
-                    let extents = m.extents(r, ino)?;
-                    Ok(Some((inode, extents)))
-                },
-            )?;
-            let (inode, extents) = match loaded {
-                Ok(Some(loaded)) => loaded,
-                Ok(None) => return Ok(0),
-                Err(cause) => return Err(op_error(path, cause)),
+                    view
+                }
+                (None, Ok(None)) => unreachable!("a load without a cached view returns one"),
             };
-            let ino = inode.ino;
-            let map = ExtentMap::from_extents(ino, &extents, self.fs.sb.blocks_count)
-                .map_err(|cause| op_error(path, cause))?;
-            let epoch = st.cache_epoch.get(&ino).copied().unwrap_or(0);
+            if offset_bytes >= view.inode.size_bytes || out.is_empty() {
+                return Ok(0);
+            }
+            let inode = view.inode.clone();
             let file = match seq {
                 Some(seq) => {
                     let end = offset_bytes.saturating_add(out.len() as u64);
-                    let limit = readahead_limit(&st, &map, end, self.fs.options.readahead_pages);
-                    let mut file = File::with_map(inode, map.clipped(limit), epoch);
+                    let limit =
+                        readahead_limit(&st, &view.map, end, self.fs.options.readahead_pages);
+                    let map = if limit < map_end(&view.map) {
+                        Arc::new((*view.map).clone().clipped(limit))
+                    } else {
+                        Arc::clone(&view.map)
+                    };
+                    let mut file = File::with_map(inode, map, view.epoch);
                     file.seq = seq.clone();
                     file
                 }
                 None => {
-                    let file = File::with_map(inode, map, epoch);
+                    let file = File::with_map(inode, Arc::clone(&view.map), view.epoch);
                     file.advise(Access::Random);
                     file
                 }
@@ -229,6 +252,11 @@ impl<D: Device> RwShared<D> {
         let free = st.reads.end(ticket);
         st.mutator.unhold_blocks(&free);
     }
+}
+
+/// One past the last mapped block of `map` (0 if none).
+fn map_end(map: &ExtentMap) -> u64 {
+    map.mappings().last().map_or(0, |m| m.end_block())
 }
 
 /// Where readahead past a read ending at byte `end` must stop: the first page whose newest

@@ -32,6 +32,7 @@ use super::fetch::{Fetched, HomeLog, MemoryBlocks};
 use super::published::{Published, SIZE_UNKNOWN};
 use super::reads::ReadsInFlight;
 use super::unhomed::Unhomed;
+use super::view::FileView;
 use super::{RwCtx, RwError, RwShared, RwStats};
 use crate::error::display_path;
 use crate::{BlockRead, FsBlocks, FsError, Mutator};
@@ -99,6 +100,8 @@ pub(super) struct State {
     /// Size and epoch of every open inode, for reads by handle without this lock (see
     /// `published`); an entry lives while the inode has open handles.
     pub(super) published: HashMap<u32, Arc<Published>>,
+    /// Open regular files' inode and block map as of their current epoch (see `view`).
+    pub(super) views: HashMap<u32, Arc<FileView>>,
     pub(super) replayed: Option<Replayed>,
 }
 
@@ -174,6 +177,7 @@ impl State {
             reads: ReadsInFlight::default(),
             cache_epoch: HashMap::new(),
             published: HashMap::new(),
+            views: HashMap::new(),
             replayed,
         }
     }
@@ -368,6 +372,12 @@ impl State {
             }
             !home
         });
+    }
+
+    /// The view of open inode `ino` if it is of the inode's current cache epoch.
+    pub(super) fn view(&self, ino: u32) -> Option<Arc<FileView>> {
+        let epoch = self.cache_epoch.get(&ino).copied().unwrap_or(0);
+        self.views.get(&ino).filter(|v| v.epoch == epoch).cloned()
     }
 
     /// The lowest block in `blocks` whose newest contents are in memory (dirty in the running

@@ -1,0 +1,23 @@
+//! What a read of an open file needs from the state, kept between reads: the inode and its
+//! block map as of one cache epoch. Loading them costs an inode decode and an extent-tree walk
+//! with a checksum per tree block, under the state lock; every operation that changes the
+//! inode's data, size, block map or existence moves its epoch on (`State::note`), so a view of
+//! the current epoch is still the truth and the next read reuses it.
+//!
+//! # Invariants
+//! - `State::views` holds views of open inodes only; the last close drops the inode's.
+//! - A view is used only while its epoch is the inode's current one (`State::view`).
+
+use std::sync::Arc;
+
+use aios_ext4::format::inode::Inode;
+
+use crate::ExtentMap;
+
+/// An open regular file's inode and block map in cache epoch `epoch`.
+#[derive(Debug)]
+pub(super) struct FileView {
+    pub(super) epoch: u64,
+    pub(super) inode: Inode,
+    pub(super) map: Arc<ExtentMap>,
+}
