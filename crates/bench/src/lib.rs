@@ -10,6 +10,7 @@
 //! | [`lbio`] | `aios bench lbio`: the block layer's CPU cost per request (ns, instructions under callgrind) |
 //! | [`read`] | `aios bench read`: file reads in the vanilla and AIOS orders next to the kernel's buffered and O_DIRECT reads |
 //! | [`fsync`] | `aios bench fsync`: durable writes in both commit orders next to the kernel's ext4 |
+//! | [`mixed`] | `aios bench mixed`: readers beside appenders on one read-write mount, each alone and next to the kernel's ext4 |
 //! | [`case`], [`runner`] | the case matrix; threads behind a barrier, interleaved repetitions |
 //! | [`report`] | tables and `--json` records |
 //! | [`scratch`] | scratch images of real data for raw targets |
@@ -22,6 +23,7 @@ pub mod case;
 pub mod device;
 pub mod fsync;
 pub mod lbio;
+pub mod mixed;
 pub mod read;
 pub mod report;
 pub mod runner;

@@ -402,6 +402,9 @@ enum BenchCommand {
     /// Durable writes (write + fsync), one thread: aios sync/async commit order through its
     /// read-write mount next to the kernel's pwrite + fsync/fdatasync; append and overwrite.
     Fsync(aios_bench::fsync::FsyncArgs),
+    /// Readers of a cold file beside appenders (write + fsync) on one read-write mount, each
+    /// alone and mixed, next to the kernel's ext4 on the same device path.
+    Mixed(aios_bench::mixed::MixedArgs),
 }
 
 fn main() -> std::process::ExitCode {
@@ -467,6 +470,7 @@ fn run(cli: Cli) -> Result<()> {
             Some(BenchCommand::Lbio(args)) => aios_bench::lbio::run(&args),
             Some(BenchCommand::Read(args)) => aios_bench::read::run(args).map(drop),
             Some(BenchCommand::Fsync(args)) => aios_bench::fsync::run(args).map(drop),
+            Some(BenchCommand::Mixed(args)) => aios_bench::mixed::run(args).map(drop),
         },
     }
 }

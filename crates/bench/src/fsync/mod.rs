@@ -44,11 +44,11 @@
 //! [`aios_journal::runtime::CommitTimes`] per commit. `--svg DIR` draws `fsync-breakdown.svg`:
 //! those stages in us per durable write, stacked, with the kernel's mean beside.
 
-mod mounts;
+pub(crate) mod mounts;
 mod runs;
 mod summary;
 mod svg;
-mod target;
+pub(crate) mod target;
 
 use crate::device::progress_bar;
 use crate::read::TargetSpec;

@@ -27,7 +27,7 @@ const ZRAM_CONTROL: &str = "/sys/class/zram-control";
 const KERNEL_ZRAM: u32 = 0;
 
 /// Fails unless running as root.
-pub(super) fn need_root(what: &str) -> Result<()> {
+pub(crate) fn need_root(what: &str) -> Result<()> {
     // SAFETY: geteuid has no preconditions.
     if unsafe { libc::geteuid() } != 0 {
         bail!("needs root ({what})");
@@ -171,7 +171,7 @@ impl Drop for KernelMount {
 
 /// The zram target's devices: the kernel's mount of zram0 and aios's own zram device. Fields
 /// drop in order: unmount, then reset both devices. aios's device must be closed before.
-pub(super) struct ZramPair {
+pub(crate) struct ZramPair {
     mount: KernelMount,
     _kernel: Zram,
     aios: Zram,
@@ -220,7 +220,7 @@ impl Drop for LoopDevice {
 
 /// The kernel's journaled ext4 on a loop device over an image file of the host disk. Fields
 /// drop in order: unmount, then detach.
-pub(super) struct LoopMount {
+pub(crate) struct LoopMount {
     mount: KernelMount,
     _device: LoopDevice,
 }

@@ -293,7 +293,7 @@ fn with_rw(image: &Path, ops: impl FnOnce(&mut RwFs<PsyncDevice>) -> Result<()>)
 /// one makes the host file system allocate or convert the extent, and the next flush then
 /// commits the host's journal: the benchmark would time the host file system's metadata, not
 /// the device (a VM image with full preallocation avoids the same cost).
-fn write_every_block(image: &Path) -> Result<()> {
+pub(crate) fn write_every_block(image: &Path) -> Result<()> {
     use std::os::unix::fs::FileExt;
     let file = std::fs::OpenOptions::new()
         .read(true)
