@@ -349,11 +349,19 @@ fn readahead_never_caches_a_page_whose_newest_bytes_are_in_memory() {
             .open(&mut ctx, "/f", aios_fs::OpenOptions::default())
             .unwrap();
         let mut page = vec![0u8; 4096];
-        for i in 0..20u64 {
-            shared
-                .read_at(&mut ctx, &file, i * 4096, &mut page)
-                .unwrap();
-        }
+        // Pages 0..18 in one read: readahead takes 18 and 19, and stops before 20.
+        let mut head = vec![0u8; 18 * 4096];
+        shared.read_at(&mut ctx, &file, 0, &mut head).unwrap();
+        // Still in sequence, a read of pages 18..21: page 20 comes from memory, the rest
+        // from the cache; readahead must not start from the end of pages 18..20.
+        let mut three = vec![0u8; 3 * 4096];
+        shared
+            .read_at(&mut ctx, &file, 18 * 4096, &mut three)
+            .unwrap();
+        assert!(
+            three[2 * 4096..] == newer[..],
+            "{data:?}: page 20 from memory"
+        );
         // Page 20 goes home; nothing moves the file's cache epoch on.
         shared.fsync_file(&mut ctx, &file).unwrap();
         shared.checkpoint(&mut ctx).unwrap();

@@ -9,6 +9,8 @@
 //! - [`Flusher::stop`] returns only after the thread ended, so unmount owns the mount alone.
 //! - A failed periodic commit makes the mount read-only like any other (the next operation
 //!   reports it); the thread then ends.
+//! - Lock order: the state lock, then the thread's signals (a writer kicks holding the state
+//!   lock); the thread never holds its signals while it takes the state lock.
 //! - Dirty data past [`super::RwOptions::dirty_background_percent`] of the cache kicks the
 //!   thread: it commits at once (the kernel's background writeback), while the writers go on;
 //!   past [`super::RwOptions::dirty_percent`] a writer commits itself (`state`).
@@ -106,21 +108,22 @@ fn run<D: Device>(shared: &RwShared<D>, interval: Duration, tick: Duration) {
         return;
     };
     let Kick { signals, cv } = &*shared.flusher_kick;
-    let mut s = signals.lock().unwrap_or_else(|p| p.into_inner());
     loop {
-        if s.stop {
-            return;
-        }
-        if !s.kicked {
-            s = cv
-                .wait_timeout(s, tick)
-                .unwrap_or_else(|p| p.into_inner())
-                .0;
-        }
-        if s.stop {
-            return;
-        }
-        let kicked = std::mem::take(&mut s.kicked);
+        let kicked = {
+            let mut s = signals.lock().unwrap_or_else(|p| p.into_inner());
+            if !s.stop && !s.kicked {
+                s = cv
+                    .wait_timeout(s, tick)
+                    .unwrap_or_else(|p| p.into_inner())
+                    .0;
+            }
+            if s.stop {
+                return;
+            }
+            std::mem::take(&mut s.kicked)
+        };
+        // The signals are released before the state lock is taken: a writer kicks with the
+        // state lock held, so holding both here in the other order would deadlock.
         let due = {
             let st = shared.lock();
             st.failed.is_none()
@@ -128,13 +131,8 @@ fn run<D: Device>(shared: &RwShared<D>, interval: Duration, tick: Duration) {
                     .running_since
                     .is_some_and(|since| kicked || since.elapsed() >= interval)
         };
-        if due {
-            drop(s);
-            let failed = shared.commit_if_idle(&mut ctx).is_err();
-            s = signals.lock().unwrap_or_else(|p| p.into_inner());
-            if failed {
-                return;
-            }
+        if due && shared.commit_if_idle(&mut ctx).is_err() {
+            return;
         }
     }
 }

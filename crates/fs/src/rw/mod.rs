@@ -258,6 +258,10 @@ pub struct RwShared<D: Device> {
     flusher_kick: Arc<flusher::Kick>,
     /// Blocks of the journal's log (`s_maxlen - s_first`).
     log_blocks: u64,
+    /// Reads of file data with device I/O in flight, and the freed blocks they hold back
+    /// (`reads`). A lock of its own, taken after the state lock when both are held, so a read
+    /// ends without the state lock (unless it releases parked blocks).
+    reads: Mutex<reads::ReadsInFlight>,
     /// Test-only: run once right after an operation's blocks were fetched outside the lock,
     /// before it takes the lock again (`fetch`), to stage a race there.
     #[cfg(test)]
@@ -322,6 +326,7 @@ impl<D: Device> RwShared<D> {
             dirty_background_blocks: percent_of(cache_pages, options.dirty_background_percent),
             flusher_kick: Arc::new(flusher::Kick::default()),
             log_blocks,
+            reads: Mutex::new(reads::ReadsInFlight::default()),
             #[cfg(test)]
             after_fetch: Mutex::new(None),
         }

@@ -45,18 +45,20 @@
 //! (`crate::readahead`). A page read ahead is read from home into the current epoch, so the
 //! plan's map stops where the first page whose newest bytes are in memory lies within the
 //! farthest readahead may reach (`readahead_limit`): past that the file reads as a hole to
-//! readahead, which stops at a hole. The lock-free hit path advances the handle's sequential
+//! readahead, which stops at a hole. A read that copies any page from memory does not read
+//! ahead at all: its segments end before such pages, and readahead starts from a segment's
+//! end. The lock-free hit path advances the handle's sequential
 //! state, and takes the locked path once a read comes within half a window of the frontier,
 //! so the next window is read while the stream still hits (the kernel's `PG_readahead`).
 //! Reads by path have no history and never read ahead.
 
 use std::ops::Range;
-use std::sync::Arc;
+use std::sync::{Arc, MutexGuard};
 
 use aios_device::{Device, BLOCK_SIZE, SEGMENTS_MAX};
 use aios_ext4::Location;
 
-use super::reads::ReadTicket;
+use super::reads::{ReadTicket, ReadsInFlight};
 use super::state::State;
 use super::view::FileView;
 use super::{RwCtx, RwError, RwShared};
@@ -180,10 +182,17 @@ impl<D: Device> RwShared<D> {
                 }
             };
             let plan = plan(&st, file, offset_bytes, out).map_err(|cause| op_error(path, cause))?;
+            let segment_bytes: u64 = plan.segments.iter().map(|s| s.end - s.start).sum();
+            if segment_bytes != plan.len as u64 {
+                // Some pages came from memory: readahead would start from the end of the
+                // segment before one of them and read it from home, stale (`readahead_limit`
+                // guards only what lies past the read's end).
+                plan.file.advise(Access::Random);
+            }
             let running = st.running;
             let in_flight = (!plan.segments.is_empty()).then(|| InFlight {
                 shared: self,
-                ticket: Some(st.reads.begin(running)),
+                ticket: Some(self.reads().begin(running)),
             });
             (plan, in_flight)
         };
@@ -246,11 +255,22 @@ impl<D: Device> Drop for InFlight<'_, D> {
 }
 
 impl<D: Device> RwShared<D> {
-    /// A read's device reads are all done: freed blocks it held back may be reused.
+    /// The reads in flight. Lock order: the state lock first, when both are held.
+    pub(super) fn reads(&self) -> MutexGuard<'_, ReadsInFlight> {
+        self.reads
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// A read's device reads are all done: freed blocks it held back may be reused. Takes the
+    /// state lock only when it releases some.
     pub(super) fn end_read(&self, ticket: ReadTicket) {
-        let mut st = self.lock();
-        let free = st.reads.end(ticket);
-        st.mutator.unhold_blocks(&free);
+        let free = self.reads().end(ticket);
+        if !free.is_empty() {
+            // Still held in the allocator meanwhile: no one else releases them (they left
+            // `parked` above), so the only effect of the gap is a later reuse.
+            self.lock().mutator.unhold_blocks(&free);
+        }
     }
 }
 
@@ -413,9 +433,9 @@ mod tests {
 
         // A read took its plan (the victim's blocks) and is reading the device.
         let ticket = {
-            let mut st = fs.shared.lock();
+            let st = fs.shared.lock();
             let running = st.running;
-            st.reads.begin(running)
+            fs.shared.reads().begin(running)
         };
         fs.truncate("/victim", 0).unwrap();
         fs.fsync("/victim").unwrap();

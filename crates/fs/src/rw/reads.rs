@@ -9,6 +9,12 @@
 //! its plan in a transaction at or before `T` (the kernel pins the page instead; our reads
 //! hold no page of a freed block, so the rule is kept by the allocator).
 //!
+//! # Locking
+//! The set has a mutex of its own (`RwShared::reads`), taken after the state lock when both
+//! are held: a read begins under the state lock (in the same hold as its plan, so its start
+//! transaction is the one its map belongs to) and a commit parks under it, but a read ends
+//! with this mutex alone, and takes the state lock only to release blocks it held back.
+//!
 //! # Invariants
 //! - A read that took its plan while transaction `s` was running is in `by_start[s]` until it
 //!   ends; it can only be reading blocks freed in a transaction `>= s` (a block freed before

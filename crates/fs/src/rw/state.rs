@@ -30,7 +30,6 @@ use aios_journal::runtime::{Journal, Replayed};
 
 use super::fetch::{Fetched, HomeLog, MemoryBlocks};
 use super::published::{Published, SIZE_UNKNOWN};
-use super::reads::ReadsInFlight;
 use super::unhomed::Unhomed;
 use super::view::FileView;
 use super::{RwCtx, RwError, RwShared, RwStats};
@@ -90,8 +89,6 @@ pub(super) struct State {
     /// The blocks that left `unhomed` lately: what an operation's blocks fetched outside the
     /// lock are checked against (`fetch`).
     pub(super) home_log: HomeLog,
-    /// Reads of file data with device I/O in flight, and the freed blocks they hold back.
-    pub(super) reads: ReadsInFlight,
     /// Per inode, the epoch of its data in the page cache's keys (0 if never changed while
     /// mounted): bumped by every operation that changes its data, size, block map or
     /// existence (`note`), so pages cached before a change are never found after it
@@ -174,7 +171,6 @@ impl State {
             datasync_wanted: BTreeSet::new(),
             unhomed: BTreeMap::new(),
             home_log: HomeLog::default(),
-            reads: ReadsInFlight::default(),
             cache_epoch: HashMap::new(),
             published: HashMap::new(),
             views: HashMap::new(),

@@ -374,7 +374,7 @@ impl<D: Device> RwShared<D> {
                 st.stats.journal_blocks += c.journal_blocks;
                 st.stats.add_times(&c);
                 st.mutator.release_blocks(&sealed.revoked);
-                if st.reads.park_if_read(tid, &sealed.revoked) {
+                if self.reads().park_if_read(tid, &sealed.revoked) {
                     st.mutator.hold_blocks(&sealed.revoked);
                 }
                 if c.checkpointed {
