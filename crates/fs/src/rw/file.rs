@@ -56,9 +56,9 @@ impl Default for OpenOptions {
 pub struct RwFile {
     ino: u32,
     append: bool,
-    path: Box<[u8]>,
+    pub(super) path: Box<[u8]>,
     /// The inode's size and cache epoch, for reads without the state lock.
-    published: Arc<Published>,
+    pub(super) published: Arc<Published>,
     /// Sequential-access detection for readahead, kept across this handle's reads.
     pub(super) seq: SeqState,
 }
@@ -179,8 +179,9 @@ impl<D: Device> RwShared<D> {
 
     /// Reads from `file` (see [`RwShared::read`]). When every page is cached in the file's
     /// published epoch the read takes no mount-wide lock: one snapshot of the published size
-    /// and epoch, then the page cache's shard locks (`published`); otherwise it plans under
-    /// the state lock.
+    /// and epoch, then the page cache's shard locks (`published`). A miss takes none either
+    /// while the file has no page newer in memory (`RwShared::read_unlocked`); otherwise it
+    /// plans under the state lock.
     pub fn read_at(
         &self,
         ctx: &mut RwCtx<D>,
@@ -190,6 +191,9 @@ impl<D: Device> RwShared<D> {
     ) -> Result<usize, RwError> {
         if let Some(n) = self.read_cached(file, offset_bytes, out) {
             return Ok(n);
+        }
+        if let Some(read) = self.read_unlocked(ctx, file, offset_bytes, out) {
+            return read;
         }
         self.read_ino(
             ctx,

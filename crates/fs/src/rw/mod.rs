@@ -37,7 +37,11 @@
 //!   checkpoints take the journal out of the state and write unlocked (`sync`).
 //! - A read of file data holds the state lock only to plan (memory); its device reads run
 //!   without it, consecutive blocks in one request (`read`). A read by handle whose pages are
-//!   all cached in the file's published epoch takes no mount-wide lock at all (`published`).
+//!   all cached in the file's published epoch takes no mount-wide lock at all (`published`),
+//!   nor does a miss by handle of a file with no page newer in memory (its clean view,
+//!   `view`): it registers as in flight under the reads mutex and checks the epoch again.
+//! - A sync waits for another's commit by spinning only while a CPU is spare beside the reads
+//!   in flight (`sync::cpu_spare`), else it sleeps at once and leads without batching.
 //! - Once a commit or data sync fails (the journal aborts) or a transaction cannot be built,
 //!   the mount is read-only: every later operation and sync fails with
 //!   [`RwError::ReadOnly`] naming the first failure — no data is reported durable after a
@@ -262,6 +266,13 @@ pub struct RwShared<D: Device> {
     /// (`reads`). A lock of its own, taken after the state lock when both are held, so a read
     /// ends without the state lock (unless it releases parked blocks).
     reads: Mutex<reads::ReadsInFlight>,
+    /// `State::running`, readable without the state lock (a read by handle that takes no
+    /// lock registers with it: `file`).
+    running_now: std::sync::atomic::AtomicU64,
+    /// Threads inside a read that misses right now (`Busy`), against the CPUs this process may
+    /// use: a sync waiting by spinning pays only while a CPU is spare (`sync::cpu_spare`).
+    busy_threads: std::sync::atomic::AtomicUsize,
+    cpus: usize,
     /// Test-only: run once right after an operation's blocks were fetched outside the lock,
     /// before it takes the lock again (`fetch`), to stage a race there.
     #[cfg(test)]
@@ -327,6 +338,9 @@ impl<D: Device> RwShared<D> {
             flusher_kick: Arc::new(flusher::Kick::default()),
             log_blocks,
             reads: Mutex::new(reads::ReadsInFlight::default()),
+            running_now: std::sync::atomic::AtomicU64::new(1),
+            busy_threads: std::sync::atomic::AtomicUsize::new(0),
+            cpus: std::thread::available_parallelism().map_or(1, |n| n.get()),
             #[cfg(test)]
             after_fetch: Mutex::new(None),
         }

@@ -11,6 +11,9 @@
 //!   readers of one file on many cores share its cache line.
 //! - [`SIZE_UNKNOWN`] is published when the size could not be read (the inode was freed): a
 //!   reader that sees it takes the locked path.
+//! - Beside them, behind a mutex of this file's own, the file's last clean view
+//!   (`view::FileView`): a miss uses it only if its epoch is the one snapshot, so a miss of a
+//!   clean file plans without the state lock too (`read::read_unlocked`).
 //!
 //! # Why a hit in the published epoch is never stale
 //! A page is cached in epoch `e` only when it was read from home by a read planned in `e` and
@@ -20,6 +23,9 @@
 //! change that returned before the read began.
 
 use std::sync::atomic::{fence, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+use super::view::FileView;
 
 /// Published when the size is not known: readers take the locked path.
 pub(super) const SIZE_UNKNOWN: u64 = u64::MAX;
@@ -30,6 +36,9 @@ pub(super) struct Published {
     seq: AtomicU64,
     size_bytes: AtomicU64,
     epoch: AtomicU64,
+    /// The file's last clean view (`view`), for misses planned without the state lock; a
+    /// reader uses it only if its epoch is the published one. A lock of this file's own.
+    clean_view: Mutex<Option<Arc<FileView>>>,
 }
 
 impl Published {
@@ -38,7 +47,22 @@ impl Published {
             seq: AtomicU64::new(0),
             size_bytes: AtomicU64::new(size_bytes),
             epoch: AtomicU64::new(epoch),
+            clean_view: Mutex::new(None),
         }
+    }
+
+    /// Offers `view` (clean) to readers. Called under the state lock.
+    pub(super) fn set_clean_view(&self, view: Arc<FileView>) {
+        debug_assert!(view.clean);
+        *self.clean_view.lock().unwrap_or_else(|p| p.into_inner()) = Some(view);
+    }
+
+    /// The last clean view, if any (check its epoch against [`Published::snapshot`]).
+    pub(super) fn clean_view(&self) -> Option<Arc<FileView>> {
+        self.clean_view
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
     }
 
     /// Publishes a new size and epoch. Callers hold the state lock (one writer at a time).

@@ -53,11 +53,14 @@
 //! Reads by path have no history and never read ahead.
 
 use std::ops::Range;
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, MutexGuard};
 
 use aios_device::{Device, BLOCK_SIZE, SEGMENTS_MAX};
 use aios_ext4::Location;
 
+use super::file::RwFile;
+use super::published::SIZE_UNKNOWN;
 use super::reads::{ReadTicket, ReadsInFlight};
 use super::state::State;
 use super::view::FileView;
@@ -118,6 +121,7 @@ impl<D: Device> RwShared<D> {
         offset_bytes: u64,
         out: &mut [u8],
     ) -> Result<usize, RwError> {
+        let _busy = self.busy();
         let (plan, _in_flight) = {
             // A read by handle of an unchanged open file reuses its view: no inode decode, no
             // extent-tree walk under the lock.
@@ -142,17 +146,29 @@ impl<D: Device> RwShared<D> {
             })?;
             let view = match (cached, loaded) {
                 (_, Err(cause)) => return Err(op_error(path, cause)),
-                (Some(view), _) => view,
+                (Some(view), _) if view.clean => view,
+                (Some(view), _) => {
+                    // Its bytes in memory may have gone home since: look again.
+                    let clean = is_clean(&st, &view.map);
+                    let view = Arc::new(FileView {
+                        epoch: view.epoch,
+                        inode: view.inode.clone(),
+                        map: Arc::clone(&view.map),
+                        clean,
+                    });
+                    keep_view(&mut st, &view);
+                    view
+                }
                 (None, Ok(Some((inode, map)))) => {
                     let ino = inode.ino;
+                    let clean = is_clean(&st, &map);
                     let view = Arc::new(FileView {
                         epoch: st.cache_epoch.get(&ino).copied().unwrap_or(0),
                         inode,
                         map: Arc::new(map),
+                        clean,
                     });
-                    if st.open_count.contains_key(&ino) {
-                        st.views.insert(ino, Arc::clone(&view));
-                    }
+                    keep_view(&mut st, &view);
                     view
                 }
                 (None, Ok(None)) => unreachable!("a load without a cached view returns one"),
@@ -255,6 +271,68 @@ impl<D: Device> Drop for InFlight<'_, D> {
 }
 
 impl<D: Device> RwShared<D> {
+    /// A read by handle planned without the state lock: when the file's published epoch has
+    /// a clean view (no page newer in memory), every page comes from the cache or home, so
+    /// the read registers as in flight, checks that the epoch is still the published one,
+    /// and reads through the cache. `None`: the locked path must plan it.
+    ///
+    /// Registering before the check is what keeps freed blocks safe: a truncate or unlink
+    /// that frees a block of this map publishes a new epoch before its transaction can
+    /// commit; if the check did not see that epoch, the commit comes after the registration
+    /// (both under the reads mutex) and parks the blocks until this read ends.
+    pub(super) fn read_unlocked(
+        &self,
+        ctx: &mut RwCtx<D>,
+        file: &RwFile,
+        offset_bytes: u64,
+        out: &mut [u8],
+    ) -> Option<Result<usize, RwError>> {
+        let snapshot = file.published.snapshot();
+        let (size_bytes, epoch) = snapshot;
+        if size_bytes == SIZE_UNKNOWN {
+            return None;
+        }
+        let view = file
+            .published
+            .clean_view()
+            .filter(|v| v.clean && v.epoch == epoch && v.inode.size_bytes == size_bytes)?;
+        if offset_bytes >= size_bytes || out.is_empty() {
+            return Some(Ok(0));
+        }
+        let _busy = self.busy();
+        let running = self.running_now.load(Ordering::Acquire);
+        let _in_flight = InFlight {
+            shared: self,
+            ticket: Some(self.reads().begin(running)),
+        };
+        if file.published.snapshot() != snapshot {
+            return None;
+        }
+        let f = File::with_map(view.inode.clone(), Arc::clone(&view.map), epoch);
+        f.seq.next_offset_bytes.store(
+            file.seq.next_offset_bytes.load(Ordering::Relaxed),
+            Ordering::Relaxed,
+        );
+        f.seq.frontier_page.store(
+            file.seq.frontier_page.load(Ordering::Relaxed),
+            Ordering::Relaxed,
+        );
+        let read = self
+            .fs
+            .read(&mut ctx.io, &f, offset_bytes, out)
+            .map_err(|cause| op_error(&file.path, cause));
+        if let Ok(n) = read {
+            file.seq
+                .next_offset_bytes
+                .store(offset_bytes + n as u64, Ordering::Relaxed);
+            file.seq.frontier_page.store(
+                f.seq.frontier_page.load(Ordering::Relaxed),
+                Ordering::Relaxed,
+            );
+        }
+        Some(read)
+    }
+
     /// The reads in flight. Lock order: the state lock first, when both are held.
     pub(super) fn reads(&self) -> MutexGuard<'_, ReadsInFlight> {
         self.reads
@@ -270,6 +348,29 @@ impl<D: Device> RwShared<D> {
             // Still held in the allocator meanwhile: no one else releases them (they left
             // `parked` above), so the only effect of the gap is a later reuse.
             self.lock().mutator.unhold_blocks(&free);
+        }
+    }
+}
+
+/// True if no block `map` names has newer bytes in memory.
+fn is_clean(st: &State, map: &ExtentMap) -> bool {
+    map.mappings().iter().all(|m| {
+        let end = m.physical_block + u64::from(m.len_blocks);
+        st.first_in_memory(m.physical_block..end).is_none()
+    })
+}
+
+/// Keeps `view` for the next reads if its inode is open, and offers it to reads without the
+/// state lock if it is clean.
+fn keep_view(st: &mut State, view: &Arc<FileView>) {
+    let ino = view.inode.ino;
+    if !st.open_count.contains_key(&ino) {
+        return;
+    }
+    st.views.insert(ino, Arc::clone(view));
+    if view.clean {
+        if let Some(published) = st.published.get(&ino) {
+            published.set_clean_view(Arc::clone(view));
         }
     }
 }
@@ -419,6 +520,52 @@ mod tests {
             .iter()
             .flat_map(|e| e.start_block..e.start_block + u64::from(e.len_blocks))
             .collect()
+    }
+
+    #[test]
+    fn a_miss_by_handle_of_a_clean_file_takes_no_state_lock() {
+        let Some(mut fs) = mount() else { return };
+        let data: Vec<u8> = (0..64 * 4096).map(|i| (i / 4096) as u8).collect();
+        fs.create("/clean", 0o644).unwrap();
+        fs.write("/clean", 0, &data).unwrap();
+        fs.fsync("/clean").unwrap();
+        let shared = std::sync::Arc::clone(&fs.shared);
+        let mut ctx = shared.ctx().unwrap();
+        let file = shared
+            .open(&mut ctx, "/clean", crate::OpenOptions::default())
+            .unwrap();
+        let mut page = vec![0u8; 4096];
+        // The first read plans under the lock and offers the file's clean view.
+        shared.read_at(&mut ctx, &file, 0, &mut page).unwrap();
+        let (done, finished) = std::sync::mpsc::channel();
+        let held = shared.lock();
+        std::thread::scope(|s| {
+            s.spawn(|| {
+                let mut ctx = shared.ctx().unwrap();
+                let mut page = vec![0u8; 4096];
+                // Page 40 is not cached: a miss, read while another thread holds the lock.
+                let n = shared
+                    .read_at(&mut ctx, &file, 40 * 4096, &mut page)
+                    .unwrap();
+                done.send((n, page[0])).unwrap();
+            });
+            let got = finished.recv_timeout(std::time::Duration::from_secs(30));
+            drop(held);
+            assert_eq!(
+                got.ok(),
+                Some((4096, 40)),
+                "the miss waited for the state lock"
+            );
+        });
+        // A write moves the epoch on: the next miss plans under the lock again and sees it.
+        shared
+            .write(&mut ctx, "/clean", 50 * 4096, &[0xee; 4096])
+            .unwrap();
+        shared
+            .read_at(&mut ctx, &file, 50 * 4096, &mut page)
+            .unwrap();
+        assert!(page.iter().all(|&b| b == 0xee));
+        shared.close(&mut ctx, file).unwrap();
     }
 
     #[test]

@@ -4,6 +4,9 @@
 //! inode's data, size, block map or existence moves its epoch on (`State::note`), so a view of
 //! the current epoch is still the truth and the next read reuses it.
 //!
+//! A clean view of the published epoch lets a read by handle plan without the state lock
+//! at all (`file`): the open file publishes it next to its size and epoch (`published`).
+//!
 //! # Invariants
 //! - `State::views` holds views of open inodes only; the last close drops the inode's.
 //! - A view is used only while its epoch is the inode's current one (`State::view`).
@@ -20,4 +23,9 @@ pub(super) struct FileView {
     pub(super) epoch: u64,
     pub(super) inode: Inode,
     pub(super) map: Arc<ExtentMap>,
+    /// When the view was taken, no block the map names had newer bytes in memory (dirty, or
+    /// not yet home): every page of the file reads from home or the cache. Bytes enter memory
+    /// only by a write, which moves the epoch on; they leave it without one, so a view that
+    /// is not clean is checked again by the next read that plans under the lock.
+    pub(super) clean: bool,
 }
