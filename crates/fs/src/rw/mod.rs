@@ -41,7 +41,8 @@
 //!   nor does a miss by handle of a file with no page newer in memory (its clean view,
 //!   `view`): it registers as in flight under the reads mutex and checks the epoch again.
 //! - A sync waits for another's commit by spinning only while a CPU is spare beside the reads
-//!   in flight (`sync::cpu_spare`), else it sleeps at once and leads without batching.
+//!   in flight that hold one (a synchronous device's or polled ones: `sync::cpu_spare`), else
+//!   it sleeps at once and leads without batching.
 //! - Once a commit or data sync fails (the journal aborts) or a transaction cannot be built,
 //!   the mount is read-only: every later operation and sync fails with
 //!   [`RwError::ReadOnly`] naming the first failure — no data is reported durable after a
@@ -273,6 +274,10 @@ pub struct RwShared<D: Device> {
     /// use: a sync waiting by spinning pays only while a CPU is spare (`sync::cpu_spare`).
     busy_threads: std::sync::atomic::AtomicUsize,
     cpus: usize,
+    /// A read's device wait takes its CPU: the device completes inside `submit` (a
+    /// synchronous backend) or completions are polled. Otherwise the reader sleeps while the
+    /// device works and is not counted busy.
+    reads_take_cpu: bool,
     /// Test-only: run once right after an operation's blocks were fetched outside the lock,
     /// before it takes the lock again (`fetch`), to stage a race there.
     #[cfg(test)]
@@ -324,6 +329,8 @@ impl<D: Device> RwShared<D> {
         let arena_share = fs.device.arena().len_bytes() / aios_device::BLOCK_SIZE / 8;
         let log_quarter = usize::try_from(log_blocks / 4).unwrap_or(usize::MAX);
         let cache_pages = fs.cache.max_pages();
+        let reads_take_cpu = fs.device.info().completes_in_submit
+            || options.mount.completion == aios_device::CompletionMode::Poll;
         RwShared {
             fs,
             options,
@@ -341,6 +348,7 @@ impl<D: Device> RwShared<D> {
             running_now: std::sync::atomic::AtomicU64::new(1),
             busy_threads: std::sync::atomic::AtomicUsize::new(0),
             cpus: std::thread::available_parallelism().map_or(1, |n| n.get()),
+            reads_take_cpu,
             #[cfg(test)]
             after_fetch: Mutex::new(None),
         }

@@ -253,11 +253,14 @@ impl<D: Device> RwShared<D> {
         self.changed.notify_all();
     }
 
-    /// Counts the calling thread busy (a read that misses: on a synchronous device, CPU work
-    /// from start to end) until the guard drops.
-    pub(super) fn busy(&self) -> Busy<'_> {
+    /// Counts the calling thread busy until the guard drops: a read that misses, when its
+    /// device wait takes the CPU (a synchronous device, or polled completions).
+    pub(super) fn busy(&self) -> Option<Busy<'_>> {
+        if !self.reads_take_cpu {
+            return None;
+        }
         self.busy_threads.fetch_add(1, Ordering::Relaxed);
-        Busy(&self.busy_threads)
+        Some(Busy(&self.busy_threads))
     }
 
     /// True if a CPU is left for a spinning waiter besides the one the commit it waits for
