@@ -11,6 +11,8 @@
 //! | [`read`] | `aios bench read`: file reads in the vanilla and AIOS orders next to the kernel's buffered and O_DIRECT reads |
 //! | [`fsync`] | `aios bench fsync`: durable writes in both commit orders next to the kernel's ext4 |
 //! | [`mixed`] | `aios bench mixed`: readers beside appenders on one read-write mount, each alone and next to the kernel's ext4 |
+//! | [`write`](mod@write) | `aios bench write`: buffered sequential write throughput (one fsync at the end) next to the kernel's ext4 |
+//! | `target` | the write benchmarks' targets: aios's device and the kernel's mount of the same image (host, zram, emu), the root-only set-ups |
 //! | [`case`], [`runner`] | the case matrix; threads behind a barrier, interleaved repetitions |
 //! | [`report`] | tables and `--json` records |
 //! | [`scratch`] | scratch images of real data for raw targets |
@@ -28,6 +30,8 @@ pub mod read;
 pub mod report;
 pub mod runner;
 pub mod scratch;
+pub(crate) mod target;
+pub mod write;
 
 /// Checks the arguments every benchmark shares: I/O sizes (multiples of 4096 up to 128 KiB) and a
 /// positive number of repetitions and seconds.

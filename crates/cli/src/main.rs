@@ -405,6 +405,10 @@ enum BenchCommand {
     /// Readers of a cold file beside appenders (write + fsync) on one read-write mount, each
     /// alone and mixed, next to the kernel's ext4 on the same device path.
     Mixed(aios_bench::mixed::MixedArgs),
+    /// Buffered sequential write throughput: one new file written in --bs writes, one fsync at
+    /// the end; aios sync/async through its read-write mount next to the kernel's ext4 on the
+    /// same device path (MiB/s, ratio to the kernel).
+    Write(aios_bench::write::WriteArgs),
 }
 
 fn main() -> std::process::ExitCode {
@@ -471,6 +475,7 @@ fn run(cli: Cli) -> Result<()> {
             Some(BenchCommand::Read(args)) => aios_bench::read::run(args).map(drop),
             Some(BenchCommand::Fsync(args)) => aios_bench::fsync::run(args).map(drop),
             Some(BenchCommand::Mixed(args)) => aios_bench::mixed::run(args).map(drop),
+            Some(BenchCommand::Write(args)) => aios_bench::write::run(args).map(drop),
         },
     }
 }

@@ -358,3 +358,51 @@ fn bench_fsync_writes_one_record_per_stack_mode_and_workload() {
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(stdout.contains("journal blocks/commit"), "{stdout}");
 }
+
+#[test]
+fn bench_write_prints_the_rows_and_writes_the_ratios() {
+    if !have_mke2fs() {
+        eprintln!("SKIPPED bench_write test: mke2fs is missing (apt-get install e2fsprogs)");
+        return;
+    }
+    let dir = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
+    let json = dir.path().join("write.json");
+    let out = aios()
+        .current_dir(dir.path())
+        .args([
+            "bench",
+            "write",
+            "--target",
+            "emu:ull",
+            "--file-size",
+            "2M",
+            "--reps",
+            "1",
+            "--json",
+        ])
+        .arg(&json)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let value: serde_json::Value = serde_json::from_slice(&std::fs::read(&json).unwrap()).unwrap();
+    let modes: Vec<_> = value["records"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| (r["device"].clone(), r["mode"].clone()))
+        .collect();
+    assert_eq!(
+        modes,
+        vec![
+            ("emu:ull".into(), "sync".into()),
+            ("emu:ull".into(), "async".into())
+        ]
+    );
+    assert!(value["targets"][0]["async_vs_sync"].is_f64(), "{value}");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains("seq_write_vs_kernel"), "{stdout}");
+}

@@ -5,7 +5,8 @@
 //! `--threads`, `/append.T` (empty) and `/overwrite.T` (`--file-size` bytes, written once); the
 //! kernel gets the same files in `--dir` on the host's file system, in a loop-mounted copy of the
 //! image (host) or in the image on `/dev/zram0` (zram). All are made afresh by every invocation;
-//! `target.rs` tabulates the targets, `mounts.rs` the root-only kernel set-ups and their clean-up.
+//! `target.rs` tabulates the targets; the devices and the root-only kernel set-ups (and their
+//! clean-up) are the shared `crate::target`.
 //!
 //! # Stacks
 //! - aios `sync` (vanilla commit order) and `async` (AIOS order): one [`aios_fs::RwFs::write`]
@@ -44,11 +45,10 @@
 //! [`aios_journal::runtime::CommitTimes`] per commit. `--svg DIR` draws `fsync-breakdown.svg`:
 //! those stages in us per durable write, stacked, with the kernel's mean beside.
 
-pub(crate) mod mounts;
 mod runs;
 mod summary;
 mod svg;
-pub(crate) mod target;
+mod target;
 
 use crate::device::progress_bar;
 use crate::read::TargetSpec;
@@ -57,7 +57,6 @@ use crate::runner::{Run, Sample};
 use aios_fs::RwStats;
 use aios_journal::runtime::CommitOrder;
 use aios_spec::size::{parse_size, show_size};
-use aios_spec::OpenDevice;
 use anyhow::{bail, Context, Result};
 use runs::*;
 use std::path::PathBuf;
@@ -321,7 +320,7 @@ pub fn run(args: FsyncArgs) -> Result<Vec<Record>> {
         .zip(&samples)
         .map(|(case, s)| {
             let shape = Shape {
-                device: setup.targets[case.target].label.clone(),
+                device: setup.targets[case.target].label().to_string(),
                 stack: case.stack.stack_name(),
                 mode: case.stack.mode_name(case.workload).to_string(),
                 workload: case.workload.name(),
@@ -393,10 +392,7 @@ fn matrix(args: &FsyncArgs, targets: &[Target]) -> Vec<FsyncCase> {
 fn describe(setup: &Setup, case: &FsyncCase) -> String {
     format!(
         "{} {} {} {} bs={} threads={}",
-        setup
-            .targets
-            .get(case.target)
-            .map_or("?", |t| t.label.as_str()),
+        setup.targets.get(case.target).map_or("?", |t| t.label()),
         case.stack.stack_name(),
         case.stack.mode_name(case.workload),
         case.workload.name(),

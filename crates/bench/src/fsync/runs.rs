@@ -8,6 +8,7 @@
 
 use super::*;
 use crate::runner::{new_histogram, run_threads};
+use crate::target::{pattern, DeviceRun};
 use aios_device::{CompletionMode, Device};
 use aios_fs::{MountOptions, RwFs, RwOptions};
 use hdrhistogram::Histogram;
@@ -25,33 +26,24 @@ pub(super) fn run_case(setup: &Setup, case: &FsyncCase, run: Run) -> Result<RunO
                     completion: if polled {
                         CompletionMode::Poll
                     } else {
-                        target.completion
+                        target.devices.completion
                     },
                     ..MountOptions::default()
                 },
                 order,
                 ..RwOptions::default()
             };
-            let device = target.take()?;
-            let (result, device) =
-                match device {
-                    OpenDevice::Uring(d) => run_aios(d, options, case, setup, run)
-                        .map(|(r, d)| (r, OpenDevice::Uring(d))),
-                    OpenDevice::Emu(d) => {
-                        run_aios(d, options, case, setup, run).map(|(r, d)| (r, OpenDevice::Emu(d)))
-                    }
-                    OpenDevice::Psync(d) => run_aios(d, options, case, setup, run)
-                        .map(|(r, d)| (r, OpenDevice::Psync(d))),
-                    OpenDevice::Null(d) => run_aios(d, options, case, setup, run)
-                        .map(|(r, d)| (r, OpenDevice::Null(d))),
-                }?;
-            target.put_back(device);
-            result
+            target.devices.run(AiosRun {
+                options,
+                case,
+                setup,
+                run,
+            })?
         }
         FsyncStack::Kernel | FsyncStack::KernelImg => {
             let dir = target
                 .dir_of(case.stack)
-                .with_context(|| format!("no kernel files on {}", target.label))?;
+                .with_context(|| format!("no kernel files on {}", target.label()))?;
             run_kernel(dir, setup, case, run)
         }
     }
@@ -157,6 +149,22 @@ fn measure(
     })
 }
 
+/// One aios run of a case, on whichever device its target holds.
+struct AiosRun<'a> {
+    options: RwOptions,
+    case: &'a FsyncCase,
+    setup: &'a Setup,
+    run: Run,
+}
+
+impl DeviceRun for AiosRun<'_> {
+    type Out = Result<RunOut>;
+
+    fn run<D: Device + 'static>(self, device: D) -> Result<(Result<RunOut>, D)> {
+        run_aios(device, self.options, self.case, self.setup, self.run)
+    }
+}
+
 /// One aios run on `device`: mount, measure, unmount. Once mounted, the device comes back with
 /// the run's first error if any; a failed mount loses it (`mount` takes it by value) and is the
 /// outer error.
@@ -173,7 +181,7 @@ fn run_aios<D: Device + 'static>(
     run: Run,
 ) -> Result<(Result<RunOut>, D)> {
     let fs = RwFs::mount(device, options).context("mount read-write")?;
-    let data = target::pattern(case.bs as usize);
+    let data = pattern(case.bs as usize);
     let shared = fs.shared();
     let result = (|| -> Result<RunOut> {
         let before = shared.stats();
@@ -234,7 +242,7 @@ fn run_aios<D: Device + 'static>(
 /// writes it with `pwrite` + `fsync`/`fdatasync` in the shared window.
 pub(super) fn run_kernel(dir: &Path, setup: &Setup, case: &FsyncCase, run: Run) -> Result<RunOut> {
     let what = case.stack.mode_name(case.workload);
-    let data = target::pattern(case.bs as usize);
+    let data = pattern(case.bs as usize);
     let sample = run_threads(case.threads, run, |t, ready| {
         let path = dir.join(case.workload.file_name(t));
         let file = std::fs::OpenOptions::new()

@@ -10,9 +10,9 @@
 use super::phase::{append_loop, read_loop, run_phase, Role, ThreadOut};
 use super::target::APPEND_BYTES_MAX;
 use super::*;
+use crate::target::DeviceRun;
 use aios_device::Device;
 use aios_fs::{MountOptions, OpenOptions, RwFs, RwOptions};
-use aios_spec::OpenDevice;
 use std::cell::RefCell;
 
 /// Runs `phase` on `target`'s device in `order`; the device goes back to the target unless
@@ -27,29 +27,34 @@ pub(super) fn run_case(
     let options = RwOptions {
         mount: MountOptions {
             read_mode: order.read_mode(),
-            completion: target.completion,
+            completion: target.devices.completion,
             ..MountOptions::default()
         },
         order: order.commit(),
         ..RwOptions::default()
     };
-    let file_size = setup.file_size;
-    let (result, device) = match target.take()? {
-        OpenDevice::Uring(d) => {
-            run_mount(d, options, file_size, phase, run).map(|(r, d)| (r, OpenDevice::Uring(d)))
-        }
-        OpenDevice::Emu(d) => {
-            run_mount(d, options, file_size, phase, run).map(|(r, d)| (r, OpenDevice::Emu(d)))
-        }
-        OpenDevice::Psync(d) => {
-            run_mount(d, options, file_size, phase, run).map(|(r, d)| (r, OpenDevice::Psync(d)))
-        }
-        OpenDevice::Null(d) => {
-            run_mount(d, options, file_size, phase, run).map(|(r, d)| (r, OpenDevice::Null(d)))
-        }
-    }?;
-    target.put_back(device);
-    result
+    target.devices.run(PhaseRun {
+        options,
+        file_size: setup.file_size,
+        phase,
+        run,
+    })?
+}
+
+/// One phase on whichever device the target holds.
+struct PhaseRun {
+    options: RwOptions,
+    file_size: u64,
+    phase: Phase,
+    run: Run,
+}
+
+impl DeviceRun for PhaseRun {
+    type Out = Result<PhaseOut>;
+
+    fn run<D: Device + 'static>(self, device: D) -> Result<(Result<PhaseOut>, D)> {
+        run_mount(device, self.options, self.file_size, self.phase, self.run)
+    }
 }
 
 /// Mount, run the phase, unmount. Once mounted, the device comes back with the phase's first

@@ -323,9 +323,10 @@ fn run_case(setup: &Setup, case: &MixedCase, run: Run) -> Result<PhaseOut> {
         MixedStack::Aios(order) => aios::run_case(setup, target, order, case.phase, run),
         MixedStack::Kernel => {
             let dir = target
+                .devices
                 .kernel_dir
                 .as_deref()
-                .with_context(|| format!("no kernel mount on {}", target.label))?;
+                .with_context(|| format!("no kernel mount on {}", target.label()))?;
             kernel::run_case(dir, setup.file_size, case.phase, run)
         }
     }
@@ -336,7 +337,7 @@ fn matrix(args: &MixedArgs, targets: &[Target]) -> Vec<MixedCase> {
     let mut cases = Vec::new();
     for (t, target) in targets.iter().enumerate() {
         let mut stacks: Vec<MixedStack> = args.order.iter().map(|&o| MixedStack::Aios(o)).collect();
-        if target.kernel_dir.is_some() {
+        if target.devices.kernel_dir.is_some() {
             stacks.push(MixedStack::Kernel);
         }
         for &stack in &stacks {
@@ -360,7 +361,7 @@ fn records_of(setup: &Setup, cases: &[MixedCase], runs: &[CaseRuns]) -> Vec<Reco
             continue;
         };
         let shape = |workload, threads| Shape {
-            device: target.label.clone(),
+            device: target.label().to_string(),
             stack: case.stack.stack_name(),
             mode: case.stack.mode_name().to_string(),
             workload,
@@ -398,10 +399,7 @@ fn records_of(setup: &Setup, cases: &[MixedCase], runs: &[CaseRuns]) -> Vec<Reco
 fn describe(setup: &Setup, case: &MixedCase) -> String {
     format!(
         "{} {} {} readers={} appenders={}",
-        setup
-            .targets
-            .get(case.target)
-            .map_or("?", |t| t.label.as_str()),
+        setup.targets.get(case.target).map_or("?", |t| t.label()),
         case.stack.stack_name(),
         case.stack.mode_name(),
         case.phase.readers(),

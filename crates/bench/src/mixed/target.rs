@@ -1,10 +1,11 @@
 //! `aios bench mixed` set-up and targets: the image, and per target the device aios mounts,
-//! the thread counts, and the kernel's mount of the same image.
+//! the thread counts, and the kernel's mount of the same image (opened by the shared
+//! `crate::target`).
 //!
 //! | target | aios reads and writes the image through | threads | the kernel runs on |
 //! | --- | --- | --- | --- |
-//! | `host` | io_uring, O_DIRECT on the image file, sleeping for completions | 2 + 2 | a copy of the image loop-mounted with direct I/O ([`LoopMount`], root) |
-//! | `zram` | pread/pwrite on its own zram device holding the image | 2 + 2 | the image on `/dev/zram0` ([`ZramPair`], root, zram0 unused) |
+//! | `host` | io_uring, O_DIRECT on the image file, sleeping for completions | 2 + 2 | a copy of the image loop-mounted with direct I/O (root) |
+//! | `zram` | pread/pwrite on its own zram device holding the image | 2 + 2 | the image on `/dev/zram0` (root, zram0 unused) |
 //! | `emu:PRESET` | the emulated NVMe device, the image in RAM, spinning for completions | 1 + 1 | nothing |
 //!
 //! The image is made and filled once per invocation, through a read-write mount (psync on
@@ -15,21 +16,12 @@
 
 use super::summary::TargetShape;
 use super::*;
-use crate::fsync::mounts::{need_root, LoopMount, ZramPair};
-use crate::fsync::target::write_every_block;
-use aios_device::{CompletionMode, Device, TargetOptions};
-use aios_device_emu::{DiskImage, EmuConfig, EmuDevice};
-use aios_device_psync::{PsyncConfig, PsyncDevice};
-use aios_device_uring::{UringConfig, UringDevice};
-use aios_fs::mkfs::make_ext4;
+use crate::target::{fresh_image, with_rw, write_every_block, TargetDevices};
+use aios_device::Device;
+use aios_device_emu::EmuConfig;
 use aios_fs::{RwFs, RwOptions};
-use aios_spec::OpenDevice;
 use rand::{rngs::SmallRng, RngCore, SeedableRng};
 use std::path::Path;
-use std::sync::Mutex;
-
-/// Arena of every aios device: page cache (16 MiB by default), pools, commits' copies.
-pub(super) const ARENA_BYTES: usize = 64 << 20;
 
 /// An appended file is emptied when it would pass this size.
 pub(super) const APPEND_BYTES_MAX: u64 = 64 << 20;
@@ -56,45 +48,25 @@ impl Setup {
 
 /// A prepared target.
 pub(super) struct Target {
-    /// The device column of the tables.
-    pub label: String,
+    /// The device aios mounts and the kernel's mount of the image, if it has one here
+    /// (`crate::target`).
+    pub devices: TargetDevices,
     /// Reader and appender threads of its phases.
     pub readers: usize,
     pub appenders: usize,
-    /// Where the kernel's mount of the image is, if it has one here.
-    pub kernel_dir: Option<PathBuf>,
     /// The emulated device's modelled time of one 4 KiB read.
     pub device_read_ns: Option<u64>,
-    /// How aios's queues complete here.
-    pub completion: CompletionMode,
-    /// The device aios mounts, kept between phases (`None` while a phase has it, or after a
-    /// failed mount lost it).
-    device: Mutex<Option<OpenDevice>>,
-    /// Undo the kernel's mounts and devices when dropped, after `device` is closed (fields drop
-    /// in declaration order).
-    _zram: Option<ZramPair>,
-    _loop: Option<LoopMount>,
 }
 
 impl Target {
-    /// Takes the device for a phase; give it back with [`Target::put_back`].
-    pub fn take(&self) -> Result<OpenDevice> {
-        self.device
-            .lock()
-            .map_err(|_| anyhow::anyhow!("device lock"))?
-            .take()
-            .with_context(|| format!("the device of {} was lost by an earlier run", self.label))
-    }
-
-    pub fn put_back(&self, device: OpenDevice) {
-        if let Ok(mut slot) = self.device.lock() {
-            *slot = Some(device);
-        }
+    /// The device column of the tables.
+    pub fn label(&self) -> &str {
+        &self.devices.label
     }
 
     pub fn shape(&self) -> TargetShape {
         TargetShape {
-            device: self.label.clone(),
+            device: self.label().to_string(),
             readers: self.readers,
             appenders: self.appenders,
         }
@@ -103,15 +75,10 @@ impl Target {
     #[cfg(test)]
     pub fn for_test(label: &str, readers: usize, appenders: usize, kernel: bool) -> Target {
         Target {
-            label: label.into(),
+            devices: TargetDevices::for_test(label, kernel),
             readers,
             appenders,
-            kernel_dir: kernel.then(|| PathBuf::from("/nonexistent")),
             device_read_ns: None,
-            completion: CompletionMode::Interrupt,
-            device: Mutex::new(None),
-            _zram: None,
-            _loop: None,
         }
     }
 }
@@ -132,20 +99,26 @@ pub(super) fn prepare(args: &MixedArgs) -> Result<Setup> {
         args.image.display(),
         show_size(args.file_size)
     );
-    if args.image.exists() {
-        std::fs::remove_file(&args.image)
-            .with_context(|| format!("remove {}", args.image.display()))?;
-    }
-    make_ext4(&args.image, size, None)?;
+    fresh_image(&args.image, size)?;
     populate(&args.image, args.file_size)?;
     write_every_block(&args.image)?;
     let mut targets = Vec::new();
     for spec in &args.target {
         let target = match spec {
-            TargetSpec::Host => host_target(&args.image)?,
+            TargetSpec::Host => Target {
+                devices: TargetDevices::host(&args.image, "the kernel on the host disk")?,
+                readers: 2,
+                appenders: 2,
+                device_read_ns: None,
+            },
             TargetSpec::Emu(preset) => emu_target(&args.image, preset)?,
-            TargetSpec::Zram => match zram_target(&args.image) {
-                Ok(target) => target,
+            TargetSpec::Zram => match TargetDevices::zram(&args.image) {
+                Ok(devices) => Target {
+                    devices,
+                    readers: 2,
+                    appenders: 2,
+                    device_read_ns: None,
+                },
                 Err(why) => {
                     eprintln!("aios: skipping target zram: {why:#}");
                     continue;
@@ -163,90 +136,17 @@ pub(super) fn prepare(args: &MixedArgs) -> Result<Setup> {
     })
 }
 
-/// aios on the image file; the kernel, as root, on a loop-mounted copy of it.
-fn host_target(image: &Path) -> Result<Target> {
-    let copy = image.with_extension("kernel.img");
-    let kernel = (|| -> Result<LoopMount> {
-        need_root("to attach a loop device and mount it")?;
-        eprintln!(
-            "aios: copying {} to {} for the kernel",
-            image.display(),
-            copy.display()
-        );
-        std::fs::copy(image, &copy).with_context(|| format!("copy to {}", copy.display()))?;
-        write_every_block(&copy)?;
-        LoopMount::new(&copy)
-    })();
-    let kernel = match kernel {
-        Ok(mount) => Some(mount),
-        Err(why) => {
-            eprintln!("aios: skipping the kernel on the host disk: {why:#}");
-            None
-        }
-    };
-    let config = UringConfig {
-        arena_bytes: ARENA_BYTES,
-        ..UringConfig::default()
-    };
-    let device =
-        UringDevice::open(image, config).with_context(|| format!("open {}", image.display()))?;
-    Ok(Target {
-        label: "host disk".into(),
-        readers: 2,
-        appenders: 2,
-        kernel_dir: kernel.as_ref().map(|m| m.dir().to_path_buf()),
-        device_read_ns: None,
-        completion: CompletionMode::Interrupt,
-        device: Mutex::new(Some(OpenDevice::Uring(device))),
-        _zram: None,
-        _loop: kernel,
-    })
-}
-
-/// aios through pread/pwrite on its own zram copy of the image; the kernel on zram0's.
-fn zram_target(image: &Path) -> Result<Target> {
-    let zram = ZramPair::new(image)?;
-    let config = PsyncConfig {
-        arena_bytes: ARENA_BYTES,
-        target: TargetOptions::default(),
-    };
-    let path = zram.aios_device();
-    let device =
-        PsyncDevice::open(&path, config).with_context(|| format!("open {}", path.display()))?;
-    Ok(Target {
-        label: "zram".into(),
-        readers: 2,
-        appenders: 2,
-        kernel_dir: Some(zram.kernel_dir().to_path_buf()),
-        device_read_ns: None,
-        // pread is synchronous: the completion mode changes nothing.
-        completion: CompletionMode::Interrupt,
-        device: Mutex::new(Some(OpenDevice::Psync(device))),
-        _zram: Some(zram),
-        _loop: None,
-    })
-}
-
-/// The emulated device with the image loaded; aios only.
+/// The emulated device with the image loaded, 1 + 1 threads; aios only.
 fn emu_target(image: &Path, preset: &str) -> Result<Target> {
-    eprintln!("aios: loading {} into the emulated device", image.display());
-    let disk =
-        DiskImage::load(image).with_context(|| format!("load {} into RAM", image.display()))?;
-    let mut config = EmuConfig::parse(preset).map_err(|e| anyhow::anyhow!("{e}"))?;
-    config.arena_bytes = ARENA_BYTES;
+    let config = EmuConfig::parse(preset).map_err(|e| anyhow::anyhow!("{e}"))?;
     let device_read_ns = config
         .latency
         .idle_latency_ns(aios_device::Op::Read, IO_BYTES);
     Ok(Target {
-        label: format!("emu:{preset}"),
+        devices: TargetDevices::emu(image, preset, false)?,
         readers: 1,
         appenders: 1,
-        kernel_dir: None,
         device_read_ns: Some(device_read_ns),
-        completion: CompletionMode::Poll,
-        device: Mutex::new(Some(OpenDevice::Emu(EmuDevice::with_image(config, disk)?))),
-        _zram: None,
-        _loop: None,
     })
 }
 
@@ -254,24 +154,11 @@ fn emu_target(image: &Path, preset: &str) -> Result<Target> {
 /// read-write mount of the image (psync, exclusive, no periodic commit: the fill commits at the
 /// transaction's limits and at its fsync); fsynced, checkpointed, unmounted clean.
 fn populate(image: &Path, file_size: u64) -> Result<()> {
-    let config = PsyncConfig {
-        arena_bytes: ARENA_BYTES,
-        target: TargetOptions {
-            read_only: false,
-            exclusive: true,
-        },
-    };
-    let device =
-        PsyncDevice::open(image, config).with_context(|| format!("open {}", image.display()))?;
     let options = RwOptions {
         commit_interval: None,
         ..RwOptions::default()
     };
-    let mut fs = RwFs::mount(device, options).context("mount read-write")?;
-    let result = fill(&mut fs, file_size);
-    let (_device, unmounted) = fs.unmount();
-    result
-        .and(unmounted.context("unmount"))
+    with_rw(image, options, |fs| fill(fs, file_size))
         .with_context(|| format!("populate {}", image.display()))
 }
 

@@ -1,7 +1,8 @@
-//! `aios bench fsync` kernel stacks that need root: zram devices holding copies of the image,
-//! loop devices, and the kernel's ext4 mounts of them. Every piece is a guard that undoes itself
-//! when dropped (unmount, detach, reset), on success, on error and on unwinding; a guard is made
-//! only once the thing it undoes is ours, so a device found busy is never reset.
+//! The kernel stacks of the write benchmarks that need root: zram devices holding copies of
+//! the image, loop devices, and the kernel's ext4 mounts of them. Every piece is a guard that
+//! undoes itself when dropped (unmount, detach, reset), on success, on error and on unwinding;
+//! a guard is made only once the thing it undoes is ours, so a device found busy is never
+//! reset.
 //!
 //! # zram: one device per stack
 //! The kernel mounts `/dev/zram0` (journaled ext4, default `data=ordered`) for the whole
@@ -13,10 +14,11 @@
 //! Both devices hold the same bytes at the start and live in RAM: the copies cost 2x the image.
 //!
 //! # loop: the journaled kernel on the host disk
-//! The host root's ext4 has no journal, so the plain kernel rows time an unjournaled ext4. A
-//! copy of the image file is attached with `losetup --direct-io=on` (the loop driver writes the
-//! file with O_DIRECT and turns flushes into fsyncs of it, as aios's device does) and mounted
-//! `-o data=ordered`: the kernel's journaled stack on the same device path as aios.
+//! The host root's ext4 has no journal (`aios bench fsync`'s plain kernel rows time an
+//! unjournaled ext4). A copy of the image file is attached with `losetup --direct-io=on` (the
+//! loop driver writes the file with O_DIRECT and turns flushes into fsyncs of it, as aios's
+//! device does) and mounted `-o data=ordered`: the kernel's journaled stack on the same device
+//! path as aios.
 
 use anyhow::{bail, Context, Result};
 use std::path::{Path, PathBuf};
