@@ -15,13 +15,18 @@
 //!
 //! It is also the safe owner of I/O memory: the [`Buf`]s of a request live in its slot from
 //! `stage` until [`BlockQueue::finish`] hands them back, which is exactly the ownership
-//! [`aios_device::Queue::push`] requires.
+//! [`aios_device::Queue::push`] requires. A write may instead name [`SharedBuf`]s
+//! ([`BlockQueue::stage_shared_write`]): the slot keeps an owner of each until `finish`, so
+//! their pages cannot go back to the arena while the device reads them.
 //!
 //! Life of a request: `stage` (Free -> InFlight) -> `submit` -> `wait` (InFlight -> Done, tag
 //! appears in [`BlockQueue::pop_done`]) -> `finish` (Done -> Free, buffers and result returned).
 
+use std::sync::Arc;
+
 use aios_device::{
-    Buf, Completion, Device, DeviceError, Io, Op, Queue, QueueConfig, Segment, Tag, SEGMENTS_MAX,
+    Buf, Completion, Device, DeviceError, Io, Op, Queue, QueueConfig, Segment, SharedBuf, Tag,
+    SEGMENTS_MAX,
 };
 use arrayvec::ArrayVec;
 
@@ -46,6 +51,8 @@ pub struct Request {
     op: Op,
     offset_bytes: u64,
     bufs: Bufs,
+    /// A write's shared buffers (then `bufs` is empty), kept until `finish`.
+    shared: ArrayVec<Arc<SharedBuf>, SEGMENTS_MAX>,
     segments: ArrayVec<Segment, SEGMENTS_MAX>,
     result: Result<u32, DeviceError>,
 }
@@ -57,6 +64,7 @@ impl Request {
             op: Op::Flush,
             offset_bytes: 0,
             bufs: ArrayVec::new(),
+            shared: ArrayVec::new(),
             segments: ArrayVec::new(),
             result: Ok(0),
         }
@@ -98,7 +106,7 @@ pub struct Finished {
 /// # Invariants
 /// - `free` holds exactly the tags of `Free` slots; `done` exactly those of `Done` slots.
 /// - A slot is `InFlight` iff the device queue holds its command, and then its `segments` name
-///   exactly the pages of its `bufs`.
+///   exactly the pages of its `bufs`, or of its `shared` buffers (a write).
 pub struct BlockQueue<Q: Queue> {
     queue: Q,
     requests: Box<[Request]>,
@@ -211,6 +219,74 @@ impl<Q: Queue> BlockQueue<Q> {
         }
     }
 
+    /// Takes a free request and stages a write of `pages` to `offset_bytes` (in order), like
+    /// [`stage`](Self::stage) but from frozen buffers others may share: the request keeps an
+    /// owner of each until [`finish`](Self::finish) (which hands back no buffers). On refusal
+    /// nothing is staged.
+    pub fn stage_shared_write<I>(
+        &mut self,
+        fua: bool,
+        offset_bytes: u64,
+        pages: I,
+    ) -> Result<Tag, DeviceError>
+    where
+        I: IntoIterator<Item = Arc<SharedBuf>>,
+    {
+        let op = Op::Write { fua };
+        let Some(tag) = self.free.pop() else {
+            let depth = self.depth();
+            return Err(DeviceError::BadTag {
+                tag: depth,
+                depth,
+                reason: "unavailable: every request is busy",
+            });
+        };
+        let req = &mut self.requests[usize::from(tag)];
+        debug_assert!(req.state == State::Free && req.bufs.is_empty() && req.shared.is_empty());
+        req.op = op;
+        req.offset_bytes = offset_bytes;
+        req.segments.clear();
+        let mut pages = pages.into_iter();
+        for page in pages.by_ref() {
+            if req.shared.is_full() {
+                let len_bytes = req.shared.iter().map(|b| b.len() as u64).sum::<u64>()
+                    + page.len() as u64
+                    + pages.map(|b| b.len() as u64).sum::<u64>();
+                let segments = SEGMENTS_MAX + 1;
+                req.shared.clear();
+                self.free.push(tag);
+                return Err(DeviceError::TooLarge {
+                    op,
+                    len_bytes,
+                    segments,
+                });
+            }
+            req.segments.push(page.segment());
+            req.shared.push(page);
+        }
+        let io = Io {
+            op,
+            offset_bytes,
+            segments: &req.segments,
+        };
+        // SAFETY: the segments name exactly the pages of `req.shared`, owners of which stay in
+        // this slot until `finish`, so the pages are not returned to the arena while the device
+        // reads them; a `SharedBuf` is never written, and a write only reads its memory (the
+        // relaxation of `Queue::push` for writes).
+        match unsafe { self.queue.push(tag, &io) } {
+            Ok(()) => {
+                req.state = State::InFlight;
+                self.stats.staged += 1;
+                Ok(tag)
+            }
+            Err(error) => {
+                req.shared.clear();
+                self.free.push(tag);
+                Err(error)
+            }
+        }
+    }
+
     /// Starts every staged request with at most one kernel entry.
     pub fn submit(&mut self) -> Result<usize, DeviceError> {
         let n = self.queue.submit()?;
@@ -265,6 +341,7 @@ impl<Q: Queue> BlockQueue<Q> {
         req.state = State::Free;
         let result = std::mem::replace(&mut req.result, Ok(0));
         let bufs = std::mem::take(&mut req.bufs);
+        req.shared.clear();
         let finished = Finished {
             tag,
             op: req.op,
@@ -310,6 +387,21 @@ impl<Q: Queue> BlockQueue<Q> {
 
     pub fn device_queue(&self) -> &Q {
         &self.queue
+    }
+}
+
+impl<Q: Queue> Drop for BlockQueue<Q> {
+    /// A request still in flight (the device queue failed, or an owner left early) keeps its
+    /// memory: owned buffers are simply not returned, and shared ones are leaked here, so their
+    /// pages never go back to the arena while a device may still read them.
+    fn drop(&mut self) {
+        for req in self.requests.iter_mut() {
+            if req.state == State::InFlight {
+                for page in req.shared.drain(..) {
+                    std::mem::forget(page);
+                }
+            }
+        }
     }
 }
 

@@ -165,3 +165,63 @@ fn data_round_trips_through_a_real_backend() {
     assert!(bytes[..4096].iter().all(|&b| b == 1) && bytes[8192..].iter().all(|&b| b == 3));
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+#[test]
+fn a_shared_write_keeps_its_pages_until_finish_and_lands_in_order() {
+    let dir = std::env::temp_dir().join(format!("aios-block-shared-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("disk.img");
+    std::fs::File::create(&path)
+        .unwrap()
+        .set_len(1 << 20)
+        .unwrap();
+    let config = aios_device_psync::PsyncConfig {
+        arena_bytes: 1 << 20,
+        ..Default::default()
+    };
+    let dev = aios_device_psync::PsyncDevice::open(&path, config).unwrap();
+    let arena = dev.arena().clone();
+    let mut q = BlockQueue::open(&dev, QueueConfig::default()).unwrap();
+    let pages: Vec<Arc<SharedBuf>> = (0..2u8)
+        .map(|i| {
+            let mut buf = arena.alloc(1).unwrap();
+            arena.bytes_mut(&mut buf).fill(i + 5);
+            Arc::new(SharedBuf::new(&arena, buf))
+        })
+        .collect();
+    let free_before = arena.free_pages();
+    // The second page first: segments go in the order given.
+    let tag = q
+        .stage_shared_write(false, 8192, [pages[1].clone(), pages[0].clone()])
+        .unwrap();
+    assert_eq!(Arc::strong_count(&pages[0]), 2, "the request owns one");
+    // Readers may look while the write is in flight.
+    assert!(pages[0].bytes().iter().all(|&b| b == 5));
+    q.submit().unwrap();
+    while q.pop_done() != Some(tag) {
+        q.wait(1).unwrap();
+    }
+    let done = q.finish(tag);
+    assert_eq!(done.result, Ok(2 * 4096));
+    assert!(done.bufs.is_empty());
+    assert_eq!(Arc::strong_count(&pages[0]), 1, "finish let go of it");
+    drop(pages);
+    assert_eq!(arena.free_pages(), free_before + 2);
+    let done = q.run(Op::Read, 8192, [arena.alloc(2).unwrap()]).unwrap();
+    let bytes = arena.bytes(&done.bufs[0]);
+    assert!(bytes[..4096].iter().all(|&b| b == 6) && bytes[4096..].iter().all(|&b| b == 5));
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn a_shared_write_over_the_segment_limit_is_refused_whole() {
+    let (dev, mut q) = null_queue(2);
+    let arena = dev.arena().clone();
+    let pages: Vec<Arc<SharedBuf>> = (0..=SEGMENTS_MAX)
+        .map(|_| Arc::new(SharedBuf::new(&arena, arena.alloc(1).unwrap())))
+        .collect();
+    let err = q.stage_shared_write(false, 0, pages.iter().cloned());
+    assert!(matches!(err, Err(DeviceError::TooLarge { .. })), "{err:?}");
+    assert_eq!(q.busy(), 0);
+    assert!(pages.iter().all(|p| Arc::strong_count(p) == 1));
+}

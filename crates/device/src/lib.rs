@@ -30,7 +30,9 @@
 //! handle to pages of the arena: the caller owns it while idle; while a command naming it is in
 //! flight the device owns that memory. [`Queue::push`] is `unsafe` because it cannot enforce that
 //! hand-over itself; the block layer (`aios-block`) is the safe owner that keeps `Buf`s inside its
-//! request slots until completion.
+//! request slots until completion. A write only *reads* its memory, so a filled buffer may be
+//! frozen into a [`SharedBuf`]: readers and any number of write commands share it meanwhile,
+//! and its pages go back to the arena when the last owner drops it.
 //!
 //! ## Queues and threads
 //! A [`Device`] is shared by threads; each thread opens its own [`Queue`] (one io_uring per thread,
@@ -44,6 +46,7 @@ pub mod error;
 pub mod fault;
 pub mod null;
 pub mod op;
+pub mod shared;
 pub mod spin;
 pub mod target;
 
@@ -53,6 +56,7 @@ pub use error::DeviceError;
 pub use fault::{FaultInjector, FaultPlan, FaultRule, OpFilter, Persistence, Trigger};
 pub use null::NullDevice;
 pub use op::{Op, Segment, Tag};
+pub use shared::SharedBuf;
 pub use spin::PoliteSpin;
 pub use target::{open_target, Target, TargetOptions};
 
@@ -119,7 +123,9 @@ pub trait Queue {
     /// On `Ok`, the arena memory named by `io.segments` belongs to the device until the completion
     /// carrying `tag` has been returned by [`reap`](Queue::reap): the caller must not read or write
     /// it, nor let any other command name it, before then. (The block layer guarantees this by
-    /// keeping the owning [`Buf`]s in the request slot.)
+    /// keeping the owning [`Buf`]s in the request slot.) The one relaxation: the device only
+    /// reads the memory of an [`Op::Write`], so that memory may meanwhile be read by the caller
+    /// and named by other writes, as long as no one writes it (a [`SharedBuf`]).
     unsafe fn push(&mut self, tag: Tag, io: &Io<'_>) -> Result<(), DeviceError>;
 
     /// Starts every staged command. Returns how many were started.

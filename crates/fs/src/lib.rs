@@ -47,6 +47,7 @@
 //! | `htree` | `dx_root`/`dx_node` recognition and `dx_tail` checksums |
 //! | `namei` | path lookup and symlinks |
 //! | `cache_id` | `CacheId`: an inode and the epoch of its data, the page cache's key |
+//! | [`data_page`] | [`DataPage`]: a data block's newest 4 KiB while only in memory, shared, never changed |
 //! | `file` | [`File`] and `read_at` (plain, uncached) |
 //! | `dst` | `Dst`: the caller's buffer of one cached read, filled page by page |
 //! | `cached_read` | [`Fs::read`]: hits, holes, miss runs |
@@ -59,10 +60,11 @@
 //! | [`mkfs`] | [`mkfs::make_ext4`]: `mke2fs` with exactly the features this crate mounts |
 //!
 //! The read-write mount ([`rw`]) reads file data through the same [`Fs::read`] path and page
-//! cache, over its own view of each file (`rw/read.rs`). Not here yet: dirty data in the page
-//! cache (buffered writes still keep their blocks in the mutator), a cache hit without the
-//! state lock for reads by path (reads by handle have one and read ahead), block-mapped
-//! (non-extent) files, extended attributes.
+//! cache, over its own view of each file (`rw/read.rs`). Its buffered writes keep their blocks
+//! as [`DataPage`]s in the device's arena, written to the device without a copy. Not here yet:
+//! written pages in the page cache's index (a write bumps its inode's cache epoch instead), a
+//! cache hit without the state lock for reads by path (reads by handle have one and read
+//! ahead), block-mapped (non-extent) files, extended attributes.
 
 #![cfg_attr(
     not(test),
@@ -77,6 +79,7 @@
 pub mod breakdown;
 mod cache_id;
 mod cached_read;
+pub mod data_page;
 mod dir;
 mod dst;
 pub mod error;
@@ -96,6 +99,7 @@ pub mod rw;
 pub mod write;
 
 pub use breakdown::{Breakdown, Stage};
+pub use data_page::DataPage;
 pub use dir::DirEntry;
 pub use error::FsError;
 pub use extent_map::{ExtentMap, Mapping};

@@ -112,8 +112,8 @@ fn mount(path: &Path) -> Fs<PsyncDevice> {
 /// Writes `changes` home: data blocks, then metadata blocks.
 fn write_home(path: &Path, changes: &Changes) {
     let f = std::fs::OpenOptions::new().write(true).open(path).unwrap();
-    for (block, bytes) in &changes.data_blocks {
-        f.write_all_at(bytes, block * 4096).unwrap();
+    for (block, page) in &changes.data_blocks {
+        f.write_all_at(page.bytes(), block * 4096).unwrap();
     }
     for (block, bytes) in &changes.meta_blocks {
         f.write_all_at(bytes, block * 4096).unwrap();

@@ -27,10 +27,10 @@ fn run_workload(order: CommitOrder, seed: u64, count: usize, min_checkpoints: us
     for (i, tx) in txs.iter().enumerate() {
         let before = dev.log().unwrap().commands().len() as u64;
         let out = commit(&mut j, &mut q, &dev, tx);
-        if let Ok(c) = &out.result {
+        if let Ok(c) = &out {
             checkpoints += usize::from(c.checkpointed);
         }
-        free_data(&dev, out).unwrap_or_else(|e| panic!("tx {i}: {e}"));
+        out.map(drop).unwrap_or_else(|e| panic!("tx {i}: {e}"));
         let after = dev.log().unwrap().commands().len() as u64;
         match dev.log().unwrap().command(after) {
             Some(LoggedCommand::Write { fua: true, .. }) => {}

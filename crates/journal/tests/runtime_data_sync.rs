@@ -5,7 +5,9 @@
 
 mod rt;
 
-use aios_device::{Device, FaultPlan, OpFilter};
+use std::sync::Arc;
+
+use aios_device::{Device, FaultPlan, OpFilter, SharedBuf};
 use aios_journal::runtime::{sync_data, DataWrite};
 use rt::*;
 
@@ -23,20 +25,21 @@ fn data_sync(blocks: &[u64]) -> u64 {
                 .copy_from_slice(&tagged(1, b));
             DataWrite {
                 offset_bytes: b * BLOCK as u64,
-                buf,
+                pages: vec![Arc::new(SharedBuf::new(dev.arena(), buf))],
             }
         })
         .collect();
     // Never fires: only counts the flushes.
     dev.faults()
         .arm(FaultPlan::nth(u64::MAX, OpFilter::Flushes));
-    let out = sync_data(&mut q, dev.arena(), data);
+    let out = sync_data(&mut q, dev.arena(), &data);
     let flushes = dev.faults().counts().first().copied().unwrap_or(0);
     dev.faults().disarm();
-    for d in out.data {
-        dev.arena().free(d.buf);
-    }
-    let committed = out.result.expect("the data sync succeeds");
+    assert!(
+        data.iter().all(|d| Arc::strong_count(&d.pages[0]) == 1),
+        "the sync let go of every page"
+    );
+    let committed = out.expect("the data sync succeeds");
     assert_eq!((committed.sequence, committed.journal_blocks), (0, 0));
     assert!(
         dev.crash_candidates().is_empty(),
@@ -69,16 +72,11 @@ fn a_failed_write_fails_the_sync() {
         .copy_from_slice(&tagged(1, DATA.start));
     let data = vec![DataWrite {
         offset_bytes: DATA.start * BLOCK as u64,
-        buf,
+        pages: vec![Arc::new(SharedBuf::new(dev.arena(), buf))],
     }];
     dev.faults().arm(FaultPlan::nth(0, OpFilter::Writes));
-    let out = sync_data(&mut q, dev.arena(), data);
+    let out = sync_data(&mut q, dev.arena(), &data);
     dev.faults().disarm();
-    for d in out.data {
-        dev.arena().free(d.buf);
-    }
-    let err = out
-        .result
-        .expect_err("an EIO on the only write fails the sync");
+    let err = out.expect_err("an EIO on the only write fails the sync");
     assert_eq!(err.device_error().and_then(|e| e.errno()), Some(libc::EIO));
 }

@@ -7,9 +7,10 @@ mod common;
 
 use std::collections::BTreeMap;
 use std::fs::File;
+use std::sync::Arc;
 
 use aios_block::BlockQueue;
-use aios_device::{Device, QueueConfig, TargetOptions};
+use aios_device::{Device, QueueConfig, SharedBuf, TargetOptions};
 use aios_device_psync::{PsyncConfig, PsyncDevice};
 use aios_journal::format::Block;
 use aios_journal::layout::DataBlock;
@@ -93,16 +94,13 @@ fn e2fsck_replays_what_the_runtime_commits_and_so_do_we() {
             Transaction {
                 data: vec![DataWrite {
                     offset_bytes: data_blocks[t] * 4096,
-                    buf,
+                    pages: vec![Arc::new(SharedBuf::new(arena, buf))],
                 }],
                 metadata: &meta,
                 revoked: &revoked,
             },
         );
-        for d in out.data {
-            arena.free(d.buf);
-        }
-        let c = out.result.unwrap();
+        let c = out.unwrap();
         eprintln!("tx {} ({order:?}): {:?}", c.sequence, c.times);
         for (m, c) in meta.iter().zip(&contents) {
             expected.insert(m.fs_block, *c);

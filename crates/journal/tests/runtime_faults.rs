@@ -25,7 +25,7 @@ fn inject(order: CommitOrder, target: Target) {
     let mut j = open(&dev, &mut q, order);
     let txs = workload(11, 6);
     for tx in &txs[..FAILED] {
-        free_data(&dev, commit(&mut j, &mut q, &dev, tx)).unwrap();
+        commit(&mut j, &mut q, &dev, tx).unwrap();
     }
     let tx = &txs[FAILED];
     let writes = tx.data.len() as u64 + 1 + 1; // data, one journal run (no wrap yet), commit
@@ -38,7 +38,7 @@ fn inject(order: CommitOrder, target: Target) {
     dev.faults().arm(plan);
     let out = commit(&mut j, &mut q, &dev, tx);
     dev.faults().disarm();
-    let err = free_data(&dev, out).expect_err("the commit must fail");
+    let err = out.expect_err("the commit must fail");
     let what = err.failed_io();
     let named = matches!(
         (target, what),
@@ -60,7 +60,7 @@ fn inject(order: CommitOrder, target: Target) {
     }
     // Later commits fail, naming the first failure; nothing is written.
     let writes_before = dev.current_image().unwrap().digest();
-    let later = free_data(&dev, commit(&mut j, &mut q, &dev, &txs[FAILED + 1]));
+    let later = commit(&mut j, &mut q, &dev, &txs[FAILED + 1]);
     match later {
         Err(RuntimeError::Aborted { first }) => assert_eq!(first.failed_io(), what),
         other => panic!("{order:?} {target:?}: later commit gave {other:?}"),

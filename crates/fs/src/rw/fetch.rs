@@ -135,7 +135,7 @@ pub(super) struct MemoryBlocks<'a> {
 impl BlockRead for MemoryBlocks<'_> {
     fn read_block(&mut self, block: u64, at: Location) -> Result<Vec<u8>, FsError> {
         if let Some(u) = self.unhomed.get(&block) {
-            return Ok(u.bytes.to_vec());
+            return Ok(u.page.bytes().to_vec());
         }
         if let Some(bytes) = self.fetched.blocks.get(&block) {
             return Ok(bytes.clone());

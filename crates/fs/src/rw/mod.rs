@@ -64,7 +64,7 @@
 //! | `read` | reading file contents through this mount: planned under the lock, the device read without it |
 //! | `reads` | reads in flight, and the freed blocks they keep from reuse |
 //! | `view` | an open file's inode and block map as of one cache epoch, reused by its reads |
-//! | `unhomed` | a data block's newest contents while they are not home |
+//! | `unhomed` | a data block's newest contents while they are not home (the page itself, shared) |
 //! | `published` | an open file's size and cache epoch, for cache hits by handle without the state lock |
 //! | `file` | open files: open, close, I/O and syncs by handle |
 //! | `flusher` | the periodic commit thread |
@@ -99,6 +99,7 @@ use aios_journal::runtime::{CommitOrder, CommitTimes, Committed};
 pub use error::RwError;
 pub use file::{OpenOptions, RwFile};
 
+use crate::data_page::PageSource;
 use crate::{Fs, IoCtx, MountOptions};
 use flusher::Flusher;
 use state::State;
@@ -323,10 +324,15 @@ impl<D: Device> RwShared<D> {
         self.log_blocks
     }
 
-    fn new(fs: Fs<D>, options: RwOptions, state: State, log_blocks: u64) -> Self {
-        // A commit copies its data and journal blocks into arena buffers all at once, next to
-        // the page cache and the thread contexts: each may take an eighth of the arena.
+    fn new(fs: Fs<D>, options: RwOptions, mut state: State, log_blocks: u64) -> Self {
+        // Next to the page cache and the thread contexts, dirty data pages may take an eighth
+        // of the arena (past it they go to the heap and are copied in when written), and a
+        // commit's journal blocks (and copies of heap pages) another.
         let arena_share = fs.device.arena().len_bytes() / aios_device::BLOCK_SIZE / 8;
+        state.mutator.set_page_source(PageSource::arena(
+            Arc::clone(fs.device.arena()),
+            arena_share,
+        ));
         let log_quarter = usize::try_from(log_blocks / 4).unwrap_or(usize::MAX);
         let cache_pages = fs.cache.max_pages();
         let reads_take_cpu = fs.device.info().completes_in_submit

@@ -34,7 +34,7 @@ use super::unhomed::Unhomed;
 use super::view::FileView;
 use super::{RwCtx, RwError, RwShared, RwStats};
 use crate::error::display_path;
-use crate::{BlockRead, FsBlocks, FsError, Mutator};
+use crate::{BlockRead, DataPage, FsBlocks, FsError, Mutator};
 
 /// The state lock, still held, with an attempt's gate value and result (`run_locked`).
 pub(super) type Locked<'a, G, T> = (MutexGuard<'a, State>, G, Result<T, FsError>);
@@ -320,29 +320,22 @@ pub(super) struct Want {
 
 impl State {
     /// Records blocks being taken out of the running transaction by a commit or data sync;
-    /// returns what [`State::homed`] needs when that completes.
-    pub(super) fn unhome(
-        &mut self,
-        blocks: &[(u64, Vec<u8>)],
-        logged_by: Option<u64>,
-    ) -> Vec<(u64, Arc<[u8]>)> {
-        let mut out = Vec::with_capacity(blocks.len());
-        for (block, bytes) in blocks {
-            let bytes: Arc<[u8]> = Arc::from(bytes.as_slice());
-            out.push((*block, Arc::clone(&bytes)));
-            self.unhomed.insert(*block, Unhomed { bytes, logged_by });
+    /// [`State::homed`] takes the same blocks when that completes.
+    pub(super) fn unhome(&mut self, blocks: &[(u64, Arc<DataPage>)], logged_by: Option<u64>) {
+        for (block, page) in blocks {
+            let page = Arc::clone(page);
+            self.unhomed.insert(*block, Unhomed { page, logged_by });
         }
-        out
     }
 
     /// The in-place writes of `blocks` completed (or failed: the mount is then read-only):
     /// reads go home again, unless a later commit took a newer version meanwhile.
-    pub(super) fn homed(&mut self, blocks: &[(u64, Arc<[u8]>)]) {
-        for (block, bytes) in blocks {
+    pub(super) fn homed(&mut self, blocks: &[(u64, Arc<DataPage>)]) {
+        for (block, page) in blocks {
             if self
                 .unhomed
                 .get(block)
-                .is_some_and(|u| u.logged_by.is_none() && Arc::ptr_eq(&u.bytes, bytes))
+                .is_some_and(|u| u.logged_by.is_none() && Arc::ptr_eq(&u.page, page))
             {
                 self.unhomed.remove(block);
                 self.home_log.note(*block);
@@ -386,7 +379,7 @@ impl State {
 
     /// The newest contents of data block `block` if they are not home.
     pub(super) fn unhomed(&self, block: u64) -> Option<&[u8]> {
-        self.unhomed.get(&block).map(|u| &*u.bytes)
+        self.unhomed.get(&block).map(|u| u.page.bytes())
     }
 }
 

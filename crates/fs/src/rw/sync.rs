@@ -382,7 +382,7 @@ impl<D: Device> RwShared<D> {
             st.forget_unhomed(*b);
         }
         let logged_by = (self.options.data == DataMode::Journal).then_some(tid);
-        let in_place = st.unhome(&sealed.changes.data_blocks, logged_by);
+        st.unhome(&sealed.changes.data_blocks, logged_by);
         let Some(mut journal) = st.journal.take() else {
             unreachable!("lead_commit is called only with the journal in the state");
         };
@@ -394,7 +394,7 @@ impl<D: Device> RwShared<D> {
         if out.is_ok() {
             // On failure the blocks stay readable from memory: the mount is read-only, and
             // reads must keep showing what the writes stored.
-            st.homed(&in_place);
+            st.homed(&sealed.changes.data_blocks);
         }
         self.wake_all();
         match out {
@@ -451,19 +451,19 @@ impl<D: Device> RwShared<D> {
         let mut blocks = Vec::with_capacity(taken.len());
         for b in taken {
             // A block truncated away since it was dirtied has nothing left to write.
-            if let Some(bytes) = st.mutator.take_dirty_data(b) {
-                blocks.push((b, bytes));
+            if let Some(page) = st.mutator.take_dirty_data(b) {
+                blocks.push((b, page));
             }
         }
         blocks.sort_unstable_by_key(|(b, _)| *b);
-        let in_place = st.unhome(&blocks, None);
+        st.unhome(&blocks, None);
         st.data_syncing.extend(inodes.iter().copied());
         drop(st);
         let arena = self.fs.device.arena();
         let out = txn::sync_data(&mut ctx.q, arena, &blocks);
         let mut st = self.lock();
         if out.is_ok() {
-            st.homed(&in_place);
+            st.homed(&blocks);
         }
         for i in &inodes {
             st.data_syncing.remove(i);

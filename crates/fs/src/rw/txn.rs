@@ -9,20 +9,23 @@
 //! - Every block freed by the transaction is revoked in it: a block logged by an earlier
 //!   transaction and reused later is never replayed or checkpointed over its new contents.
 //!   Freed blocks are never logged in the same transaction (the mutator forgets them).
-//! - Arena buffers taken for data writes all go back, whatever happens.
+//! - Data pages go to the device as they are (shared, never copied when they live in the
+//!   arena); a page on the heap is copied into an arena buffer that goes back with the write.
+
+use std::sync::Arc;
 
 use aios_block::BlockQueue;
-use aios_device::{Arena, Buf, Queue, BLOCK_SIZE, SEGMENTS_MAX};
+use aios_device::{Arena, Queue, BLOCK_SIZE, SEGMENTS_MAX};
 use aios_journal::format::Block;
 use aios_journal::layout::DataBlock;
 use aios_journal::runtime::{Committed, DataWrite, Journal, RuntimeError, Transaction};
 
 use super::{DataMode, RwError};
 use crate::error::display_path;
-use crate::{BlockRead, Changes, FsError, Mutator};
+use crate::{BlockRead, Changes, DataPage, FsError, Mutator};
 
 /// A block number and its 4 KiB.
-type Block4k = (u64, Vec<u8>);
+type Block4k = (u64, Arc<DataPage>);
 
 /// The running transaction's changes, taken from the mutator.
 pub(super) struct Sealed {
@@ -70,7 +73,7 @@ pub(super) fn seal(m: &mut Mutator, r: &mut dyn BlockRead) -> Result<Sealed, FsE
 pub(super) fn commit<Q: Queue>(
     journal: &mut Journal,
     q: &mut BlockQueue<Q>,
-    arena: &Arena,
+    arena: &Arc<Arena>,
     sealed: &Sealed,
     mode: DataMode,
 ) -> Result<Committed, TxnError> {
@@ -86,7 +89,7 @@ pub(super) fn commit<Q: Queue>(
         .meta_blocks
         .iter()
         .map(|(b, bytes)| (*b, &bytes[..]))
-        .chain(logged_data.iter().map(|(b, bytes)| (*b, bytes.as_slice())));
+        .chain(logged_data.iter().map(|(b, page)| (*b, page.bytes())));
     let mut metadata = Vec::with_capacity(sealed.changes.meta_blocks.len() + logged_data.len());
     for (block, bytes) in meta {
         match <&Block>::try_from(bytes) {
@@ -101,34 +104,28 @@ pub(super) fn commit<Q: Queue>(
     // disjoint (a block is one or the other), so sorting merges the two lists.
     metadata.sort_unstable_by_key(|d| d.fs_block);
     let data = data_writes(arena, in_place).map_err(TxnError::Build)?;
-    let out = journal.commit(
-        q,
-        arena,
-        Transaction {
-            data,
-            metadata: &metadata,
-            revoked: &sealed.revoked,
-        },
-    );
-    for d in out.data {
-        arena.free(d.buf);
-    }
-    out.result.map_err(TxnError::Journal)
+    journal
+        .commit(
+            q,
+            arena,
+            Transaction {
+                data,
+                metadata: &metadata,
+                revoked: &sealed.revoked,
+            },
+        )
+        .map_err(TxnError::Journal)
 }
 
 /// Writes `blocks` in place and flushes ([`aios_journal::runtime::sync_data`]). A failure
 /// makes the caller's mount read-only, which stops every later commit.
 pub(super) fn sync_data<Q: Queue>(
     q: &mut BlockQueue<Q>,
-    arena: &Arena,
-    blocks: &[(u64, Vec<u8>)],
+    arena: &Arc<Arena>,
+    blocks: &[Block4k],
 ) -> Result<Committed, TxnError> {
     let data = data_writes(arena, blocks).map_err(TxnError::Build)?;
-    let out = aios_journal::runtime::sync_data(q, arena, data);
-    for d in out.data {
-        arena.free(d.buf);
-    }
-    out.result.map_err(TxnError::Journal)
+    aios_journal::runtime::sync_data(q, arena, &data).map_err(TxnError::Journal)
 }
 
 fn empty(journal: &Journal) -> Committed {
@@ -143,46 +140,26 @@ fn empty(journal: &Journal) -> Committed {
 }
 
 /// The data blocks as in-place writes: runs of consecutive blocks, at most one request
-/// (32 blocks) each, copied into arena buffers. On failure every buffer taken is freed.
-fn data_writes(arena: &Arena, blocks: &[(u64, Vec<u8>)]) -> Result<Vec<DataWrite>, String> {
+/// (32 blocks) each, naming the pages themselves (a page outside the arena is copied in).
+fn data_writes(arena: &Arc<Arena>, blocks: &[Block4k]) -> Result<Vec<DataWrite>, String> {
     let mut out: Vec<DataWrite> = Vec::new();
-    let free_all = |out: Vec<DataWrite>| {
-        for d in out {
-            arena.free(d.buf);
-        }
-    };
-    let mut rest = blocks;
-    while let Some(&(first, _)) = rest.first() {
-        let mut n = 1;
-        while n < SEGMENTS_MAX && rest.get(n).map(|b| b.0) == first.checked_add(n as u64) {
-            n += 1;
-        }
-        // A fragmented arena may lack a long run: fall back to shorter requests.
-        let mut buf: Buf = loop {
-            match arena.alloc(n as u32) {
-                Ok(b) => break b,
-                Err(_) if n > 1 => n /= 2,
-                Err(e) => {
-                    free_all(out);
-                    return Err(format!("arena for a data block: {e}"));
-                }
+    for (block, page) in blocks {
+        let shared = page
+            .shared(arena)
+            .ok_or_else(|| format!("no arena page to write data block {block} from"))?;
+        let offset_bytes = block * BLOCK_SIZE as u64;
+        match out.last_mut() {
+            Some(run)
+                if run.pages.len() < SEGMENTS_MAX
+                    && run.offset_bytes + run.len_bytes() == offset_bytes =>
+            {
+                run.pages.push(shared);
             }
-        };
-        let (run, tail) = rest.split_at(n.min(rest.len()));
-        let bytes = arena.bytes_mut(&mut buf);
-        for ((block, src), dst) in run.iter().zip(bytes.chunks_exact_mut(BLOCK_SIZE)) {
-            if src.len() != BLOCK_SIZE {
-                arena.free(buf);
-                free_all(out);
-                return Err(format!("data block {block} has {} bytes", src.len()));
-            }
-            dst.copy_from_slice(src);
+            _ => out.push(DataWrite {
+                offset_bytes,
+                pages: vec![shared],
+            }),
         }
-        out.push(DataWrite {
-            offset_bytes: first * BLOCK_SIZE as u64,
-            buf,
-        });
-        rest = tail;
     }
     Ok(out)
 }

@@ -5,10 +5,13 @@
 
 use std::sync::Arc;
 
+use crate::DataPage;
+
 /// See the module documentation.
 #[derive(Debug, Clone)]
 pub(super) struct Unhomed {
-    pub(super) bytes: Arc<[u8]>,
+    /// Shared with the commit or data sync writing it, never copied.
+    pub(super) page: Arc<DataPage>,
     /// The transaction that logged it (`data=journal`: home only after a checkpoint), or
     /// `None`: written in place by the commit or data sync in flight.
     pub(super) logged_by: Option<u64>,

@@ -57,6 +57,7 @@ mod ns;
 mod ops;
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
 
 use aios_device::{Device, BLOCK_SIZE};
 use aios_ext4::format::bitmap::{set_bitmap_csum, BitmapKind};
@@ -68,7 +69,8 @@ pub use meta::{BlockRead, MetaBlocks};
 pub use ns::SetAttr;
 pub use ops::{NewNode, WriteReport};
 
-use crate::{Fs, FsError, IoCtx};
+use crate::data_page::PageSource;
+use crate::{DataPage, Fs, FsError, IoCtx};
 
 /// Reads blocks for a [`Mutator`] through a mounted [`Fs`] and this thread's [`IoCtx`].
 pub struct FsBlocks<'a, D: Device> {
@@ -98,7 +100,7 @@ pub struct Changes {
     /// Metadata blocks, checksums sealed, in block order.
     pub meta_blocks: Vec<(u64, Box<[u8]>)>,
     /// Data blocks (file contents, slow symlink targets), in block order.
-    pub data_blocks: Vec<(u64, Vec<u8>)>,
+    pub data_blocks: Vec<(u64, Arc<DataPage>)>,
 }
 
 /// The write state of one mounted file system (see the module doc).
@@ -125,10 +127,12 @@ pub struct Mutator {
     pub(crate) dirty_inode_bitmaps: BTreeSet<u32>,
     pub(crate) sb_dirty: bool,
     /// Data block writes of the running operation(s); later writes of a block replace earlier.
-    pub(crate) data: BTreeMap<u64, Vec<u8>>,
+    pub(crate) data: BTreeMap<u64, Arc<DataPage>>,
+    /// Where the pages of `data` come from ([`PageSource`]).
+    pub(crate) pages: PageSource,
     pub(crate) next_generation: u32,
     /// While an operation runs under [`Mutator::atomic`]: data blocks' values before it.
-    pub(crate) data_undo: Option<BTreeMap<u64, Option<Vec<u8>>>>,
+    pub(crate) data_undo: Option<BTreeMap<u64, Option<Arc<DataPage>>>>,
     /// Test-only: PLANTED BUG (g) hands out pending-free blocks (`None` outside tests).
     pub(crate) plant: Option<aios_journal::runtime::PlantedBug>,
 }
@@ -166,6 +170,7 @@ impl Mutator {
             dirty_inode_bitmaps: BTreeSet::new(),
             sb_dirty: false,
             data: BTreeMap::new(),
+            pages: PageSource::heap(),
             next_generation: fs.sb.free_inodes_count ^ 0x5A5A_0001,
             data_undo: None,
         }
@@ -219,10 +224,15 @@ impl Mutator {
         out
     }
 
+    /// Makes new data pages from `source` (the read-write mount: its device's arena).
+    pub fn set_page_source(&mut self, source: PageSource) {
+        self.pages = source;
+    }
+
     /// Sets data block `block`'s new contents (recorded for undo).
-    pub(crate) fn put_data(&mut self, block: u64, bytes: Vec<u8>) {
+    pub(crate) fn put_data(&mut self, block: u64, page: Arc<DataPage>) {
         self.save_data(block);
-        self.data.insert(block, bytes);
+        self.data.insert(block, page);
     }
 
     /// Drops a pending write of data block `block` (recorded for undo).
@@ -308,7 +318,7 @@ impl Mutator {
 
     /// The pending (uncommitted) contents of data block `block`, if an operation wrote it.
     pub fn dirty_data(&self, block: u64) -> Option<&[u8]> {
-        self.data.get(&block).map(Vec::as_slice)
+        self.data.get(&block).map(|p| p.bytes())
     }
 
     /// The lowest block in `blocks` with a pending write, if any.
@@ -318,7 +328,7 @@ impl Mutator {
 
     /// Takes data block `block`'s pending write out of the transaction (it is being written
     /// in place by a data-only sync); `None` if there is none.
-    pub fn take_dirty_data(&mut self, block: u64) -> Option<Vec<u8>> {
+    pub fn take_dirty_data(&mut self, block: u64) -> Option<Arc<DataPage>> {
         debug_assert!(self.data_undo.is_none(), "inside an operation");
         self.data.remove(&block)
     }

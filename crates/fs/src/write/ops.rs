@@ -278,11 +278,10 @@ impl Mutator {
         let mut tree = Tree::load(self, r, &inode)?;
         let goal = self.goal_for_inode(ino);
         let (block, _) = self.alloc_blocks(r, goal, 1)?;
-        let mut bytes = vec![0u8; BLOCK_SIZE];
-        if let Some(slot) = bytes.get_mut(..target.len()) {
-            slot.copy_from_slice(target);
-        }
-        self.put_data(block, bytes);
+        let page = self
+            .pages
+            .build(None, 0, target.get(..BLOCK_SIZE).unwrap_or(target));
+        self.put_data(block, page);
         self.map_blocks(r, &mut inode, &mut tree, 0, block, 1)?;
         self.store_inode(r, &inode, true)
     }
@@ -377,24 +376,19 @@ impl Mutator {
             let src = data
                 .get((lo - offset_bytes) as usize..(hi - offset_bytes) as usize)
                 .unwrap_or_default();
-            let mut bytes = if hi - lo == bs {
-                Vec::new()
-            } else if fresh {
-                vec![0u8; BLOCK_SIZE]
+            let at = (lo - block_start) as usize;
+            let page = if hi - lo == bs || fresh {
+                self.pages.build(None, at, src)
             } else {
                 match self.data.get(&physical) {
-                    Some(b) => b.clone(),
-                    None => r.read_block(physical, Location::Inode { ino })?,
+                    Some(old) => self.pages.build(Some(old.bytes()), at, src),
+                    None => {
+                        let old = r.read_block(physical, Location::Inode { ino })?;
+                        self.pages.build(Some(&old), at, src)
+                    }
                 }
             };
-            if bytes.is_empty() {
-                bytes = src.to_vec();
-            } else if let Some(dst) =
-                bytes.get_mut((lo - block_start) as usize..(hi - block_start) as usize)
-            {
-                dst.copy_from_slice(src);
-            }
-            self.put_data(physical, bytes);
+            self.put_data(physical, page);
             report.blocks.push(physical);
         }
         report.remapped |= !converted.is_empty() || end > inode.size_bytes;
@@ -470,14 +464,16 @@ impl Mutator {
                 let logical = (size_bytes / bs) as u32;
                 if let Some(e) = tree.find(logical).filter(|e| !e.unwritten) {
                     let physical = e.start_block + u64::from(logical - e.first_logical_block);
-                    let mut bytes = match self.data.get(&physical) {
-                        Some(b) => b.clone(),
-                        None => r.read_block(physical, Location::Inode { ino })?,
+                    let zeros = [0u8; BLOCK_SIZE];
+                    let tail = zeros.get(within..).unwrap_or_default();
+                    let page = match self.data.get(&physical) {
+                        Some(old) => self.pages.build(Some(old.bytes()), within, tail),
+                        None => {
+                            let old = r.read_block(physical, Location::Inode { ino })?;
+                            self.pages.build(Some(&old), within, tail)
+                        }
                     };
-                    if let Some(tail) = bytes.get_mut(within..) {
-                        tail.fill(0);
-                    }
-                    self.put_data(physical, bytes);
+                    self.put_data(physical, page);
                 }
             }
         }

@@ -19,29 +19,40 @@
 //!   refused command, no arena memory) aborts the journal. A transaction that cannot be laid out
 //!   (a block logged twice, logged and revoked) fails without abort when its data writes
 //!   succeeded: they are written, not committed, as ordered mode allows.
-//! - Every data buffer comes back in [`CommitOutcome::data`], in input order, except after a
-//!   [`RuntimeError::Queue`] failure (then the device keeps the memory of what was in flight).
+//! - Data pages are written from the caller's [`SharedBuf`]s, never copied; each write
+//!   command keeps an owner of its pages until it completes (after a [`RuntimeError::Queue`]
+//!   failure the device keeps those of what was in flight).
 
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use aios_block::BlockQueue;
-use aios_device::{Arena, Buf, Op, Queue, IO_BYTES_MAX, SEGMENTS_MAX};
+use std::sync::Arc;
+
+use aios_device::{Arena, Buf, Queue, SharedBuf, IO_BYTES_MAX, SEGMENTS_MAX};
 
 use super::error::{IoWhat, Phase, RuntimeError};
-use super::io::{home_runs, Batch, Dest, BLOCK_BYTES};
+use super::io::{home_runs, Batch, BLOCK_BYTES};
 use super::journal::{CommitOrder, Journal};
 use super::plant::PlantedBug;
 use super::RtResult;
 use crate::layout::{blocks_needed, layout, DataBlock, JournalWrite, LogPosition};
 use crate::JournalError;
 
-/// An ordered-mode data write: a filled arena buffer and where it goes on the device.
-#[derive(Debug)]
+/// An ordered-mode data write: filled pages, shared with their owner (who may keep reading
+/// them), and where they go on the device, consecutively.
+#[derive(Debug, Clone)]
 pub struct DataWrite {
     /// Device byte offset (a multiple of 4096).
     pub offset_bytes: u64,
-    /// The data; at most 128 KiB.
-    pub buf: Buf,
+    /// The data, in order; at most 32 buffers and 128 KiB.
+    pub pages: Vec<Arc<SharedBuf>>,
+}
+
+impl DataWrite {
+    /// Bytes written.
+    pub fn len_bytes(&self) -> u64 {
+        self.pages.iter().map(|p| p.len() as u64).sum()
+    }
 }
 
 /// One transaction to commit.
@@ -100,15 +111,6 @@ pub struct Committed {
     pub times: CommitTimes,
 }
 
-/// What [`Journal::commit`] returns: the result and the data buffers.
-#[derive(Debug)]
-pub struct CommitOutcome {
-    /// Committed, or why not.
-    pub result: RtResult<Committed>,
-    /// The data writes, buffers back (see the module documentation for the exception).
-    pub data: Vec<DataWrite>,
-}
-
 /// Lap timer over the real clock.
 pub(super) struct Lap(pub(super) Instant);
 
@@ -121,32 +123,16 @@ impl Lap {
     }
 }
 
-/// Stages the in-place data writes, each kept at its index (stops at the first refusal,
-/// which the batch records).
-pub(super) fn stage_data<Q: Queue>(batch: &mut Batch<'_, Q>, data: Vec<DataWrite>) {
-    for (i, d) in data.into_iter().enumerate() {
+/// Stages the in-place data writes (stops at the first refusal, which the batch records).
+pub(super) fn stage_data<Q: Queue>(batch: &mut Batch<'_, Q>, data: &[DataWrite]) {
+    for d in data {
         let what = IoWhat::Data {
             offset_bytes: d.offset_bytes,
         };
-        let op = Op::Write { fua: false };
-        if !batch.stage(op, d.offset_bytes, vec![d.buf], what, Dest::Keep(i)) {
+        if !batch.stage_shared(d.offset_bytes, &d.pages, what) {
             break;
         }
     }
-}
-
-/// The data buffers a finished batch hands back, with their offsets, in input order.
-pub(super) fn returned_data<Q: Queue>(
-    offsets: Vec<u64>,
-    mut batch: Batch<'_, Q>,
-) -> Vec<DataWrite> {
-    let kept = std::mem::take(&mut batch.kept);
-    drop(batch);
-    offsets
-        .into_iter()
-        .zip(kept)
-        .filter_map(|(offset_bytes, buf)| buf.map(|buf| DataWrite { offset_bytes, buf }))
-        .collect()
 }
 
 /// What a successful run leaves for the bookkeeping.
@@ -162,7 +148,7 @@ impl Journal {
         q: &mut BlockQueue<Q>,
         arena: &Arena,
         tx: Transaction<'_>,
-    ) -> CommitOutcome {
+    ) -> RtResult<Committed> {
         let Transaction {
             data,
             metadata,
@@ -172,16 +158,8 @@ impl Journal {
         let phase = Phase::Commit {
             sequence: at.sequence,
         };
-        let refuse = |result: RuntimeError, data| CommitOutcome {
-            result: Err(result),
-            data,
-        };
-        if let Err(e) = self.check_running() {
-            return refuse(e, data);
-        }
-        if let Err(e) = check_data(at.sequence, &data) {
-            return refuse(e, data);
-        }
+        self.check_running()?;
+        check_data(at.sequence, &data)?;
         let needed = blocks_needed(&self.log.format, metadata.len(), revoked.len());
         if needed.saturating_add(1) > self.log_blocks() {
             let e = JournalError::TransactionTooLarge {
@@ -189,28 +167,22 @@ impl Journal {
                 needed_blocks: needed,
                 log_blocks: self.log_blocks(),
             };
-            return refuse(e.into(), data);
+            return Err(e.into());
         }
         if q.busy() != 0 {
             let busy = q.busy();
-            return refuse(RuntimeError::QueueBusy { phase, busy }, data);
+            return Err(RuntimeError::QueueBusy { phase, busy });
         }
 
         let mut times = CommitTimes::default();
         let mut lap = Lap(Instant::now());
         let checkpointed = needed > self.free_blocks();
         if checkpointed {
-            if let Err(e) = self.checkpoint(q, arena) {
-                return refuse(e, data);
-            }
+            self.checkpoint(q, arena)?;
             times.checkpoint_ns = lap.take();
         }
 
-        let offsets: Vec<u64> = data.iter().map(|d| d.offset_bytes).collect();
-        let mut batch = match Batch::new(q, arena, phase, data.len()) {
-            Ok(b) => b,
-            Err(e) => return refuse(e, data),
-        };
+        let mut batch = Batch::new(q, arena, phase, 0)?;
         // PLANTED BUG (f), test-only: the revoke records are left out of the log.
         let logged_revokes = if self.planted(PlantedBug::NoRevoke) {
             &[][..]
@@ -221,13 +193,13 @@ impl Journal {
             &mut batch,
             &mut lap,
             &mut times,
-            data,
+            &data,
             metadata,
             logged_revokes,
         );
         batch.wait_all(); // only waits when a step returned early
-        let data = returned_data(offsets, batch);
-        let result = run.map(|done| {
+        drop(batch);
+        run.map(|done| {
             self.head = done.next;
             self.used_blocks += needed;
             if done.wrote_superblock {
@@ -246,8 +218,7 @@ impl Journal {
                 checkpointed,
                 times,
             }
-        });
-        CommitOutcome { result, data }
+        })
     }
 
     /// The six steps; any error is returned after the journal was aborted where the rules say.
@@ -256,7 +227,7 @@ impl Journal {
         batch: &mut Batch<'_, Q>,
         lap: &mut Lap,
         times: &mut CommitTimes,
-        data: Vec<DataWrite>,
+        data: &[DataWrite],
         metadata: &[DataBlock<'_>],
         revoked: &[u64],
     ) -> RtResult<Done> {
@@ -440,8 +411,10 @@ fn check_data(sequence: u32, data: &[DataWrite]) -> RtResult<()> {
     for (index, d) in data.iter().enumerate() {
         let reason = if d.offset_bytes % BLOCK_BYTES as u64 != 0 {
             Some("offset is not a multiple of 4096")
-        } else if d.buf.len() > IO_BYTES_MAX {
-            Some("larger than one request (128 KiB)")
+        } else if d.len_bytes() > IO_BYTES_MAX as u64 || d.pages.len() > SEGMENTS_MAX {
+            Some("larger than one request (128 KiB, 32 buffers)")
+        } else if d.pages.is_empty() {
+            Some("no pages")
         } else {
             None
         };
@@ -450,7 +423,7 @@ fn check_data(sequence: u32, data: &[DataWrite]) -> RtResult<()> {
                 sequence,
                 index,
                 offset_bytes: d.offset_bytes,
-                len_bytes: d.buf.len() as u64,
+                len_bytes: d.len_bytes(),
                 reason,
             });
         }

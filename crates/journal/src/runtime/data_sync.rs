@@ -15,19 +15,17 @@
 //! - Any failure is returned: the data is not durable. The caller must then stop every later
 //!   commit and sync from reporting it durable (fsyncgate); `aios-fs` makes the mount
 //!   read-only.
-//! - Every buffer comes back in [`CommitOutcome::data`] (input order), except after a
-//!   [`super::RuntimeError::Queue`] failure.
+//! - The pages are written from the caller's shared buffers, never copied.
 
 use std::time::Instant;
 
 use aios_block::BlockQueue;
 use aios_device::{Arena, Queue};
 
-use super::commit::{
-    returned_data, stage_data, CommitOutcome, CommitTimes, Committed, DataWrite, Lap,
-};
+use super::commit::{stage_data, CommitTimes, Committed, DataWrite, Lap};
 use super::error::Phase;
 use super::io::Batch;
+use super::RtResult;
 
 /// Writes `data` in place, waits for it, flushes. See the module documentation. The result's
 /// [`Committed`] has sequence 0 and zero journal blocks; its times fill `submit_ns`, `wait_ns`
@@ -35,21 +33,12 @@ use super::io::Batch;
 pub fn sync_data<Q: Queue>(
     q: &mut BlockQueue<Q>,
     arena: &Arena,
-    data: Vec<DataWrite>,
-) -> CommitOutcome {
+    data: &[DataWrite],
+) -> RtResult<Committed> {
     let phase = Phase::DataSync;
     let mut times = CommitTimes::default();
     let mut lap = Lap(Instant::now());
-    let offsets: Vec<u64> = data.iter().map(|d| d.offset_bytes).collect();
-    let mut batch = match Batch::new(q, arena, phase, data.len()) {
-        Ok(b) => b,
-        Err(e) => {
-            return CommitOutcome {
-                result: Err(e),
-                data,
-            }
-        }
-    };
+    let mut batch = Batch::new(q, arena, phase, 0)?;
     stage_data(&mut batch, data);
     batch.submit();
     times.submit_ns = lap.take();
@@ -62,8 +51,8 @@ pub fn sync_data<Q: Queue>(
         times.flush_ns = lap.take();
         error = batch.take_error();
     }
-    let data = returned_data(offsets, batch);
-    let result = match error {
+    drop(batch);
+    match error {
         Some(e) => Err(e),
         None => Ok(Committed {
             sequence: 0,
@@ -72,6 +61,5 @@ pub fn sync_data<Q: Queue>(
             checkpointed: false,
             times,
         }),
-    };
-    CommitOutcome { result, data }
+    }
 }

@@ -5,12 +5,15 @@
 //! - `slots[tag]` is `Some` exactly while the journal's request with that tag is staged or in
 //!   flight; `outstanding` counts them.
 //! - Every buffer handed to [`Batch::stage`] ends up, exactly once, either in `kept` (the caller
-//!   wants it back: data pages, read buffers) or back in the arena, except when the device queue
-//!   itself fails: then the requests stay with the device and so do their buffers.
+//!   wants it back: read buffers) or back in the arena, except when the device queue itself
+//!   fails: then the requests stay with the device and so do their buffers. Shared pages
+//!   ([`Batch::stage_shared`]: data writes) stay owned by their request until it completes.
 //! - The first failure is kept; later ones are dropped (the first names the cause).
 
 use aios_block::{BlockQueue, Finished};
-use aios_device::{Arena, Buf, Op, Queue};
+use std::sync::Arc;
+
+use aios_device::{Arena, Buf, Op, Queue, SharedBuf};
 
 use super::error::{IoWhat, Phase, RuntimeError};
 
@@ -116,6 +119,43 @@ impl<'a, Q: Queue> Batch<'a, Q> {
                     source: refused.error,
                 });
                 self.give_back(refused.bufs, dest);
+                false
+            }
+        }
+    }
+
+    /// Stages one write of shared pages (a data write), like [`Batch::stage`]; the request
+    /// keeps its owners of the pages until it completes. Returns whether it was staged.
+    pub(crate) fn stage_shared(
+        &mut self,
+        offset_bytes: u64,
+        pages: &[Arc<SharedBuf>],
+        what: IoWhat,
+    ) -> bool {
+        while !self.q.has_free_slot() && !self.queue_failed {
+            self.submit();
+            self.reap(1);
+        }
+        if self.queue_failed {
+            return false;
+        }
+        match self
+            .q
+            .stage_shared_write(false, offset_bytes, pages.iter().cloned())
+        {
+            Ok(tag) => {
+                if let Some(slot) = self.slots.get_mut(usize::from(tag)) {
+                    *slot = Some((what, Dest::Free));
+                }
+                self.outstanding += 1;
+                true
+            }
+            Err(source) => {
+                self.record(RuntimeError::Refused {
+                    phase: self.phase,
+                    what,
+                    source,
+                });
                 false
             }
         }

@@ -46,7 +46,7 @@ mod plant;
 mod recover;
 
 pub use checkpoint::Checkpointed;
-pub use commit::{CommitOutcome, CommitTimes, Committed, DataWrite, Transaction};
+pub use commit::{CommitTimes, Committed, DataWrite, Transaction};
 pub use data_sync::sync_data;
 pub use error::{IoWhat, Phase, RuntimeError};
 pub use extents::{JournalExtent, JournalExtents};

@@ -5,15 +5,16 @@
 #![allow(dead_code)]
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
 
 use aios_block::BlockQueue;
-use aios_device::{Device, QueueConfig};
+use aios_device::{Device, QueueConfig, SharedBuf};
 use aios_device_emu::{DiskImage, EmuConfig, EmuDevice, EmuQueue};
 use aios_journal::format::Block;
 use aios_journal::layout::DataBlock;
 use aios_journal::runtime::{
-    recover, CommitOrder, CommitOutcome, DataWrite, Journal, JournalExtent, JournalExtents,
-    JournalOptions, Replayed, Transaction,
+    recover, CommitOrder, Committed, DataWrite, Journal, JournalExtent, JournalExtents,
+    JournalOptions, Replayed, RuntimeError, Transaction,
 };
 
 pub const BLOCK: usize = 4096;
@@ -150,13 +151,14 @@ pub fn workload(seed: u64, count: usize) -> Vec<Tx> {
     txs
 }
 
-/// Commits `tx` (data buffers filled from the arena).
+/// Commits `tx` (data pages filled from the arena, shared with the commit), and checks the
+/// commit let go of every page.
 pub fn commit(
     j: &mut Journal,
     q: &mut BlockQueue<EmuQueue>,
     dev: &EmuDevice,
     tx: &Tx,
-) -> CommitOutcome {
+) -> Result<Committed, RuntimeError> {
     let arena = dev.arena();
     let data: Vec<DataWrite> = tx
         .data
@@ -166,7 +168,7 @@ pub fn commit(
             arena.bytes_mut(&mut buf).copy_from_slice(c);
             DataWrite {
                 offset_bytes: b * BLOCK as u64,
-                buf,
+                pages: vec![Arc::new(SharedBuf::new(arena, buf))],
             }
         })
         .collect();
@@ -182,30 +184,17 @@ pub fn commit(
         q,
         arena,
         Transaction {
-            data,
+            data: data.clone(),
             metadata: &meta,
             revoked: &tx.revoked,
         },
     );
-    for d in &out.data {
-        let i = tx
-            .data
-            .iter()
-            .position(|(b, _)| *b * BLOCK as u64 == d.offset_bytes);
-        assert!(i.is_some(), "a data buffer came back for an unknown offset");
+    for d in &data {
+        for page in &d.pages {
+            assert_eq!(Arc::strong_count(page), 1, "the commit still holds a page");
+        }
     }
-    assert_eq!(out.data.len(), tx.data.len(), "every data buffer came back");
     out
-}
-
-pub fn free_data(
-    dev: &EmuDevice,
-    out: CommitOutcome,
-) -> Result<(), aios_journal::runtime::RuntimeError> {
-    for d in out.data {
-        dev.arena().free(d.buf);
-    }
-    out.result.map(|_| ())
 }
 
 pub fn open(dev: &EmuDevice, q: &mut BlockQueue<EmuQueue>, order: CommitOrder) -> Journal {
