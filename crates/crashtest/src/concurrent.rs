@@ -109,6 +109,10 @@ impl Options {
             order: self.order,
             // The periodic commit runs beside the threads' syncs, as on a real mount.
             commit_interval: Some(Duration::from_secs(1)),
+            // The least dirty data the mount allows (16 blocks): writers and the commit
+            // thread write back beside the syncs.
+            dirty_percent: 0,
+            dirty_background_percent: 0,
             ..RwOptions::default()
         }
     }
@@ -195,6 +199,7 @@ pub fn run(options: &Options) -> Result<Report, String> {
         actions: end.logs.iter().map(|l| l.actions).collect(),
         ops_logged: end.logs.iter().map(|l| l.steps.len()).sum(),
         reads: end.logs.iter().map(|l| l.reads).sum(),
+        cross_reads: end.logs.iter().map(|l| l.cross_reads).sum(),
         syncs_acked: end.logs.iter().map(|l| l.syncs_acked).sum(),
         stats: end.stats,
         crashes_taken: taken,

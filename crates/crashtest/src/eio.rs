@@ -336,6 +336,7 @@ fn run_one(
         tids: Vec::new(),
         journal_blocks: 0,
         log_blocks: 0,
+        writebacks: 0,
     };
     let mut done_ops = Vec::new();
     let mut failed_ops = Vec::new();

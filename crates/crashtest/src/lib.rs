@@ -195,6 +195,10 @@ impl Options {
             order: self.order,
             commit_interval: None,
             plant: self.plant,
+            // The least dirty data the mount allows (16 blocks): workloads that write more
+            // cross writeback (data=ordered) or a commit (data=journal) on the way.
+            dirty_percent: 0,
+            dirty_background_percent: 0,
             ..RwOptions::default()
         }
     }
@@ -265,6 +269,9 @@ pub struct Report {
     /// Journal blocks the workloads wrote, in lengths of their log: the fewest and the sum.
     pub wraps_min: Option<f64>,
     pub wraps_total: f64,
+    /// Workloads whose run wrote dirty data back (in place, without a commit), and how often.
+    pub writeback_workloads: usize,
+    pub writebacks: u64,
     pub crash_points: usize,
     pub states: usize,
     /// Of those, states in which an acknowledged sync must show.
@@ -292,6 +299,8 @@ impl Report {
         self.workloads += other.workloads;
         self.ops += other.ops;
         self.wraps_total += other.wraps_total;
+        self.writeback_workloads += other.writeback_workloads;
+        self.writebacks += other.writebacks;
         self.wraps_min = match (self.wraps_min, other.wraps_min) {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
@@ -355,6 +364,13 @@ impl Report {
                 "{} ops; journal written {:.1} times its length per workload on average, {:.1} \
                  at least",
                 self.ops, mean, min
+            )?;
+        }
+        if self.writebacks > 0 {
+            writeln!(
+                out,
+                "writeback: {} in {} of {} workloads",
+                self.writebacks, self.writeback_workloads, self.workloads
             )?;
         }
         writeln!(
@@ -616,6 +632,8 @@ impl Campaign<'_> {
             Err(e) => return self.violation(wl, (0, events, 0), format!("replay: {e}")),
         };
         self.report.ops += wl.ops.len();
+        self.report.writebacks += rec.writebacks;
+        self.report.writeback_workloads += usize::from(rec.writebacks > 0);
         if rec.log_blocks > 0 {
             let wraps = rec.journal_blocks as f64 / rec.log_blocks as f64;
             self.report.wraps_total += wraps;

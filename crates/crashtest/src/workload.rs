@@ -399,6 +399,8 @@ pub struct Recording {
     /// Journal blocks the run wrote (commits and the unmount's), and the log's length.
     pub journal_blocks: u64,
     pub log_blocks: u64,
+    /// Writebacks the run made (dirty data written in place without a commit).
+    pub writebacks: u64,
 }
 
 /// Runs `wl` from the prepared image on a recording device.
@@ -423,6 +425,7 @@ pub fn record(p: &Prepared, wl: &Workload, options: RwOptions) -> Result<Recordi
         tids: Vec::new(),
         journal_blocks: 0,
         log_blocks: 0,
+        writebacks: 0,
     };
     for (i, op) in wl.ops.iter().enumerate() {
         let ctx = &mut ctxs[wl.ctx.get(i).copied().unwrap_or(0)];
@@ -439,6 +442,7 @@ pub fn record(p: &Prepared, wl: &Workload, options: RwOptions) -> Result<Recordi
     let (_, r) = fs.unmount();
     r.map_err(|e| format!("{}: unmount: {e}", wl.name))?;
     rec.journal_blocks = stats_before_unmount.journal_blocks;
+    rec.writebacks = stats_before_unmount.writebacks;
     rec.log = dev.log().map_err(|e| e.to_string())?;
     rec.unmounted = rec.log.events().len();
     Ok(rec)

@@ -5,7 +5,10 @@
 //! Every op of [`Op`] by path, a read through the mount, and open files: open an existing
 //! file, write, read, `fsync`/`fdatasync` and close by handle. A handle names an inode: when
 //! its last name goes (unlink, or a rename over it) the file lives on as an orphan, written
-//! and read by handle, invisible in the namespace until the last close frees it.
+//! and read by handle, invisible in the namespace until the last close frees it. And reads of
+//! files in *another* thread's directory while that thread writes, truncates, renames and
+//! unlinks them (`CrossRead`): the model cannot predict those bytes, but every record must be
+//! zeros or a tag of that thread's naming its own offset (no freed, reused or torn block).
 //!
 //! # Shapes
 //! Writes and sizes are whole 32-byte tag records (a record half of one write and half of
@@ -69,6 +72,12 @@ pub enum Action {
         data: bool,
     },
     Close(usize),
+    /// Read `path` in another thread's directory (chosen by the worker) while that thread
+    /// changes it: by path, or through a handle opened for the read.
+    CrossRead {
+        path: String,
+        by_handle: bool,
+    },
 }
 
 /// Paths of the model by kind.
@@ -96,7 +105,7 @@ pub(super) fn free_name(m: &Model, rng: &mut Rng) -> Option<String> {
 }
 
 /// Ops chosen by weight (out of the sum); reads are `read`.
-const WEIGHTS: [(&str, u64); 21] = [
+const WEIGHTS: [(&str, u64); 22] = [
     ("create", 8),
     ("write", 12),
     ("append", 10),
@@ -118,6 +127,7 @@ const WEIGHTS: [(&str, u64); 21] = [
     ("hread", 2),
     ("hsync", 3),
     ("close", 3),
+    ("xread", 6),
 ];
 
 /// Files a thread holds open at once.
@@ -253,6 +263,18 @@ fn try_action(
         }
         "close" if !open.is_empty() => {
             return Some(Action::Close(rng.below(open.len() as u64) as usize))
+        }
+        "xread" => {
+            // A name the other thread may use; it may be missing, a directory or a symlink.
+            let name = format!("n{}", rng.below(NAMES_PER_DIR));
+            let path = match rng.below(DIRS_MAX + 1) {
+                0 => format!("/{name}"),
+                d => format!("/d{}/{name}", d - 1),
+            };
+            return Some(Action::CrossRead {
+                path,
+                by_handle: rng.below(2) == 0,
+            });
         }
         _ => return None,
     };

@@ -16,6 +16,8 @@ pub struct Report {
     pub actions: Vec<usize>,
     pub ops_logged: usize,
     pub reads: usize,
+    /// Reads of another thread's files while it changed them.
+    pub cross_reads: usize,
     pub syncs_acked: usize,
     pub stats: RwStats,
     pub crashes_taken: usize,
@@ -66,20 +68,22 @@ impl Report {
         writeln!(out, "crashtest {}", options.flags())?;
         writeln!(
             out,
-            "run: {} threads, actions per thread {:?} ({} ops logged, {} reads), {:.1} s, \
-             {:.0} actions/s; {} syncs acknowledged, {} commits ({} periodic, {} checkpointed \
-             first), {} data syncs",
+            "run: {} threads, actions per thread {:?} ({} ops logged, {} reads, {} of another \
+             thread's files), {:.1} s, {:.0} actions/s; {} syncs acknowledged, {} commits ({} \
+             periodic, {} checkpointed first), {} data syncs, {} writebacks",
             self.threads,
             self.actions,
             self.ops_logged,
-            self.reads,
+            self.reads + self.cross_reads,
+            self.cross_reads,
             self.run_elapsed.as_secs_f64(),
             self.actions_per_second(),
             self.syncs_acked,
             s.commits,
             s.periodic_commits,
             s.checkpoints,
-            s.data_syncs
+            s.data_syncs,
+            s.writebacks
         )?;
         writeln!(
             out,

@@ -29,10 +29,10 @@ use std::time::Duration;
 use aios_device_emu::EmuDevice;
 use aios_fs::{DataMode, OpenOptions, RwCtx, RwError, RwFile, RwShared};
 
-use crate::model::{tagged, Effect, Model, Node, Op};
+use crate::model::{decode_record, tagged, Effect, Model, Node, Op, Record, RECORD_BYTES};
 use crate::states::splitmix;
 
-use super::gen::{file_len, next_action, Action, Rng};
+use super::gen::{file_len, next_action, Action, Rng, FILE_BYTES_MAX};
 
 /// What the monitor reads of one thread while it runs.
 #[derive(Debug, Default)]
@@ -123,6 +123,8 @@ pub struct ThreadLog {
     pub model: Model,
     pub actions: usize,
     pub reads: usize,
+    /// Reads of another thread's files while it changed them.
+    pub cross_reads: usize,
     pub syncs_acked: usize,
     pub failures: Vec<String>,
 }
@@ -370,6 +372,9 @@ impl Worker<'_> {
             Action::HandleRead(slot) => format!("read by handle {slot}"),
             Action::HandleSync { slot, data } => format!("sync by handle {slot} (data {data})"),
             Action::Close(slot) => format!("close handle {slot}"),
+            Action::CrossRead { path, by_handle } => {
+                format!("read another thread's {path} (by handle {by_handle})")
+            }
         };
         set_doing(me, format!("action {index}: {what}"));
         match action {
@@ -401,6 +406,16 @@ impl Worker<'_> {
             }
             Action::HandleRead(slot) => self.handle_read(slot),
             Action::HandleSync { slot, data } => self.handle_sync(slot, data),
+            Action::CrossRead { path, by_handle } => {
+                let threads = self.board.threads.len();
+                if threads < 2 {
+                    return Ok(());
+                }
+                let t = self.cfg.thread;
+                let other = (t + 1 + rng.below(threads as u64 - 1) as usize) % threads;
+                self.log.cross_reads += 1;
+                self.cross_read(other, &format!("{}{path}", thread_dir(other)), by_handle)
+            }
             Action::Close(slot) => {
                 let h = self.handles.swap_remove(slot);
                 if !self.handles.iter().any(|o| o.id == h.id) {
@@ -411,6 +426,47 @@ impl Worker<'_> {
                     .map_err(|e| format!("close: {e}"))
             }
         }
+    }
+
+    /// Reads `path`, a name in thread `other`'s directory, while `other` may change it:
+    /// whatever it names then (if a regular file) must hold only zeros and `other`'s tags, each
+    /// at its own offset. Read twice through a handle when `by_handle` (the second read hits
+    /// the cache or follows a change). A name that is missing or not a regular file is no
+    /// finding.
+    fn cross_read(&mut self, other: usize, path: &str, by_handle: bool) -> Result<(), String> {
+        let mut buf = vec![0u8; FILE_BYTES_MAX as usize + 4096];
+        if !by_handle {
+            return match self.fs.read(&mut self.ctx, path, 0, &mut buf) {
+                Ok(n) => foreign_records(&buf[..n], other, &format!("read {path}")),
+                Err(_) => Ok(()),
+            };
+        }
+        let Ok(file) = self.fs.open(&mut self.ctx, path, OpenOptions::default()) else {
+            return Ok(());
+        };
+        let mut result = Ok(());
+        for round in 0..2 {
+            match self.fs.read_at(&mut self.ctx, &file, 0, &mut buf) {
+                Ok(n) => {
+                    let what = format!("read {path} by handle (round {round})");
+                    result = foreign_records(&buf[..n], other, &what);
+                }
+                // The name was a directory (which opens, like O_RDONLY on one).
+                Err(RwError::Op {
+                    cause: aios_fs::FsError::NotARegularFile { .. },
+                    ..
+                }) => break,
+                Err(e) => result = Err(format!("read {path} by handle: {e}")),
+            }
+            if result.is_err() {
+                break;
+            }
+        }
+        let closed = self
+            .fs
+            .close(&mut self.ctx, file)
+            .map_err(|e| format!("close {path}: {e}"));
+        result.and(closed)
     }
 
     /// Bytes of handle `h`'s file now.
@@ -574,6 +630,26 @@ fn read_back(
     compare(&format!("read {dir}{p}"), &buf[..n], want)
 }
 
+/// Every whole record of `got` (a file's bytes from offset 0) is zeros or a tag of thread
+/// `other`'s model naming the record's own offset.
+fn foreign_records(got: &[u8], other: usize, what: &str) -> Result<(), String> {
+    let ids = id_base(other)..id_base(other + 1);
+    for (i, r) in got.chunks_exact(RECORD_BYTES).enumerate() {
+        let at = (i * RECORD_BYTES) as u64;
+        match decode_record(r) {
+            Record::Zero => {}
+            Record::Tag(tag) if tag.offset_bytes == at && ids.contains(&tag.file) => {}
+            other_record => {
+                return Err(format!(
+                    "{what}: the record at byte {at} is {other_record:?}, not zeros or a tag of \
+                     the thread's own at that offset"
+                ))
+            }
+        }
+    }
+    Ok(())
+}
+
 fn compare(what: &str, got: &[u8], want: &[u8]) -> Result<(), String> {
     if got.len() != want.len() {
         return Err(format!(
@@ -588,5 +664,31 @@ fn compare(what: &str, got: &[u8], want: &[u8]) -> Result<(), String> {
             "{what}: byte {i} is {:#04x}, the model has {:#04x}",
             got[i], want[i]
         )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{foreign_records, id_base};
+    use crate::model::{tagged, RECORD_BYTES};
+
+    #[test]
+    fn a_cross_read_accepts_zeros_and_the_threads_own_tags_only() {
+        let own = id_base(2) + 5;
+        let mut bytes = vec![0u8; 2 * RECORD_BYTES];
+        bytes.extend(tagged(own, 2 * RECORD_BYTES as u64, 3 * RECORD_BYTES, 9));
+        assert!(foreign_records(&bytes, 2, "own").is_ok());
+        // Another thread's block (a freed block reused under the read).
+        let mut reused = bytes.clone();
+        reused[..RECORD_BYTES].copy_from_slice(&tagged(id_base(1), 0, RECORD_BYTES, 1));
+        assert!(foreign_records(&reused, 2, "reused").is_err());
+        // The thread's own bytes at the wrong offset (a stale or misplaced block).
+        let mut misplaced = bytes.clone();
+        misplaced[..RECORD_BYTES].copy_from_slice(&tagged(own, 4096, RECORD_BYTES, 1));
+        assert!(foreign_records(&misplaced, 2, "misplaced").is_err());
+        // A torn record.
+        let mut torn = bytes;
+        torn[2 * RECORD_BYTES + 3] ^= 1;
+        assert!(foreign_records(&torn, 2, "torn").is_err());
     }
 }

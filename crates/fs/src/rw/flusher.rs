@@ -1,7 +1,8 @@
 //! The periodic commit: a thread that commits the running transaction once it is older than
 //! the interval (the kernel's `commit=5`), so buffered data and metadata reach the disk
-//! without an fsync. In `data=ordered` this is also the background writeback: the commit
-//! writes the transaction's dirty data in place.
+//! without an fsync. It is also the background writeback: kicked past the background dirty
+//! mark, it writes the dirty data in place without a commit (`data=ordered`; `data=journal`
+//! commits, since its data may go home only after its commit).
 //!
 //! # Invariants
 //! - The thread has its own [`super::RwCtx`] (queues stay on their thread) and never waits
@@ -12,8 +13,9 @@
 //! - Lock order: the state lock, then the thread's signals (a writer kicks holding the state
 //!   lock); the thread never holds its signals while it takes the state lock.
 //! - Dirty data past [`super::RwOptions::dirty_background_percent`] of the cache kicks the
-//!   thread: it commits at once (the kernel's background writeback), while the writers go on;
-//!   past [`super::RwOptions::dirty_percent`] a writer commits itself (`state`).
+//!   thread: it writes the data back at once (the kernel's background writeback), while the
+//!   writers go on; past [`super::RwOptions::dirty_percent`] a writer writes back itself down
+//!   to the background mark (`state`, `sync::write_back_to`; `data=journal`: commits).
 
 use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
@@ -124,12 +126,16 @@ fn run<D: Device>(shared: &RwShared<D>, interval: Duration, tick: Duration) {
         };
         // The signals are released before the state lock is taken: a writer kicks with the
         // state lock held, so holding both here in the other order would deadlock.
+        let ordered = shared.options.data == super::DataMode::Ordered;
+        if kicked && ordered && shared.write_back_if_idle(&mut ctx).is_err() {
+            return;
+        }
         let due = {
             let st = shared.lock();
             st.failed.is_none()
                 && st
                     .running_since
-                    .is_some_and(|since| kicked || since.elapsed() >= interval)
+                    .is_some_and(|since| (kicked && !ordered) || since.elapsed() >= interval)
         };
         if due && shared.commit_if_idle(&mut ctx).is_err() {
             return;

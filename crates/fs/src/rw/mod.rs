@@ -21,7 +21,10 @@
 //! `fdatasync` of an inode whose last block-map or size change is committed writes its dirty
 //! blocks in place and flushes, without a commit ([`aios_journal::runtime::sync_data`]), and
 //! also takes the dirty blocks of every other inode waiting for the same; data syncs of
-//! different inodes run side by side, never beside a commit.
+//! different inodes run side by side, never beside a commit. Dirty data past the dirty marks
+//! ([`RwOptions::dirty_background_percent`], [`RwOptions::dirty_percent`]) is *written back*
+//! in `data=ordered`: in place, without a flush or a commit (`sync::InPlace::Writeback`); the
+//! next flush (a commit's, a data sync's) makes it durable.
 //!
 //! # Invariants
 //! - An `fsync`/`fdatasync`/`sync` that returns `Ok` made durable every operation on its inode
@@ -141,12 +144,14 @@ pub struct RwOptions {
     /// The periodic commit of [`RwFs`] (`None`: only syncs, limits and unmount commit).
     pub commit_interval: Option<Duration>,
     /// Dirty data, in percent of the page cache's pages, past which the periodic commit
-    /// thread commits at once instead of at its interval (the kernel's
-    /// `dirty_background_ratio`). Needs `commit_interval`.
+    /// thread writes it back at once (`data=journal`: commits) (the kernel's
+    /// `dirty_background_ratio`). Needs `commit_interval`. Also where a writer past
+    /// `dirty_percent` stops writing back.
     pub dirty_background_percent: u8,
     /// Dirty data, in percent of the page cache's pages, past which the writer itself
-    /// commits (or waits for the commit in flight) before it returns (the kernel's
-    /// `dirty_ratio`). Bounded further by the arena: a commit copies its blocks there.
+    /// writes back down to `dirty_background_percent` (`data=journal`: commits) before it
+    /// returns (the kernel's `dirty_ratio`). Bounded further by an eighth of the arena (the
+    /// budget of arena pages for data), and at least 16 pages.
     pub dirty_percent: u8,
     /// Test-only: a protocol bug to plant ([`aios_journal::runtime::PlantedBug`]); never set
     /// outside tests and `aios crashtest --plant`.
@@ -183,6 +188,9 @@ pub struct RwStats {
     pub syncs: u64,
     /// Data-only syncs (`fdatasync` of overwrites: data in place and a flush, no commit).
     pub data_syncs: u64,
+    /// Writebacks: dirty data past the dirty marks written in place, without a flush or a
+    /// commit (`data=ordered`).
+    pub writebacks: u64,
     /// Per-stage nanoseconds summed over every commit and data sync (the fsync breakdown).
     pub commit_times: CommitTimes,
     /// Blocks operations read from the device with the state lock dropped (`fetch`).
@@ -202,6 +210,7 @@ impl RwStats {
             journal_blocks: self.journal_blocks - before.journal_blocks,
             syncs: self.syncs - before.syncs,
             data_syncs: self.data_syncs - before.data_syncs,
+            writebacks: self.writebacks - before.writebacks,
             blocks_fetched: self.blocks_fetched - before.blocks_fetched,
             fetches_stale: self.fetches_stale - before.fetches_stale,
             commit_times: CommitTimes {
@@ -254,11 +263,12 @@ pub struct RwShared<D: Device> {
     /// A running transaction with more metadata (plus journaled data) blocks than this commits
     /// at the end of the operation that grew it (a quarter of the log, as jbd2).
     txn_blocks_max: usize,
-    /// A running transaction with more dirty data pages than this commits likewise, in the
-    /// writer ([`RwOptions::dirty_percent`] of the cache, at most an eighth of the arena).
+    /// Past this many dirty data pages the writer writes back (`data=journal`: commits) before
+    /// it returns ([`RwOptions::dirty_percent`] of the cache, at most an eighth of the arena).
     dirty_blocks_max: usize,
-    /// Past this many dirty data pages the periodic commit thread is woken to commit
-    /// ([`RwOptions::dirty_background_percent`] of the cache).
+    /// Past this many dirty data pages the periodic commit thread is woken to write back
+    /// ([`RwOptions::dirty_background_percent`] of the cache); a writer writing back stops
+    /// here.
     dirty_background_blocks: usize,
     /// Wakes the periodic commit thread early (`flusher`).
     flusher_kick: Arc<flusher::Kick>,

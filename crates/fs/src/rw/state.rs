@@ -16,7 +16,11 @@
 //! `last_write`; `durable_write` is the highest sequence whose data is known durable (set when
 //! the commit or data sync that took the inode's dirty blocks completes). The running
 //! transaction's dirty blocks are listed per inode in `dirty`: an inode is there iff it has
-//! data that no completed or in-flight commit or data sync took.
+//! data that no completed or in-flight commit, data sync or writeback took. A *writeback*
+//! (`data=ordered`, past the dirty marks: the kernel's writeback of dirty pages) writes an
+//! inode's dirty blocks in place without a flush; what it covered waits in `written_back`
+//! until a flush issued after it completed (the next commit's or data sync's) makes it
+//! durable.
 //!
 //! A sync snapshots its targets when it starts ([`Want`]), so writes made after it started
 //! (by other threads) never keep it waiting.
@@ -58,10 +62,13 @@ pub(super) struct State {
     pub(super) durable_write: HashMap<u32, u64>,
     /// The running transaction's dirty data blocks, by inode.
     pub(super) dirty: HashMap<u32, BTreeSet<u64>>,
-    /// Inodes whose dirty blocks a data-only sync in flight is writing. Data syncs of
-    /// different inodes run concurrently (their blocks are disjoint); a commit starts only
-    /// when this is empty, and a data sync only when no commit is in flight.
+    /// Inodes whose dirty blocks a data-only sync or writeback in flight is writing. Data
+    /// syncs of different inodes run concurrently (their blocks are disjoint); a commit starts
+    /// only when this is empty, and a data sync only when no commit is in flight.
     pub(super) data_syncing: BTreeSet<u32>,
+    /// Data written in place by completed writebacks and not flushed since (inode, write
+    /// sequence covered): durable once a flush issued after those writes completed does.
+    pub(super) written_back: Vec<(u32, u64)>,
     /// Syncs that have needed transaction `join.0` so far (`join.1`): its group.
     pub(super) join: (u64, usize),
     /// Per recent commit (the last [`GROUPS_KEPT`], a ring), its group plus the syncs that
@@ -160,6 +167,7 @@ impl State {
             write_seq: 0,
             last_write: HashMap::new(),
             durable_write: HashMap::new(),
+            written_back: Vec::new(),
             dirty: HashMap::new(),
             data_syncing: BTreeSet::new(),
             join: (0, 0),
@@ -245,6 +253,11 @@ impl State {
             let d = self.durable_write.entry(ino).or_insert(0);
             *d = (*d).max(seq);
         }
+    }
+
+    /// True if written-back data of `ino` waits for a flush.
+    pub(super) fn written_back_of(&self, ino: u32) -> bool {
+        self.written_back.iter().any(|&(i, _)| i == ino)
     }
 
     /// Counts a sync that needs the running transaction into its group.
@@ -606,20 +619,21 @@ impl<D: Device> RwShared<D> {
         for ino in changed {
             self.publish(&mut st, ino);
         }
-        let over = st.mutator.dirty_meta_blocks()
-            + match self.options.data {
-                super::DataMode::Ordered => 0,
-                super::DataMode::Journal => st.mutator.dirty_data_blocks(),
-            }
-            > self.txn_blocks_max
-            || st.mutator.dirty_data_blocks() > self.dirty_blocks_max;
-        if !over && st.mutator.dirty_data_blocks() > self.dirty_background_blocks && st.can_commit()
-        {
-            // Background writeback: the commit thread takes the data while this writer goes on.
+        let ordered = self.options.data == super::DataMode::Ordered;
+        let dirty = st.mutator.dirty_data_blocks();
+        let log_over =
+            st.mutator.dirty_meta_blocks() + if ordered { 0 } else { dirty } > self.txn_blocks_max;
+        let dirty_over = dirty > self.dirty_blocks_max;
+        if !log_over && !dirty_over && dirty > self.dirty_background_blocks && st.can_commit() {
+            // Background writeback: the commit thread writes the data back (`data=journal`:
+            // commits it) while this writer goes on.
             self.flusher_kick.kick();
         }
-        if self.options.sync || over {
+        if self.options.sync || log_over || (dirty_over && !ordered) {
             self.sync_all(ctx, st, op, path)?;
+        } else if dirty_over {
+            // Past the hard mark a writer waits for writeback, down to the background mark.
+            drop(self.write_back_to(ctx, st, self.dirty_background_blocks, op, path)?);
         }
         Ok(value)
     }

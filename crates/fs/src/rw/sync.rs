@@ -49,6 +49,15 @@ enum Need {
     DataSync,
 }
 
+/// What a data-only write of dirty blocks in place is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum InPlace {
+    /// `fdatasync` of this inode (and of every inode waiting for the same): write, flush.
+    Sync(u32),
+    /// Writeback of every dirty inode not already being written: write, no flush.
+    Writeback,
+}
+
 impl<D: Device> RwShared<D> {
     /// Makes every operation on regular file or directory `path` that returned before this
     /// call durable (`fsync(2)`).
@@ -99,9 +108,18 @@ impl<D: Device> RwShared<D> {
             // The commit or this inode's data sync in flight may hold the data.
             return Need::Wait;
         }
+        if !st.dirty.contains_key(&ino) && st.written_back_of(ino) {
+            // Written back, not flushed: a flush-only data sync, unless a wanted commit will
+            // flush anyway.
+            return if st.commits_wanted == 0 {
+                Need::DataSync
+            } else {
+                Need::Wait
+            };
+        }
         if !st.dirty.contains_key(&ino) {
-            // Not dirty and nothing in flight for it: whatever took the blocks has completed
-            // and recorded them durable; only a bookkeeping bug gets here.
+            // Not dirty, not written back and nothing in flight for it: whatever took the
+            // blocks has completed and recorded them durable; only a bookkeeping bug gets here.
             debug_assert!(
                 false,
                 "inode {ino}: data neither dirty, in flight nor durable"
@@ -178,13 +196,15 @@ impl<D: Device> RwShared<D> {
                         break Err(e);
                     }
                 },
-                Need::DataSync => match self.lead_data_sync(ctx, st, op, path, ino) {
-                    Ok(st) => st,
-                    Err(e) => {
-                        st = self.lock();
-                        break Err(e);
+                Need::DataSync => {
+                    match self.lead_data_sync(ctx, st, op, path, InPlace::Sync(ino)) {
+                        Ok(st) => st,
+                        Err(e) => {
+                            st = self.lock();
+                            break Err(e);
+                        }
                     }
-                },
+                }
             };
         };
         st.want_commit(&mut wanting, false);
@@ -215,6 +235,17 @@ impl<D: Device> RwShared<D> {
             }
             let blocked = st.journal.is_some() && !st.data_syncing.is_empty();
             st.want_commit(&mut wanting, blocked);
+            if st.committed >= target && st.idle() && !st.written_back.is_empty() {
+                // Everything is committed, but written-back data waits for a flush.
+                st = match self.lead_data_sync(ctx, st, op, path, InPlace::Sync(0)) {
+                    Ok(st) => st,
+                    Err(e) => {
+                        st = self.lock();
+                        break Err(e);
+                    }
+                };
+                continue;
+            }
             if st.committed >= target && st.idle() {
                 st.stats.syncs += 1;
                 break Ok(());
@@ -364,6 +395,9 @@ impl<D: Device> RwShared<D> {
         self.running_now.store(st.running, Ordering::Release);
         st.running_since = None;
         let (_, covered) = st.take_dirty(None);
+        // No writeback is in flight (a commit starts only then): this commit's flush covers
+        // every written-back block.
+        let flushed_back = std::mem::take(&mut st.written_back);
         // Sealing reads only blocks in memory: those the transaction changed, and block 0 and
         // the descriptor blocks, loaded at mount.
         let sealed = self.in_memory(&mut st, txn::seal);
@@ -407,6 +441,12 @@ impl<D: Device> RwShared<D> {
                 let ns = started.elapsed().as_nanos() as u64;
                 st.commit_avg_ns = (st.commit_avg_ns * 7 + ns) / 8;
                 st.made_durable(&covered);
+                if c.journal_blocks == 0 {
+                    // An empty transaction wrote and flushed nothing.
+                    st.written_back.extend(flushed_back);
+                } else {
+                    st.made_durable(&flushed_back);
+                }
                 st.stats.commits += 1;
                 st.stats.periodic_commits += u64::from(periodic);
                 st.stats.checkpoints += u64::from(c.checkpointed);
@@ -427,26 +467,54 @@ impl<D: Device> RwShared<D> {
         }
     }
 
-    /// Writes the dirty blocks of `ino` (and of every inode waiting for the same) in place and
-    /// flushes, without a commit. Runs beside other data syncs (of other inodes), never beside
-    /// a commit.
-    fn lead_data_sync<'a>(
+    /// Writes dirty blocks in place without a commit: for `InPlace::Sync(ino)` those of `ino`
+    /// and of every inode waiting for the same, then a flush, which also makes every
+    /// written-back block durable (`Sync(0)`: the flush alone); for `InPlace::Writeback` those
+    /// of every dirty inode not being written already, and no flush. Runs beside other data
+    /// syncs and writebacks (of other inodes), never beside a commit.
+    pub(super) fn lead_data_sync<'a>(
         &'a self,
         ctx: &mut RwCtx<D>,
         mut st: MutexGuard<'a, State>,
         op: &'static str,
         path: &[u8],
-        ino: u32,
+        what: InPlace,
     ) -> Result<MutexGuard<'a, State>, RwError> {
-        let mut wanted = std::mem::take(&mut st.datasync_wanted);
-        wanted.insert(ino);
-        // Every waiting inode with only overwrites in the running transaction comes along.
-        let eligible = |st: &State, i: u32| {
-            st.dirty.contains_key(&i)
-                && !st.data_syncing.contains(&i)
-                && st.datasync_tid.get(&i).copied().unwrap_or(0) <= st.committed
+        let inodes: Vec<u32> = match what {
+            InPlace::Sync(ino) => {
+                let mut wanted = std::mem::take(&mut st.datasync_wanted);
+                wanted.insert(ino);
+                // Every waiting inode with only overwrites in the running transaction comes
+                // along.
+                let eligible = |st: &State, i: u32| {
+                    st.dirty.contains_key(&i)
+                        && !st.data_syncing.contains(&i)
+                        && st.datasync_tid.get(&i).copied().unwrap_or(0) <= st.committed
+                };
+                wanted.into_iter().filter(|&i| eligible(&st, i)).collect()
+            }
+            InPlace::Writeback => {
+                let mut all: Vec<u32> = st
+                    .dirty
+                    .keys()
+                    .filter(|i| !st.data_syncing.contains(i))
+                    .copied()
+                    .collect();
+                all.sort_unstable();
+                if all.is_empty() {
+                    return Ok(st);
+                }
+                all
+            }
         };
-        let inodes: Vec<u32> = wanted.into_iter().filter(|&i| eligible(&st, i)).collect();
+        let flush = matches!(what, InPlace::Sync(_));
+        // Written back before this flush is issued: durable once it completes. They stay
+        // listed meanwhile, so a sync of one of them sees them (and flushes, or waits).
+        let flushed_back = if flush {
+            st.written_back.clone()
+        } else {
+            Vec::new()
+        };
         let (taken, covered) = st.take_dirty(Some(&inodes));
         let mut blocks = Vec::with_capacity(taken.len());
         for b in taken {
@@ -460,7 +528,7 @@ impl<D: Device> RwShared<D> {
         st.data_syncing.extend(inodes.iter().copied());
         drop(st);
         let arena = self.fs.device.arena();
-        let out = txn::sync_data(&mut ctx.q, arena, &blocks);
+        let out = txn::sync_data(&mut ctx.q, arena, &blocks, flush);
         let mut st = self.lock();
         if out.is_ok() {
             st.homed(&blocks);
@@ -471,9 +539,16 @@ impl<D: Device> RwShared<D> {
         self.wake_all();
         match out {
             Ok(c) => {
-                st.stats.data_syncs += 1;
                 st.stats.add_times(&c);
-                st.made_durable(&covered);
+                if flush {
+                    st.stats.data_syncs += 1;
+                    st.made_durable(&covered);
+                    st.made_durable(&flushed_back);
+                    st.written_back.retain(|e| !flushed_back.contains(e));
+                } else {
+                    st.stats.writebacks += 1;
+                    st.written_back.extend(covered);
+                }
                 if !st.mutator.has_changes() {
                     // Nothing left to commit: the periodic commit's clock restarts.
                     st.running_since = None;
@@ -488,6 +563,46 @@ impl<D: Device> RwShared<D> {
             }
             Err(e) => Err(self.fail(&mut st, e.into_rw(op, path))),
         }
+    }
+
+    /// Writes back dirty data (`data=ordered`) until at most `max_blocks` are dirty: past
+    /// the hard dirty mark a writer waits for writeback, as in the kernel.
+    pub(super) fn write_back_to<'a>(
+        &'a self,
+        ctx: &mut RwCtx<D>,
+        mut st: MutexGuard<'a, State>,
+        max_blocks: usize,
+        op: &'static str,
+        path: &[u8],
+    ) -> Result<MutexGuard<'a, State>, RwError> {
+        debug_assert_eq!(self.options.data, DataMode::Ordered);
+        loop {
+            Self::check_writable(&st, op, path)?;
+            let dirty = st.mutator.dirty_data_blocks();
+            if dirty <= max_blocks {
+                return Ok(st);
+            }
+            if st.journal.is_none() {
+                st = self.wait(st);
+                continue;
+            }
+            st = self.lead_data_sync(ctx, st, op, path, InPlace::Writeback)?;
+            if st.mutator.dirty_data_blocks() >= dirty {
+                // Every dirty inode is being written by others: wait for them.
+                st = self.wait(st);
+            }
+        }
+    }
+
+    /// The background writeback (the commit thread, kicked past the background mark): writes
+    /// back the dirty data if no commit is in flight; never waits for another leader.
+    pub(super) fn write_back_if_idle(&self, ctx: &mut RwCtx<D>) -> Result<(), RwError> {
+        let st = self.lock();
+        if st.failed.is_some() || st.journal.is_none() || self.options.data != DataMode::Ordered {
+            return Ok(());
+        }
+        self.lead_data_sync(ctx, st, "writeback", b"", InPlace::Writeback)
+            .map(drop)
     }
 }
 

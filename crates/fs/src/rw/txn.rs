@@ -117,15 +117,22 @@ pub(super) fn commit<Q: Queue>(
         .map_err(TxnError::Journal)
 }
 
-/// Writes `blocks` in place and flushes ([`aios_journal::runtime::sync_data`]). A failure
-/// makes the caller's mount read-only, which stops every later commit.
+/// Writes `blocks` in place and, with `flush`, flushes ([`aios_journal::runtime::sync_data`];
+/// without: [`aios_journal::runtime::write_data`], a writeback). A failure makes the caller's
+/// mount read-only, which stops every later commit.
 pub(super) fn sync_data<Q: Queue>(
     q: &mut BlockQueue<Q>,
     arena: &Arc<Arena>,
     blocks: &[Block4k],
+    flush: bool,
 ) -> Result<Committed, TxnError> {
     let data = data_writes(arena, blocks).map_err(TxnError::Build)?;
-    aios_journal::runtime::sync_data(q, arena, &data).map_err(TxnError::Journal)
+    let out = if flush {
+        aios_journal::runtime::sync_data(q, arena, &data)
+    } else {
+        aios_journal::runtime::write_data(q, arena, &data)
+    };
+    out.map_err(TxnError::Journal)
 }
 
 fn empty(journal: &Journal) -> Committed {

@@ -35,6 +35,26 @@ pub fn sync_data<Q: Queue>(
     arena: &Arena,
     data: &[DataWrite],
 ) -> RtResult<Committed> {
+    write_in_place(q, arena, data, true)
+}
+
+/// Writes `data` in place and waits for it, without a flush: the kernel's writeback of dirty
+/// pages. The data is *not* durable on `Ok`; a later flush (a commit's, a data sync's) that
+/// is issued after this returned makes it so.
+pub fn write_data<Q: Queue>(
+    q: &mut BlockQueue<Q>,
+    arena: &Arena,
+    data: &[DataWrite],
+) -> RtResult<Committed> {
+    write_in_place(q, arena, data, false)
+}
+
+fn write_in_place<Q: Queue>(
+    q: &mut BlockQueue<Q>,
+    arena: &Arena,
+    data: &[DataWrite],
+    flush: bool,
+) -> RtResult<Committed> {
     let phase = Phase::DataSync;
     let mut times = CommitTimes::default();
     let mut lap = Lap(Instant::now());
@@ -45,7 +65,7 @@ pub fn sync_data<Q: Queue>(
     batch.wait_all();
     times.wait_ns = lap.take();
     let mut error = batch.take_error();
-    if error.is_none() {
+    if error.is_none() && flush {
         batch.stage_flush();
         batch.wait_all();
         times.flush_ns = lap.take();

@@ -47,7 +47,7 @@ mod recover;
 
 pub use checkpoint::Checkpointed;
 pub use commit::{CommitTimes, Committed, DataWrite, Transaction};
-pub use data_sync::sync_data;
+pub use data_sync::{sync_data, write_data};
 pub use error::{IoWhat, Phase, RuntimeError};
 pub use extents::{JournalExtent, JournalExtents};
 pub use journal::{CommitOrder, Journal, JournalOptions, JournalState};
