@@ -23,6 +23,23 @@ impl SeqState {
     pub(crate) fn set_random(&self, random: bool) {
         self.random.store(random, Ordering::Relaxed);
     }
+
+    /// Takes `from`'s stream: a read ends at `next_offset_bytes`, readahead stood where
+    /// `from`'s frontier is (a handle lending its state to a read through another `File`, and
+    /// taking it back).
+    pub(crate) fn follow(&self, next_offset_bytes: u64, from: &SeqState) {
+        self.next_offset_bytes
+            .store(next_offset_bytes, Ordering::Relaxed);
+        self.frontier_page.store(
+            from.frontier_page.load(Ordering::Relaxed),
+            Ordering::Relaxed,
+        );
+    }
+
+    /// Where the previous read ended.
+    pub(crate) fn next_offset(&self) -> u64 {
+        self.next_offset_bytes.load(Ordering::Relaxed)
+    }
 }
 
 impl Clone for SeqState {

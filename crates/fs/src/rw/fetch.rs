@@ -150,32 +150,12 @@ impl BlockRead for MemoryBlocks<'_> {
 #[cfg(test)]
 mod tests {
     use super::{HomeLog, HOME_LOG_ENTRIES};
-    use crate::rw::{DataMode, RwFs, RwOptions};
+    use crate::rw::test_mount::{mount, options};
+    use crate::rw::RwFs;
     use aios_device::fault::{FaultPlan, OpFilter};
     use aios_device::{Device, BLOCK_SIZE};
-    use aios_device_emu::{DiskImage, EmuConfig, EmuDevice};
+    use aios_device_emu::EmuDevice;
     use std::sync::Arc;
-
-    fn options() -> RwOptions {
-        RwOptions {
-            data: DataMode::Ordered,
-            commit_interval: None,
-            ..RwOptions::default()
-        }
-    }
-
-    fn mount() -> Option<RwFs<EmuDevice>> {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("fs.img");
-        if let Err(e) = crate::mkfs::make_ext4(&path, 32 << 20, None) {
-            eprintln!("SKIPPED: {e}");
-            return None;
-        }
-        let image = DiskImage::load(&path).unwrap();
-        let config = EmuConfig::parse("instant,size=32M,arena=16M").unwrap();
-        let dev = EmuDevice::with_image(config, image).unwrap();
-        Some(RwFs::mount(dev, options()).unwrap())
-    }
 
     /// Unmounts and mounts again: every metadata block is cold.
     fn remount(fs: RwFs<EmuDevice>) -> RwFs<EmuDevice> {

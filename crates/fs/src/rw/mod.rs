@@ -88,6 +88,8 @@ mod read;
 mod reads;
 mod state;
 mod sync;
+#[cfg(test)]
+mod test_mount;
 mod txn;
 mod unhomed;
 mod view;

@@ -149,13 +149,7 @@ impl<D: Device> RwShared<D> {
                 (Some(view), _) if view.clean => view,
                 (Some(view), _) => {
                     // Its bytes in memory may have gone home since: look again.
-                    let clean = is_clean(&st, &view.map);
-                    let view = Arc::new(FileView {
-                        epoch: view.epoch,
-                        inode: view.inode.clone(),
-                        map: Arc::clone(&view.map),
-                        clean,
-                    });
+                    let view = Arc::new(view.with_clean(is_clean(&st, &view.map)));
                     keep_view(&mut st, &view);
                     view
                 }
@@ -216,15 +210,7 @@ impl<D: Device> RwShared<D> {
         self.read_segments(ctx, &plan, offset_bytes, out)
             .map_err(|cause| op_error(path, cause))?;
         if let Some(seq) = seq {
-            let ra = &plan.file.seq;
-            seq.next_offset_bytes.store(
-                offset_bytes + plan.len as u64,
-                std::sync::atomic::Ordering::Relaxed,
-            );
-            seq.frontier_page.store(
-                ra.frontier_page.load(std::sync::atomic::Ordering::Relaxed),
-                std::sync::atomic::Ordering::Relaxed,
-            );
+            seq.follow(offset_bytes + plan.len as u64, &plan.file.seq);
         }
         Ok(plan.len)
     }
@@ -309,26 +295,13 @@ impl<D: Device> RwShared<D> {
             return None;
         }
         let f = File::with_map(view.inode.clone(), Arc::clone(&view.map), epoch);
-        f.seq.next_offset_bytes.store(
-            file.seq.next_offset_bytes.load(Ordering::Relaxed),
-            Ordering::Relaxed,
-        );
-        f.seq.frontier_page.store(
-            file.seq.frontier_page.load(Ordering::Relaxed),
-            Ordering::Relaxed,
-        );
+        f.seq.follow(file.seq.next_offset(), &file.seq);
         let read = self
             .fs
             .read(&mut ctx.io, &f, offset_bytes, out)
             .map_err(|cause| op_error(&file.path, cause));
         if let Ok(n) = read {
-            file.seq
-                .next_offset_bytes
-                .store(offset_bytes + n as u64, Ordering::Relaxed);
-            file.seq.frontier_page.store(
-                f.seq.frontier_page.load(Ordering::Relaxed),
-                Ordering::Relaxed,
-            );
+            file.seq.follow(offset_bytes + n as u64, &f.seq);
         }
         Some(read)
     }
@@ -486,28 +459,10 @@ fn op_error(path: &[u8], cause: FsError) -> RwError {
 
 #[cfg(test)]
 mod tests {
-    use crate::rw::{DataMode, RwFs, RwOptions};
+    use crate::rw::test_mount::mount;
+    use crate::rw::RwFs;
     use aios_device::Device;
-    use aios_device_emu::{DiskImage, EmuConfig, EmuDevice};
     use std::collections::BTreeSet;
-
-    fn mount() -> Option<RwFs<EmuDevice>> {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("fs.img");
-        if let Err(e) = crate::mkfs::make_ext4(&path, 32 << 20, None) {
-            eprintln!("SKIPPED: {e}");
-            return None;
-        }
-        let image = DiskImage::load(&path).unwrap();
-        let config = EmuConfig::parse("instant,size=32M,arena=16M").unwrap();
-        let dev = EmuDevice::with_image(config, image).unwrap();
-        let options = RwOptions {
-            data: DataMode::Ordered,
-            commit_interval: None,
-            ..RwOptions::default()
-        };
-        Some(RwFs::mount(dev, options).unwrap())
-    }
 
     fn blocks_of<D: Device + 'static>(fs: &mut RwFs<D>, path: &str) -> BTreeSet<u64> {
         let ino = fs.lookup(path).unwrap().unwrap();

@@ -29,3 +29,15 @@ pub(super) struct FileView {
     /// is not clean is checked again by the next read that plans under the lock.
     pub(super) clean: bool,
 }
+
+impl FileView {
+    /// The same view, `clean` as now judged.
+    pub(super) fn with_clean(&self, clean: bool) -> FileView {
+        FileView {
+            epoch: self.epoch,
+            inode: self.inode.clone(),
+            map: Arc::clone(&self.map),
+            clean,
+        }
+    }
+}
