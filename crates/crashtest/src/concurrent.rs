@@ -113,6 +113,7 @@ impl Options {
             // thread write back beside the syncs.
             dirty_percent: 0,
             dirty_background_percent: 0,
+            metadata_pages: Some(crate::METADATA_PAGES_CAMPAIGN),
             ..RwOptions::default()
         }
     }

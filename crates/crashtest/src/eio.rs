@@ -337,6 +337,7 @@ fn run_one(
         journal_blocks: 0,
         log_blocks: 0,
         writebacks: 0,
+        metadata_evictions: 0,
     };
     let mut done_ops = Vec::new();
     let mut failed_ops = Vec::new();

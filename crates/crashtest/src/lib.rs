@@ -159,6 +159,10 @@ impl Default for Options {
     }
 }
 
+/// Metadata blocks the campaigns' mounts keep: few, so checkpointed ones are evicted and read
+/// from home again (`RwOptions::metadata_pages`).
+pub const METADATA_PAGES_CAMPAIGN: usize = 8;
+
 /// The default campaign's recovery crashes: the seeded one, and every event with its
 /// unflushed writes all dropped (where a recovery that marks the journal clean too early
 /// loses its replay).
@@ -199,6 +203,8 @@ impl Options {
             // cross writeback (data=ordered) or a commit (data=journal) on the way.
             dirty_percent: 0,
             dirty_background_percent: 0,
+            // Few metadata blocks kept: once checkpointed, they are evicted and read again.
+            metadata_pages: Some(METADATA_PAGES_CAMPAIGN),
             ..RwOptions::default()
         }
     }
@@ -272,6 +278,8 @@ pub struct Report {
     /// Workloads whose run wrote dirty data back (in place, without a commit), and how often.
     pub writeback_workloads: usize,
     pub writebacks: u64,
+    /// Metadata blocks the workloads' mounts evicted (and read from home again when needed).
+    pub metadata_evictions: u64,
     pub crash_points: usize,
     pub states: usize,
     /// Of those, states in which an acknowledged sync must show.
@@ -301,6 +309,7 @@ impl Report {
         self.wraps_total += other.wraps_total;
         self.writeback_workloads += other.writeback_workloads;
         self.writebacks += other.writebacks;
+        self.metadata_evictions += other.metadata_evictions;
         self.wraps_min = match (self.wraps_min, other.wraps_min) {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
@@ -366,11 +375,11 @@ impl Report {
                 self.ops, mean, min
             )?;
         }
-        if self.writebacks > 0 {
+        if self.writebacks > 0 || self.metadata_evictions > 0 {
             writeln!(
                 out,
-                "writeback: {} in {} of {} workloads",
-                self.writebacks, self.writeback_workloads, self.workloads
+                "writeback: {} in {} of {} workloads; metadata blocks evicted: {}",
+                self.writebacks, self.writeback_workloads, self.workloads, self.metadata_evictions
             )?;
         }
         writeln!(
@@ -633,6 +642,7 @@ impl Campaign<'_> {
         };
         self.report.ops += wl.ops.len();
         self.report.writebacks += rec.writebacks;
+        self.report.metadata_evictions += rec.metadata_evictions;
         self.report.writeback_workloads += usize::from(rec.writebacks > 0);
         if rec.log_blocks > 0 {
             let wraps = rec.journal_blocks as f64 / rec.log_blocks as f64;

@@ -401,6 +401,8 @@ pub struct Recording {
     pub log_blocks: u64,
     /// Writebacks the run made (dirty data written in place without a commit).
     pub writebacks: u64,
+    /// Metadata blocks the run's mount evicted (and read again when needed).
+    pub metadata_evictions: u64,
 }
 
 /// Runs `wl` from the prepared image on a recording device.
@@ -426,6 +428,7 @@ pub fn record(p: &Prepared, wl: &Workload, options: RwOptions) -> Result<Recordi
         journal_blocks: 0,
         log_blocks: 0,
         writebacks: 0,
+        metadata_evictions: 0,
     };
     for (i, op) in wl.ops.iter().enumerate() {
         let ctx = &mut ctxs[wl.ctx.get(i).copied().unwrap_or(0)];
@@ -443,6 +446,7 @@ pub fn record(p: &Prepared, wl: &Workload, options: RwOptions) -> Result<Recordi
     r.map_err(|e| format!("{}: unmount: {e}", wl.name))?;
     rec.journal_blocks = stats_before_unmount.journal_blocks;
     rec.writebacks = stats_before_unmount.writebacks;
+    rec.metadata_evictions = stats_before_unmount.metadata_evictions;
     rec.log = dev.log().map_err(|e| e.to_string())?;
     rec.unmounted = rec.log.events().len();
     Ok(rec)

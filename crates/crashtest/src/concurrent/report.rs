@@ -70,7 +70,8 @@ impl Report {
             out,
             "run: {} threads, actions per thread {:?} ({} ops logged, {} reads, {} of another \
              thread's files), {:.1} s, {:.0} actions/s; {} syncs acknowledged, {} commits ({} \
-             periodic, {} checkpointed first), {} data syncs, {} writebacks",
+             periodic, {} checkpointed first), {} data syncs, {} writebacks, {} metadata blocks \
+             evicted",
             self.threads,
             self.actions,
             self.ops_logged,
@@ -83,7 +84,8 @@ impl Report {
             s.periodic_commits,
             s.checkpoints,
             s.data_syncs,
-            s.writebacks
+            s.writebacks,
+            s.metadata_evictions
         )?;
         writeln!(
             out,

@@ -50,6 +50,8 @@ pub(super) struct HomeLog {
     /// Sequence number of the last entry (0: none yet).
     seq: u64,
     recent: VecDeque<(u64, u64)>,
+    /// A fetch stamped before this is stale whatever it read ([`HomeLog::barrier`]).
+    barrier: u64,
 }
 
 impl HomeLog {
@@ -67,11 +69,21 @@ impl HomeLog {
         }
     }
 
+    /// Home copies of blocks not listed may have changed (a checkpoint wrote metadata home):
+    /// every fetch that started before now is stale.
+    pub(super) fn barrier(&mut self) {
+        self.seq += 1;
+        self.barrier = self.seq;
+    }
+
     /// True if no block of `blocks` left `unhomed` after `stamp` (false too when the log no
-    /// longer reaches back that far).
+    /// longer reaches back that far, or a barrier came after `stamp`).
     pub(super) fn unchanged_since(&self, stamp: u64, blocks: impl Fn(u64) -> bool) -> bool {
         if self.seq == stamp {
             return true;
+        }
+        if stamp < self.barrier {
+            return false;
         }
         match self.recent.front() {
             Some(&(first, _)) if first <= stamp + 1 => {}
@@ -93,6 +105,11 @@ pub(super) struct Fetched {
 }
 
 impl Fetched {
+    /// True if nothing was fetched yet (an operation's first attempt).
+    pub(super) fn is_empty(&self) -> bool {
+        self.blocks.is_empty()
+    }
+
     /// Drops every block if any may have changed at home since it was read; false if it did.
     pub(super) fn revalidate(&mut self, log: &HomeLog) -> bool {
         if self.blocks.is_empty()

@@ -51,6 +51,9 @@
 //!   [`RwError::ReadOnly`] naming the first failure — no data is reported durable after a
 //!   failed write (fsyncgate) — and unmount leaves `needs_recovery` set for the next mount.
 //!   This is stricter than Linux, which keeps a file system writable after a data write error.
+//! - Metadata blocks past [`RwOptions::metadata_pages`] are dropped before an operation
+//!   starts, only once their home copy is the truth (after their checkpoint); a checkpoint
+//!   makes every fetch that started before it read again (`fetch`).
 //! - Operations are all-or-nothing (`Mutator::atomic`): a failed one changes nothing. A
 //!   `write` larger than half a transaction's limit is applied in pieces, each one operation
 //!   (`RwShared::write_chunk_bytes`), as a large `write(2)` may be cut by a crash.
@@ -155,6 +158,11 @@ pub struct RwOptions {
     /// returns (the kernel's `dirty_ratio`). Bounded further by an eighth of the arena (the
     /// budget of arena pages for data), and at least 16 pages.
     pub dirty_percent: u8,
+    /// Most metadata blocks (inode tables, directories, extent trees, bitmaps) the mount keeps
+    /// in memory past an operation, in pages; `None`: as many as the page cache's pages.
+    /// Blocks whose home copy is older (changed, or logged and not yet checkpointed) stay
+    /// whatever the bound.
+    pub metadata_pages: Option<usize>,
     /// Test-only: a protocol bug to plant ([`aios_journal::runtime::PlantedBug`]); never set
     /// outside tests and `aios crashtest --plant`.
     pub plant: Option<aios_journal::runtime::PlantedBug>,
@@ -170,6 +178,7 @@ impl Default for RwOptions {
             commit_interval: Some(COMMIT_INTERVAL_DEFAULT),
             dirty_background_percent: DIRTY_BACKGROUND_PERCENT_DEFAULT,
             dirty_percent: DIRTY_PERCENT_DEFAULT,
+            metadata_pages: None,
             plant: None,
         }
     }
@@ -193,6 +202,9 @@ pub struct RwStats {
     /// Writebacks: dirty data past the dirty marks written in place, without a flush or a
     /// commit (`data=ordered`).
     pub writebacks: u64,
+    /// Metadata blocks dropped from memory to stay within
+    /// [`RwOptions::metadata_pages`] (read from home again when needed).
+    pub metadata_evictions: u64,
     /// Per-stage nanoseconds summed over every commit and data sync (the fsync breakdown).
     pub commit_times: CommitTimes,
     /// Blocks operations read from the device with the state lock dropped (`fetch`).
@@ -213,6 +225,7 @@ impl RwStats {
             syncs: self.syncs - before.syncs,
             data_syncs: self.data_syncs - before.data_syncs,
             writebacks: self.writebacks - before.writebacks,
+            metadata_evictions: self.metadata_evictions - before.metadata_evictions,
             blocks_fetched: self.blocks_fetched - before.blocks_fetched,
             fetches_stale: self.fetches_stale - before.fetches_stale,
             commit_times: CommitTimes {
@@ -345,6 +358,10 @@ impl<D: Device> RwShared<D> {
             Arc::clone(fs.device.arena()),
             arena_share,
         ));
+        state
+            .mutator
+            .meta
+            .set_cap(options.metadata_pages.unwrap_or(fs.cache.max_pages()));
         let log_quarter = usize::try_from(log_blocks / 4).unwrap_or(usize::MAX);
         let cache_pages = fs.cache.max_pages();
         let reads_take_cpu = fs.device.info().completes_in_submit

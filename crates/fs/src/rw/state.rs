@@ -96,6 +96,10 @@ pub(super) struct State {
     /// The blocks that left `unhomed` lately: what an operation's blocks fetched outside the
     /// lock are checked against (`fetch`).
     pub(super) home_log: HomeLog,
+    /// Per committed transaction not yet checkpointed, the metadata seal generation it
+    /// sealed at (`MetaBlocks::sealed_generation`): a checkpoint of it makes those blocks
+    /// evictable (`checkpointed`).
+    pub(super) sealed_gens: std::collections::VecDeque<(u64, u64)>,
     /// Per inode, the epoch of its data in the page cache's keys (0 if never changed while
     /// mounted): bumped by every operation that changes its data, size, block map or
     /// existence (`note`), so pages cached before a change are never found after it
@@ -168,6 +172,7 @@ impl State {
             last_write: HashMap::new(),
             durable_write: HashMap::new(),
             written_back: Vec::new(),
+            sealed_gens: std::collections::VecDeque::new(),
             dirty: HashMap::new(),
             data_syncing: BTreeSet::new(),
             join: (0, 0),
@@ -366,6 +371,20 @@ impl State {
     /// A checkpoint wrote home every block logged by a transaction before `tid` (every one
     /// logged so far: `None`).
     pub(super) fn checkpointed(&mut self, tid: Option<u64>) {
+        // Metadata sealed by those transactions is home: evictable again. A fetch that read a
+        // metadata block from home before this may have read an older version.
+        let mut home_gen = None;
+        while let Some(&(t, generation)) = self.sealed_gens.front() {
+            if tid.is_some_and(|tid| t >= tid) {
+                break;
+            }
+            home_gen = Some(generation);
+            self.sealed_gens.pop_front();
+        }
+        if let Some(generation) = home_gen {
+            self.mutator.meta.home_through(generation);
+        }
+        self.home_log.barrier();
         let home_log = &mut self.home_log;
         self.unhomed.retain(|block, u| {
             let home = u.logged_by.is_some_and(|t| tid.is_none_or(|tid| t < tid));
@@ -451,7 +470,17 @@ impl<D: Device> RwShared<D> {
 
     /// Counters so far.
     pub fn stats(&self) -> RwStats {
-        self.lock().stats
+        let st = self.lock();
+        let (_, evicted) = st.mutator.meta.counts();
+        RwStats {
+            metadata_evictions: evicted,
+            ..st.stats
+        }
+    }
+
+    /// Metadata blocks held in memory now (see [`super::RwOptions::metadata_pages`]).
+    pub fn metadata_blocks(&self) -> usize {
+        self.lock().mutator.meta.counts().0
     }
 
     /// True once a failure made the mount read-only.
@@ -485,6 +514,11 @@ impl<D: Device> RwShared<D> {
         loop {
             let mut st = self.lock();
             let mut g = gate(&st)?;
+            if fetched.is_empty() {
+                // Before an operation's first attempt: drop metadata past the bound (a retry
+                // keeps what its earlier attempts read, in `fetched` if not here).
+                st.mutator.meta.trim();
+            }
             if !fetched.revalidate(&st.home_log) {
                 st.stats.fetches_stale += 1;
             }
@@ -633,7 +667,7 @@ impl<D: Device> RwShared<D> {
             self.sync_all(ctx, st, op, path)?;
         } else if dirty_over {
             // Past the hard mark a writer waits for writeback, down to the background mark.
-            drop(self.write_back_to(ctx, st, self.dirty_background_blocks, op, path)?);
+            self.write_back_to(ctx, st, self.dirty_background_blocks, op, path)?;
         }
         Ok(value)
     }

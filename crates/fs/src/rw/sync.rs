@@ -412,6 +412,8 @@ impl<D: Device> RwShared<D> {
                 return Err(self.fail(&mut st, e));
             }
         };
+        let sealed_at = st.mutator.meta.sealed_generation();
+        st.sealed_gens.push_back((tid, sealed_at));
         for b in &sealed.revoked {
             st.forget_unhomed(*b);
         }
@@ -566,7 +568,9 @@ impl<D: Device> RwShared<D> {
     }
 
     /// Writes back dirty data (`data=ordered`) until at most `max_blocks` are dirty: past
-    /// the hard dirty mark a writer waits for writeback, as in the kernel.
+    /// the hard dirty mark a writer waits for writeback, as in the kernel. Dirty blocks that no
+    /// inode lists (a slow symlink's target) only a commit takes: with nothing else left to
+    /// write back, it commits.
     pub(super) fn write_back_to<'a>(
         &'a self,
         ctx: &mut RwCtx<D>,
@@ -574,23 +578,26 @@ impl<D: Device> RwShared<D> {
         max_blocks: usize,
         op: &'static str,
         path: &[u8],
-    ) -> Result<MutexGuard<'a, State>, RwError> {
+    ) -> Result<(), RwError> {
         debug_assert_eq!(self.options.data, DataMode::Ordered);
         loop {
             Self::check_writable(&st, op, path)?;
-            let dirty = st.mutator.dirty_data_blocks();
-            if dirty <= max_blocks {
-                return Ok(st);
+            if st.mutator.dirty_data_blocks() <= max_blocks {
+                return Ok(());
             }
             if st.journal.is_none() {
                 st = self.wait(st);
                 continue;
             }
-            st = self.lead_data_sync(ctx, st, op, path, InPlace::Writeback)?;
-            if st.mutator.dirty_data_blocks() >= dirty {
+            let free = st.dirty.keys().any(|i| !st.data_syncing.contains(i));
+            st = if free {
+                self.lead_data_sync(ctx, st, op, path, InPlace::Writeback)?
+            } else if st.data_syncing.is_empty() {
+                return self.sync_all(ctx, st, op, path);
+            } else {
                 // Every dirty inode is being written by others: wait for them.
-                st = self.wait(st);
-            }
+                self.wait(st)
+            };
         }
     }
 

@@ -10,9 +10,19 @@
 //!
 //! # Invariants
 //! - Every cached block is exactly [`BLOCK_SIZE`] bytes and lies inside the file system.
-//! - A block is read from the device at most once while cached: the cached copy is the truth,
-//!   so nothing else may write metadata blocks home behind this map's back except what
-//!   `take_dirty` returned.
+//! - The cached copy is the truth: nothing else may write metadata blocks home behind this
+//!   map's back except what `take_dirty` returned (through the journal).
+//! - A block leaves the map (eviction, [`MetaBlocks::trim`]) only while its home copy is the
+//!   truth too: not dirty, not pinned, and not sealed by a transaction whose checkpoint has not
+//!   completed ([`MetaBlocks::home_through`]). Reading it again from home then gives the same
+//!   bytes. Until the caller says checkpoints happened, nothing sealed is ever evicted.
+//!
+//! # Bound
+//! With [`MetaBlocks::set_cap`], [`MetaBlocks::trim`] (which the owner calls between
+//! operations: the read-write mount before an operation's first attempt) cuts the map to nine
+//! tenths of the cap when it holds more, evicting only blocks as above: the map holds at most
+//! the cap plus one operation's blocks, plus what cannot be evicted (dirty, pinned, sealed and
+//! not yet home).
 //! - Checksums are *not* this map's business: structures with per-inode seeds are sealed by the
 //!   operation that changes them, and bitmap/descriptor/superblock checksums by
 //!   [`super::Mutator::take_changes`] before it calls `take_dirty`.
@@ -49,6 +59,18 @@ pub struct MetaBlocks {
     blocks_count: u64,
     /// While recording: block -> (bytes before, was dirty), saved at the first change.
     undo: Option<HashMap<u64, Saved>>,
+    /// Calls of `take_dirty` so far: the seal generation.
+    sealed_gen: u64,
+    /// Sealed blocks whose home copy may be older: block -> generation of its last seal.
+    /// Entries at or below `home_gen` are dropped (their checkpoint completed).
+    not_home: HashMap<u64, u64>,
+    home_gen: u64,
+    /// Never evicted (what sealing rewrites without an operation having read it).
+    pinned: BTreeSet<u64>,
+    /// Most blocks kept before `begin` trims (`None`: no bound).
+    cap: Option<usize>,
+    /// Blocks evicted so far.
+    evicted: u64,
 }
 
 /// A block's state before the running operation first changed it.
@@ -58,16 +80,68 @@ impl MetaBlocks {
     /// An empty map for a file system of `blocks_count` blocks.
     pub fn new(blocks_count: u64) -> Self {
         MetaBlocks {
-            blocks: HashMap::new(),
-            dirty: BTreeSet::new(),
             blocks_count,
-            undo: None,
+            ..MetaBlocks::default()
         }
+    }
+
+    /// Bounds the map to about `blocks` blocks (see the module doc).
+    pub fn set_cap(&mut self, blocks: usize) {
+        self.cap = Some(blocks);
+    }
+
+    /// Never evicts `block`.
+    pub fn pin(&mut self, block: u64) {
+        self.pinned.insert(block);
+    }
+
+    /// The generation the next [`MetaBlocks::take_dirty`] seals at, minus one: the last one.
+    pub fn sealed_generation(&self) -> u64 {
+        self.sealed_gen
+    }
+
+    /// Every block sealed at generation `generation` or before is home (its transaction's
+    /// checkpoint completed, or a later one wrote it).
+    pub fn home_through(&mut self, generation: u64) {
+        if generation > self.home_gen {
+            self.home_gen = generation;
+            self.not_home.retain(|_, g| *g > generation);
+        }
+    }
+
+    /// Blocks held now, and blocks evicted so far.
+    pub fn counts(&self) -> (usize, u64) {
+        (self.blocks.len(), self.evicted)
     }
 
     /// Starts recording undo state (see the module doc); a running record is kept.
     pub fn begin(&mut self) {
         self.undo.get_or_insert_with(HashMap::new);
+    }
+
+    /// Evicts blocks whose home copy is the truth until nine tenths of the cap are left (or
+    /// nothing more may go).
+    pub fn trim(&mut self) {
+        let Some(cap) = self.cap else { return };
+        if self.blocks.len() <= cap || self.undo.is_some() {
+            return;
+        }
+        let excess = self.blocks.len() - cap * 9 / 10;
+        let victims: Vec<u64> = self
+            .blocks
+            .keys()
+            .filter(|b| {
+                !self.dirty.contains(b)
+                    && !self.pinned.contains(b)
+                    && !self.not_home.contains_key(b)
+            })
+            .take(excess)
+            .copied()
+            .collect();
+        for b in &victims {
+            self.blocks.remove(b);
+        }
+        self.evicted += victims.len() as u64;
     }
 
     /// Whether an undo record is running.
@@ -222,10 +296,15 @@ impl MetaBlocks {
     /// The changed blocks in block order, copied out; the dirty set starts empty again.
     pub fn take_dirty(&mut self) -> Vec<(u64, Box<[u8]>)> {
         let dirty = std::mem::take(&mut self.dirty);
-        dirty
+        self.sealed_gen += 1;
+        let out: Vec<(u64, Box<[u8]>)> = dirty
             .into_iter()
             .filter_map(|b| self.blocks.get(&b).map(|bytes| (b, bytes.clone())))
-            .collect()
+            .collect();
+        for (b, _) in &out {
+            self.not_home.insert(*b, self.sealed_gen);
+        }
+        out
     }
 }
 

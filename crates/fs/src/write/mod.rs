@@ -334,10 +334,12 @@ impl Mutator {
     }
 
     /// Loads the blocks [`Mutator::take_changes`] may rewrite without an operation having
-    /// read them: block 0 (the superblock) and every group descriptor block. After this,
-    /// sealing needs no device read (the read-write mount seals under its state lock).
+    /// read them: block 0 (the superblock) and every group descriptor block, pinned (never
+    /// evicted). After this, sealing needs no device read (the read-write mount seals under
+    /// its state lock).
     pub fn load_commit_blocks(&mut self, r: &mut dyn BlockRead) -> Result<(), FsError> {
         self.meta.get(r, 0, Location::Superblock)?;
+        self.meta.pin(0);
         for group in 0..self.groups.len() as u32 {
             let at = Location::GroupDesc { group };
             let offset_bytes = self
@@ -347,7 +349,9 @@ impl Mutator {
                     at,
                     what: "group past the last",
                 })?;
-            self.meta.get(r, offset_bytes / BLOCK_SIZE as u64, at)?;
+            let block = offset_bytes / BLOCK_SIZE as u64;
+            self.meta.get(r, block, at)?;
+            self.meta.pin(block);
         }
         Ok(())
     }
