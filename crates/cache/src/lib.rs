@@ -47,8 +47,10 @@
 //! (directly from [`PagePool::refill`], or parked when an insertion had to make room).
 //!
 //! ## Later
-//! `Dirty` pages (write path), writeback, and readahead windows are not here yet; see
-//! [`PageState`].
+//! Written pages are not indexed here yet: the read-write mount keeps a buffered write's bytes
+//! as immutable `aios_fs::DataPage`s in the same arena and writes them back itself, and bumps
+//! the file's key epoch so no older page of it is found here. Indexing those pages (a `Dirty`
+//! state, see [`PageState`]) and readahead windows are still to come.
 
 mod cache;
 pub mod error;
