@@ -160,23 +160,16 @@ impl<Q: Queue> BlockQueue<Q> {
     where
         I: IntoIterator<Item = Buf>,
     {
-        let Some(tag) = self.free.pop() else {
-            let depth = self.depth();
-            let error = DeviceError::BadTag {
-                tag: depth,
-                depth,
-                reason: "unavailable: every request is busy",
-            };
-            return Err(Refused {
-                error,
-                bufs: bufs.into_iter().collect(),
-            });
+        let tag = match self.take_slot(op, offset_bytes) {
+            Ok(tag) => tag,
+            Err(error) => {
+                return Err(Refused {
+                    error,
+                    bufs: bufs.into_iter().collect(),
+                })
+            }
         };
         let req = &mut self.requests[usize::from(tag)];
-        debug_assert!(req.state == State::Free && req.bufs.is_empty());
-        req.op = op;
-        req.offset_bytes = offset_bytes;
-        req.segments.clear();
         let mut bufs = bufs.into_iter();
         for buf in bufs.by_ref() {
             if req.bufs.is_full() {
@@ -197,23 +190,13 @@ impl<Q: Queue> BlockQueue<Q> {
             req.segments.push(buf.segment());
             req.bufs.push(buf);
         }
-        let io = Io {
-            op,
-            offset_bytes,
-            segments: &req.segments,
-        };
         // SAFETY: the segments name exactly the pages of `req.bufs`, which stay in this slot,
         // unreachable by the caller, until `wait` has seen the tag's completion and `finish`
         // hands them back (the slot's `InFlight` state guards `finish`).
-        match unsafe { self.queue.push(tag, &io) } {
-            Ok(()) => {
-                req.state = State::InFlight;
-                self.stats.staged += 1;
-                Ok(tag)
-            }
+        match unsafe { self.push_slot(tag) } {
+            Ok(()) => Ok(tag),
             Err(error) => {
-                let bufs = req.bufs.drain(..).collect();
-                self.free.push(tag);
+                let bufs = self.requests[usize::from(tag)].bufs.drain(..).collect();
                 Err(Refused { error, bufs })
             }
         }
@@ -233,6 +216,44 @@ impl<Q: Queue> BlockQueue<Q> {
         I: IntoIterator<Item = Arc<SharedBuf>>,
     {
         let op = Op::Write { fua };
+        let tag = self.take_slot(op, offset_bytes)?;
+        let req = &mut self.requests[usize::from(tag)];
+        let mut pages = pages.into_iter();
+        for page in pages.by_ref() {
+            if req.shared.is_full() {
+                // Over the scatter-gather limit: report the true size.
+                let rest: Vec<Arc<SharedBuf>> = pages.collect();
+                let len_bytes = req
+                    .shared
+                    .iter()
+                    .chain(std::iter::once(&page))
+                    .chain(&rest)
+                    .map(|b| b.len() as u64)
+                    .sum();
+                let segments = req.shared.len() + 1 + rest.len();
+                req.shared.clear();
+                self.free.push(tag);
+                return Err(DeviceError::TooLarge {
+                    op,
+                    len_bytes,
+                    segments,
+                });
+            }
+            req.segments.push(page.segment());
+            req.shared.push(page);
+        }
+        // SAFETY: the segments name exactly the pages of `req.shared`, owners of which stay in
+        // this slot until `finish`, so the pages are not returned to the arena while the device
+        // reads them; a `SharedBuf` is never written, and a write only reads its memory (the
+        // relaxation of `Queue::push` for writes).
+        let pushed = unsafe { self.push_slot(tag) };
+        pushed.map(|()| tag).inspect_err(|_| {
+            self.requests[usize::from(tag)].shared.clear();
+        })
+    }
+
+    /// Takes a free request slot for `op` at `offset_bytes`, its segments empty.
+    fn take_slot(&mut self, op: Op, offset_bytes: u64) -> Result<Tag, DeviceError> {
         let Some(tag) = self.free.pop() else {
             let depth = self.depth();
             return Err(DeviceError::BadTag {
@@ -246,41 +267,30 @@ impl<Q: Queue> BlockQueue<Q> {
         req.op = op;
         req.offset_bytes = offset_bytes;
         req.segments.clear();
-        let mut pages = pages.into_iter();
-        for page in pages.by_ref() {
-            if req.shared.is_full() {
-                let len_bytes = req.shared.iter().map(|b| b.len() as u64).sum::<u64>()
-                    + page.len() as u64
-                    + pages.map(|b| b.len() as u64).sum::<u64>();
-                let segments = SEGMENTS_MAX + 1;
-                req.shared.clear();
-                self.free.push(tag);
-                return Err(DeviceError::TooLarge {
-                    op,
-                    len_bytes,
-                    segments,
-                });
-            }
-            req.segments.push(page.segment());
-            req.shared.push(page);
-        }
+        Ok(tag)
+    }
+
+    /// Hands slot `tag`'s command to the device queue: `InFlight` on success; on refusal the
+    /// slot is free again and its buffers are the caller's to take back.
+    ///
+    /// # Safety
+    /// The slot's `segments` name exactly memory the slot keeps alive (its `bufs` or `shared`)
+    /// until `finish`, as [`Queue::push`] requires.
+    unsafe fn push_slot(&mut self, tag: Tag) -> Result<(), DeviceError> {
+        let req = &mut self.requests[usize::from(tag)];
         let io = Io {
-            op,
-            offset_bytes,
+            op: req.op,
+            offset_bytes: req.offset_bytes,
             segments: &req.segments,
         };
-        // SAFETY: the segments name exactly the pages of `req.shared`, owners of which stay in
-        // this slot until `finish`, so the pages are not returned to the arena while the device
-        // reads them; a `SharedBuf` is never written, and a write only reads its memory (the
-        // relaxation of `Queue::push` for writes).
+        // SAFETY: the caller's contract, above.
         match unsafe { self.queue.push(tag, &io) } {
             Ok(()) => {
                 req.state = State::InFlight;
                 self.stats.staged += 1;
-                Ok(tag)
+                Ok(())
             }
             Err(error) => {
-                req.shared.clear();
                 self.free.push(tag);
                 Err(error)
             }

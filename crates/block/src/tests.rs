@@ -136,9 +136,16 @@ fn finishing_an_in_flight_request_is_refused() {
     let _ = q.finish(tag);
 }
 
-#[test]
-fn data_round_trips_through_a_real_backend() {
-    let dir = std::env::temp_dir().join(format!("aios-block-{}", std::process::id()));
+/// A 1 MiB scratch disk through the pread backend, in a directory of its own (`name`) that the
+/// caller removes.
+fn psync_disk(
+    name: &str,
+) -> (
+    std::path::PathBuf,
+    aios_device_psync::PsyncDevice,
+    BlockQueue<aios_device_psync::PsyncQueue>,
+) {
+    let dir = std::env::temp_dir().join(format!("aios-block-{name}-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let path = dir.join("disk.img");
     std::fs::File::create(&path)
@@ -150,7 +157,13 @@ fn data_round_trips_through_a_real_backend() {
         ..Default::default()
     };
     let dev = aios_device_psync::PsyncDevice::open(&path, config).unwrap();
-    let mut q = BlockQueue::open(&dev, QueueConfig::default()).unwrap();
+    let q = BlockQueue::open(&dev, QueueConfig::default()).unwrap();
+    (dir, dev, q)
+}
+
+#[test]
+fn data_round_trips_through_a_real_backend() {
+    let (dir, dev, mut q) = psync_disk("round-trip");
     // A scattered write of three pages, read back as one.
     let mut bufs: Vec<Buf> = (0..3).map(|_| dev.arena().alloc(1).unwrap()).collect();
     for (i, b) in bufs.iter_mut().enumerate() {
@@ -168,20 +181,8 @@ fn data_round_trips_through_a_real_backend() {
 
 #[test]
 fn a_shared_write_keeps_its_pages_until_finish_and_lands_in_order() {
-    let dir = std::env::temp_dir().join(format!("aios-block-shared-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let path = dir.join("disk.img");
-    std::fs::File::create(&path)
-        .unwrap()
-        .set_len(1 << 20)
-        .unwrap();
-    let config = aios_device_psync::PsyncConfig {
-        arena_bytes: 1 << 20,
-        ..Default::default()
-    };
-    let dev = aios_device_psync::PsyncDevice::open(&path, config).unwrap();
+    let (dir, dev, mut q) = psync_disk("shared");
     let arena = dev.arena().clone();
-    let mut q = BlockQueue::open(&dev, QueueConfig::default()).unwrap();
     let pages: Vec<Arc<SharedBuf>> = (0..2u8)
         .map(|i| {
             let mut buf = arena.alloc(1).unwrap();
