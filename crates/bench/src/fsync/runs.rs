@@ -229,13 +229,7 @@ fn run_aios<D: Device + 'static>(
             writes,
         })
     })();
-    let (device, unmounted) = fs.unmount();
-    let result = match (result, unmounted) {
-        (Err(e), _) => Err(e),
-        (Ok(out), Ok(())) => Ok(out),
-        (Ok(_), Err(e)) => Err(anyhow::Error::new(e).context("unmount")),
-    };
-    Ok((result, device))
+    Ok(crate::target::unmount_after(fs, result))
 }
 
 /// The kernel's run: every thread opens its own file in `dir`, empties it if it appends, then

@@ -120,11 +120,5 @@ fn run_mount<D: Device + 'static>(
         };
         Ok(out)
     });
-    let (device, unmounted) = fs.unmount();
-    let result = match (result, unmounted) {
-        (Err(e), _) => Err(e),
-        (Ok(out), Ok(())) => Ok(out),
-        (Ok(_), Err(e)) => Err(anyhow::Error::new(e).context("unmount")),
-    };
-    Ok((result, device))
+    Ok(crate::target::unmount_after(fs, result))
 }

@@ -229,6 +229,21 @@ pub(crate) fn with_rw(
     result.and(unmounted.context("unmount"))
 }
 
+/// Unmounts `fs` after a run that gave `result`: the device comes back with the run's error if
+/// it failed, else with the unmount's (the image is left clean either way when it can be).
+pub(crate) fn unmount_after<D: Device + 'static, T>(
+    fs: RwFs<D>,
+    result: Result<T>,
+) -> (Result<T>, D) {
+    let (device, unmounted) = fs.unmount();
+    let result = match (result, unmounted) {
+        (Err(e), _) => Err(e),
+        (Ok(out), Ok(())) => Ok(out),
+        (Ok(_), Err(e)) => Err(anyhow::Error::new(e).context("unmount")),
+    };
+    (result, device)
+}
+
 /// Rewrites every byte of the image file in place and makes it durable, so that no block of it
 /// is a hole or an unwritten extent of the host's file system. mke2fs leaves both (sparse
 /// writes, `FALLOC_FL_ZERO_RANGE` for the inode tables and the journal); an O_DIRECT write into

@@ -62,13 +62,7 @@ impl DeviceRun for AiosRun {
     fn run<D: Device + 'static>(self, device: D) -> Result<(Result<RunOut>, D)> {
         let fs = RwFs::mount(device, self.options).context("mount read-write")?;
         let result = write_aios(fs.shared(), self.file_size, self.bs);
-        let (device, unmounted) = fs.unmount();
-        let result = match (result, unmounted) {
-            (Err(e), _) => Err(e),
-            (Ok(out), Ok(())) => Ok(out),
-            (Ok(_), Err(e)) => Err(anyhow::Error::new(e).context("unmount")),
-        };
-        Ok((result, device))
+        Ok(crate::target::unmount_after(fs, result))
     }
 }
 
