@@ -109,12 +109,8 @@ impl Options {
             order: self.order,
             // The periodic commit runs beside the threads' syncs, as on a real mount.
             commit_interval: Some(Duration::from_secs(1)),
-            // The least dirty data the mount allows (16 blocks): writers and the commit
-            // thread write back beside the syncs.
-            dirty_percent: 0,
-            dirty_background_percent: 0,
-            metadata_pages: Some(crate::METADATA_PAGES_CAMPAIGN),
-            ..RwOptions::default()
+            // Writers and the commit thread write back beside the syncs.
+            ..crate::campaign_rw()
         }
     }
 

@@ -163,6 +163,18 @@ impl Default for Options {
 /// from home again (`RwOptions::metadata_pages`).
 pub const METADATA_PAGES_CAMPAIGN: usize = 8;
 
+/// The memory limits every campaign mounts with, on the defaults: the least dirty data the
+/// mount allows (16 blocks), so workloads that write more cross writeback (`data=ordered`) or
+/// a commit (`data=journal`) on the way, and [`METADATA_PAGES_CAMPAIGN`].
+pub fn campaign_rw() -> RwOptions {
+    RwOptions {
+        dirty_percent: 0,
+        dirty_background_percent: 0,
+        metadata_pages: Some(METADATA_PAGES_CAMPAIGN),
+        ..RwOptions::default()
+    }
+}
+
 /// The default campaign's recovery crashes: the seeded one, and every event with its
 /// unflushed writes all dropped (where a recovery that marks the journal clean too early
 /// loses its replay).
@@ -199,13 +211,7 @@ impl Options {
             order: self.order,
             commit_interval: None,
             plant: self.plant,
-            // The least dirty data the mount allows (16 blocks): workloads that write more
-            // cross writeback (data=ordered) or a commit (data=journal) on the way.
-            dirty_percent: 0,
-            dirty_background_percent: 0,
-            // Few metadata blocks kept: once checkpointed, they are evicted and read again.
-            metadata_pages: Some(METADATA_PAGES_CAMPAIGN),
-            ..RwOptions::default()
+            ..campaign_rw()
         }
     }
 

@@ -380,13 +380,7 @@ impl Mutator {
             let page = if hi - lo == bs || fresh {
                 self.pages.build(None, at, src)
             } else {
-                match self.data.get(&physical) {
-                    Some(old) => self.pages.build(Some(old.bytes()), at, src),
-                    None => {
-                        let old = r.read_block(physical, Location::Inode { ino })?;
-                        self.pages.build(Some(&old), at, src)
-                    }
-                }
+                self.patched_block(r, ino, physical, at, src)?
             };
             self.put_data(physical, page);
             report.blocks.push(physical);
@@ -398,6 +392,25 @@ impl Mutator {
         inode.ctime = t;
         self.store_inode(r, &inode, false)?;
         Ok(report)
+    }
+
+    /// A new page of data block `physical` of inode `ino`: its newest bytes (pending here, or
+    /// read) with `src` written at byte `at` (a read-modify-write of part of a block).
+    fn patched_block(
+        &self,
+        r: &mut dyn BlockRead,
+        ino: u32,
+        physical: u64,
+        at: usize,
+        src: &[u8],
+    ) -> Result<std::sync::Arc<crate::DataPage>, FsError> {
+        Ok(match self.data.get(&physical) {
+            Some(old) => self.pages.build(Some(old.bytes()), at, src),
+            None => {
+                let old = r.read_block(physical, Location::Inode { ino })?;
+                self.pages.build(Some(&old), at, src)
+            }
+        })
     }
 
     /// Allocates and maps the unmapped run starting at `logical` (up to `last` and one
@@ -466,13 +479,7 @@ impl Mutator {
                     let physical = e.start_block + u64::from(logical - e.first_logical_block);
                     let zeros = [0u8; BLOCK_SIZE];
                     let tail = zeros.get(within..).unwrap_or_default();
-                    let page = match self.data.get(&physical) {
-                        Some(old) => self.pages.build(Some(old.bytes()), within, tail),
-                        None => {
-                            let old = r.read_block(physical, Location::Inode { ino })?;
-                            self.pages.build(Some(&old), within, tail)
-                        }
-                    };
+                    let page = self.patched_block(r, ino, physical, within, tail)?;
                     self.put_data(physical, page);
                 }
             }
