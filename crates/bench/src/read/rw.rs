@@ -92,12 +92,13 @@ impl RwCase<'_> {
         let sample = run_threads(case.threads, run, |t, ready| {
             let mut ctx = shared.ctx()?;
             let file = shared.open(&mut ctx, &path, OpenOptions::default())?;
-            let mut buf = vec![0u8; case.bs as usize];
+            let mut user = UserBuf::new(case.bs as usize)?;
+            let buf = user.bytes();
             let requests_before = ctx.read_stats().staged;
             let mut reads = 0u64;
             let out = timed_reads(case, region, run, t, ready, |step| {
                 if let Step::Read(offset) = step {
-                    let n = shared.read_at(&mut ctx, &file, offset, &mut buf)?;
+                    let n = shared.read_at(&mut ctx, &file, offset, buf)?;
                     if n != buf.len() {
                         bail!("short read at {offset}: {n} bytes");
                     }
