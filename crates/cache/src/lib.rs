@@ -11,9 +11,14 @@
 //!   the bytes read and the device's error. This crate never touches a queue.
 //!
 //! ## What it promises above
-//! - **A hit costs no system call**: [`PageCache::read_cached`] is one shard lock (64 shards by
-//!   default, by key hash), one probe of a map keyed by a pre-mixed hash, and the memcpy, made
-//!   under the lock (no reference count is touched; eviction needs the same lock).
+//! - **A hit costs no system call and writes nothing another thread reads**:
+//!   [`PageCache::read_cached`] first tries the write-free hit (`hint.rs`): a direct-mapped slot
+//!   names the arena page last published for the key, whose sequence count and stored key say
+//!   it still holds the key's bytes; the bytes are copied and the count checked again (a
+//!   sequence-lock read). Hits of many threads scale with the cores. A slot lost to a collision,
+//!   or a page being filled, takes the locked hit: one shard lock (64 shards by default, by key
+//!   hash, each on cache lines of its own), one probe of a map keyed by a pre-mixed hash, and
+//!   the memcpy under the lock.
 //! - **Never wrong data**: a page becomes `UpToDate` only with a full, successful page read; an
 //!   up-to-date page is never written, so readers share it immutably. A failed fill leaves the
 //!   index *before* it is marked failed: waiters get [`CacheError::FillFailedElsewhere`], the
@@ -43,7 +48,10 @@
 //! the index alone. Readers hold a [`PageRef`] (an `Arc`) while they copy, and new references are
 //! made only under the shard lock, so "count == 1 under the lock" means no one can read the page;
 //! the evictor then owns the `CachedPage` outright (`Arc::try_unwrap`) before taking its `Buf`.
-//! A page held by a reader is skipped, never freed under it. Evicted memory goes to a pool
+//! A page held by a reader is skipped, never freed under it. Write-free hits hold nothing: the
+//! evictor retires the page's sequence count before its `Buf` goes anywhere, so a hit that
+//! copied while the memory was being reused sees the count move and discards its copy; their
+//! referenced bits live beside the count, and the hand clears both. Evicted memory goes to a pool
 //! (directly from [`PagePool::refill`], or parked when an insertion had to make room).
 //!
 //! ## Later
@@ -54,6 +62,7 @@
 
 mod cache;
 pub mod error;
+mod hint;
 mod page;
 mod pool;
 mod shard;

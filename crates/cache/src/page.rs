@@ -108,6 +108,11 @@ impl CachedPage {
         self.referenced.swap(false, Ordering::Relaxed)
     }
 
+    /// The arena page holding its bytes, once filled.
+    pub(crate) fn arena_page(&self) -> Option<u32> {
+        self.buf.get().map(Buf::first_page)
+    }
+
     /// The page memory of a uniquely owned page (after eviction).
     pub(crate) fn into_buf(self) -> Option<Buf> {
         self.buf.into_inner()

@@ -6,8 +6,10 @@
 //!   failed.
 //! - References to a page are created only from `map` under this mutex (or by cloning one that
 //!   already exists), so `Arc::strong_count == 1` under the mutex means no reader holds the page
-//!   and none can appear before the mutex is released.
+//!   and none can appear before the mutex is released. (Write-free hits hold no reference; they
+//!   validate their copy instead: `hint.rs`.)
 
+use crate::hint::Hints;
 use crate::page::{CachedPage, PageState};
 use crate::{Key, KeyHasher};
 use aios_device::Buf;
@@ -19,10 +21,6 @@ use std::sync::Arc;
 pub(crate) struct Shard {
     pub map: HashMap<Key, Arc<CachedPage>, BuildHasherDefault<KeyHasher>>,
     clock: VecDeque<Key>,
-    /// Lookups of this shard that found their key. Counted here, under the lock the lookup
-    /// holds anyway, rather than in a cache-wide atomic every thread's hit would write. (Misses
-    /// lead to I/O: a cache-wide atomic is cheap there.)
-    pub hits: u64,
 }
 
 impl Shard {
@@ -46,7 +44,8 @@ impl Shard {
 
     /// CLOCK: advances the hand at most two turns, giving referenced pages a second chance and
     /// skipping pages that are locked or held by a reader. Returns the evicted key and its page.
-    pub fn evict_one(&mut self) -> Option<(Key, Buf)> {
+    /// A page hit without the lock (`hints`) has its referenced bit there.
+    pub fn evict_one(&mut self, hints: &Hints) -> Option<(Key, Buf)> {
         let mut steps = 2 * self.clock.len();
         while steps > 0 {
             steps -= 1;
@@ -56,7 +55,10 @@ impl Shard {
                 continue;
             };
             let busy = page.state() != PageState::UpToDate || Arc::strong_count(page) > 1;
-            if busy || page.take_referenced() {
+            // Both bits are cleared: a second chance is one turn of the hand.
+            let referenced = page.take_referenced()
+                | page.arena_page().is_some_and(|p| hints.take_referenced(p));
+            if busy || referenced {
                 self.clock.push_back(key);
                 continue;
             }

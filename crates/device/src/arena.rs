@@ -54,6 +54,11 @@ impl Buf {
         self.pages == 0
     }
 
+    /// The index of its first page in its arena (see [`Arena::page_ptr`]).
+    pub fn first_page(&self) -> u32 {
+        self.first_page
+    }
+
     /// The whole buffer as a segment of a command.
     pub fn segment(&self) -> Segment {
         Segment {
@@ -158,6 +163,23 @@ impl Arena {
     /// Total size in bytes.
     pub fn len_bytes(&self) -> usize {
         self.pages as usize * BLOCK_SIZE
+    }
+
+    /// Pages in the region.
+    pub fn pages(&self) -> u32 {
+        self.pages
+    }
+
+    /// The address of page `page` (`None` past the region), whoever owns it now. For a reader
+    /// that validates what it read afterwards (a sequence lock): the bytes behind it may be
+    /// changing, so never make a reference from it.
+    pub fn page_ptr(&self, page: u32) -> Option<*const u8> {
+        (page < self.pages).then(|| {
+            self.base
+                .as_ptr()
+                .wrapping_add(page as usize * BLOCK_SIZE)
+                .cast_const()
+        })
     }
 
     /// Start of the region, for registering it with the kernel.

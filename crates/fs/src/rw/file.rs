@@ -179,7 +179,8 @@ impl<D: Device> RwShared<D> {
 
     /// Reads from `file` (see [`RwShared::read`]). When every page is cached in the file's
     /// published epoch the read takes no mount-wide lock: one snapshot of the published size
-    /// and epoch, then the page cache's shard locks (`published`). A miss takes none either
+    /// and epoch, then the page cache's hits, which write nothing another thread reads
+    /// (`published`, `aios_cache`'s write-free hit). A miss takes no mount-wide lock either
     /// while the file has no page newer in memory (`RwShared::read_unlocked`); otherwise it
     /// plans under the state lock.
     pub fn read_at(
