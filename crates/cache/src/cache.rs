@@ -2,7 +2,7 @@
 //! copy-out and CLOCK eviction under a page cap.
 
 use crate::error::{CacheError, ECANCELED, EIO};
-use crate::hint::Hints;
+use crate::hint::{self, Hints};
 use crate::page::{CachedPage, PageRef};
 use crate::shard::Shard;
 use crate::stats::{bump, CacheStats, Counters};
@@ -221,18 +221,26 @@ impl PageCache {
         out: &mut [u8],
     ) -> Result<Cached, CacheError> {
         let range = page_range(key, offset_bytes, out.len())?;
-        if self.hints.copy(&self.arena, key, offset_bytes, out) {
+        if hint::worth_probing() && self.hints.copy(&self.arena, key, offset_bytes, out) {
             return Ok(Cached::Copied);
         }
         let shard = self.shard(key);
         let Some(page) = shard.map.get(&key) else {
+            hint::note_lookup(false);
             return Ok(Cached::Missing);
         };
+        hint::note_lookup(true);
         self.hints.count_hit();
         page.touch();
         match page.bytes(&self.arena).and_then(|bytes| bytes.get(range)) {
             Some(bytes) => {
                 out.copy_from_slice(bytes);
+                // Hit twice: its next hits go without the lock. A page read once (a cold
+                // stream) never costs the slot and entry writes (and their cache misses).
+                if let Some(arena_page) = page.arena_page() {
+                    page.set_hinted();
+                    self.hints.publish(arena_page, key);
+                }
                 Ok(Cached::Copied)
             }
             None => Ok(Cached::Filling(PageRef { page: page.clone() })),
@@ -353,14 +361,10 @@ impl PageCache {
         ticket.done = true;
         let error = match result {
             Ok(read_bytes) if read_bytes as usize == BLOCK_SIZE && buf.len() == BLOCK_SIZE => {
-                let arena_page = buf.first_page();
                 return match ticket.page.publish(buf) {
-                    Ok(()) => {
-                        self.hints.publish(arena_page, key);
-                        Ok(PageRef {
-                            page: ticket.page.clone(),
-                        })
-                    }
+                    Ok(()) => Ok(PageRef {
+                        page: ticket.page.clone(),
+                    }),
                     // Unreachable (only this ticket completes the page); still never leave a
                     // locked page behind.
                     Err(buf) => {
@@ -431,8 +435,6 @@ impl PageCache {
         (0..self.shards.len()).find_map(|i| {
             let index = (start + i) % self.shards.len();
             let (key, buf) = lock(&self.shards[index]).evict_one(&self.hints)?;
-            // Before anyone can write the page again: hits without the lock stop reading it.
-            self.hints.retire(buf.first_page());
             self.resident.fetch_sub(1, Ordering::Relaxed);
             bump(&self.counters.evictions);
             Some(Evicted { key, buf })

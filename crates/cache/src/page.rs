@@ -49,6 +49,8 @@ pub struct CachedPage {
     state: AtomicU8,
     errno: AtomicI32,
     referenced: AtomicBool,
+    /// Published for hits without the lock (`hint.rs`): eviction must retire it.
+    hinted: AtomicBool,
     buf: OnceLock<Buf>,
 }
 
@@ -59,6 +61,7 @@ impl CachedPage {
             state: AtomicU8::new(LOCKED),
             errno: AtomicI32::new(0),
             referenced: AtomicBool::new(true),
+            hinted: AtomicBool::new(false),
             buf: OnceLock::new(),
         }
     }
@@ -106,6 +109,18 @@ impl CachedPage {
     /// CLOCK's second chance: clears the bit, returning whether it was set.
     pub(crate) fn take_referenced(&self) -> bool {
         self.referenced.swap(false, Ordering::Relaxed)
+    }
+
+    /// Marks it published for hits without the lock. Under its shard's lock.
+    pub(crate) fn set_hinted(&self) {
+        if !self.hinted.load(Ordering::Relaxed) {
+            self.hinted.store(true, Ordering::Relaxed);
+        }
+    }
+
+    /// True once published for hits without the lock.
+    pub(crate) fn hinted(&self) -> bool {
+        self.hinted.load(Ordering::Relaxed)
     }
 
     /// The arena page holding its bytes, once filled.

@@ -56,8 +56,9 @@ impl Shard {
             };
             let busy = page.state() != PageState::UpToDate || Arc::strong_count(page) > 1;
             // Both bits are cleared: a second chance is one turn of the hand.
-            let referenced = page.take_referenced()
-                | page.arena_page().is_some_and(|p| hints.take_referenced(p));
+            let hinted = page.hinted().then(|| page.arena_page()).flatten();
+            let referenced =
+                page.take_referenced() | hinted.is_some_and(|p| hints.take_referenced(p));
             if busy || referenced {
                 self.clock.push_back(key);
                 continue;
@@ -67,7 +68,14 @@ impl Shard {
             };
             match Arc::try_unwrap(page) {
                 Ok(page) => match page.into_buf() {
-                    Some(buf) => return Some((key, buf)),
+                    Some(buf) => {
+                        // Before anyone can write the page again (still under this shard's
+                        // lock, which its publishes take): hits without the lock stop here.
+                        if let Some(arena_page) = hinted {
+                            hints.retire(arena_page);
+                        }
+                        return Some((key, buf));
+                    }
                     None => debug_assert!(false, "up-to-date page {key} without memory"),
                 },
                 // Unreachable under the invariant; restore rather than lose the page.

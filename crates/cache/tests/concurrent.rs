@@ -131,7 +131,11 @@ fn lock_free_hits_never_return_a_reused_pages_new_bytes() {
                     x ^= x >> 7;
                     x ^= x << 17;
                     // Mostly a hot dozen keys (hits), sometimes any key (fills that evict).
-                    let page = if x.is_multiple_of(4) { x % KEYS } else { x % 12 };
+                    let page = if x.is_multiple_of(4) {
+                        x % KEYS
+                    } else {
+                        x % 12
+                    };
                     let key = Key::new(1, page);
                     match cache.read_cached(key, 0, &mut out).expect("in range") {
                         Cached::Copied => {}
