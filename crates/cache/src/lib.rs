@@ -43,7 +43,8 @@
 //!   its own, correct buffer and [`PagePool::release`]s it; `Uncached`: same, without counting.
 //!
 //! ## Eviction and reuse (soundness)
-//! CLOCK per shard, the hand moving over shards globally: a hit sets a page's referenced bit; the
+//! CLOCK per shard, the hand moving over shards globally: a page starts unreferenced (read once,
+//! it is the first to go, as on the kernel's inactive list); a hit sets its referenced bit; the
 //! hand clears it once (second chance) and evicts only an `UpToDate` page whose `Arc` is held by
 //! the index alone. Readers hold a [`PageRef`] (an `Arc`) while they copy, and new references are
 //! made only under the shard lock, so "count == 1 under the lock" means no one can read the page;

@@ -60,7 +60,10 @@ impl CachedPage {
             key,
             state: AtomicU8::new(LOCKED),
             errno: AtomicI32::new(0),
-            referenced: AtomicBool::new(true),
+            // Not yet: a page read once is the first to go (the kernel's inactive list); a
+            // hit earns it a second chance. A cold stream then evicts on the hand's first look
+            // instead of its second.
+            referenced: AtomicBool::new(false),
             hinted: AtomicBool::new(false),
             buf: OnceLock::new(),
         }

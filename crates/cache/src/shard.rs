@@ -13,6 +13,7 @@ use crate::hint::Hints;
 use crate::page::{CachedPage, PageState};
 use crate::{Key, KeyHasher};
 use aios_device::Buf;
+use std::collections::hash_map::Entry;
 use std::collections::{HashMap, VecDeque};
 use std::hash::BuildHasherDefault;
 use std::sync::Arc;
@@ -50,10 +51,12 @@ impl Shard {
         while steps > 0 {
             steps -= 1;
             let key = self.clock.pop_front()?;
-            let Some(page) = self.map.get(&key) else {
+            // One probe for the look and the removal.
+            let Entry::Occupied(entry) = self.map.entry(key) else {
                 debug_assert!(false, "clock key {key} not in the map");
                 continue;
             };
+            let page = entry.get();
             let busy = page.state() != PageState::UpToDate || Arc::strong_count(page) > 1;
             // Both bits are cleared: a second chance is one turn of the hand.
             let hinted = page.hinted().then(|| page.arena_page()).flatten();
@@ -63,10 +66,7 @@ impl Shard {
                 self.clock.push_back(key);
                 continue;
             }
-            let Some(page) = self.map.remove(&key) else {
-                continue;
-            };
-            match Arc::try_unwrap(page) {
+            match Arc::try_unwrap(entry.remove()) {
                 Ok(page) => match page.into_buf() {
                     Some(buf) => {
                         // Before anyone can write the page again (still under this shard's

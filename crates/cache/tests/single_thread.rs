@@ -130,7 +130,7 @@ fn clock_gives_a_hit_page_a_second_chance() {
     for key in [a, b, c] {
         fill(&cache, &mut pool, key, 1).unwrap();
     }
-    // New pages start referenced: the first sweep clears every bit, then takes the oldest.
+    // New pages start unreferenced: the hand takes the oldest.
     assert_eq!(cache.evict().map(|e| e.key), Some(a));
     // A hit on b sets its bit again: the hand passes over b and takes c.
     assert!(cache.lookup(b).is_some());
