@@ -12,6 +12,10 @@
 //!   request.
 //! - **batched submission**: [`BlockQueue::stage`] queues commands without a system call;
 //!   [`BlockQueue::submit`] starts all staged ones with one kernel entry.
+//! - **no flush without a volatile cache**: on a device whose write cache is not volatile
+//!   ([`aios_device::DeviceInfo::volatile_cache`], read at [`BlockQueue::open`]) a completed
+//!   write is durable, so a flush is done, `Ok`, when staged and never sent (Linux does the same
+//!   for a queue without `QUEUE_FLAG_WC`).
 //!
 //! It is also the safe owner of I/O memory: the [`Buf`]s of a request live in its slot from
 //! `stage` until [`BlockQueue::finish`] hands them back, which is exactly the ownership
@@ -109,6 +113,11 @@ pub struct Finished {
 ///   exactly the pages of its `bufs`, or of its `shared` buffers (a write).
 pub struct BlockQueue<Q: Queue> {
     queue: Q,
+    /// The device has no volatile write cache: a completed write is already durable, so a
+    /// flush is done the moment it is staged and never reaches the device (Linux's block
+    /// layer does the same for a queue without `QUEUE_FLAG_WC`; the paper: "flush, if the
+    /// device has a volatile cache").
+    flush_done_at_stage: bool,
     requests: Box<[Request]>,
     free: Vec<Tag>,
     done: Vec<Tag>,
@@ -122,13 +131,17 @@ impl<Q: Queue> BlockQueue<Q> {
         device: &D,
         config: QueueConfig,
     ) -> Result<Self, DeviceError> {
-        Ok(Self::over(device.open_queue(config)?))
+        let mut q = Self::over(device.open_queue(config)?);
+        q.flush_done_at_stage = !device.info().volatile_cache;
+        Ok(q)
     }
 
-    /// Wraps an open device queue.
+    /// Wraps an open device queue. Its flushes all reach the device (nothing says whether its
+    /// write cache is volatile).
     pub fn over(queue: Q) -> Self {
         let depth = queue.depth();
         BlockQueue {
+            flush_done_at_stage: false,
             requests: (0..depth).map(|_| Request::new()).collect(),
             // Reversed so tag 0 is used first; LIFO reuse keeps hot slots in cache.
             free: (0..depth).rev().collect(),
@@ -169,6 +182,9 @@ impl<Q: Queue> BlockQueue<Q> {
                 })
             }
         };
+        if op == Op::Flush && self.flush_done_at_stage {
+            return self.done_at_stage(tag, bufs);
+        }
         let req = &mut self.requests[usize::from(tag)];
         let mut bufs = bufs.into_iter();
         for buf in bufs.by_ref() {
@@ -253,6 +269,30 @@ impl<Q: Queue> BlockQueue<Q> {
     }
 
     /// Takes a free request slot for `op` at `offset_bytes`, its segments empty.
+    /// A flush on a device without a volatile cache: done at once, `Ok`, without the device.
+    /// Refused, as the device would refuse it, if it names memory.
+    fn done_at_stage<I>(&mut self, tag: Tag, bufs: I) -> Result<Tag, Refused>
+    where
+        I: IntoIterator<Item = Buf>,
+    {
+        let bufs: Vec<Buf> = bufs.into_iter().collect();
+        if !bufs.is_empty() {
+            self.free.push(tag);
+            let error = DeviceError::Invalid {
+                op: Op::Flush,
+                reason: "a flush carries no data",
+            };
+            return Err(Refused { error, bufs });
+        }
+        let req = &mut self.requests[usize::from(tag)];
+        req.state = State::Done;
+        req.result = Ok(0);
+        self.done.push(tag);
+        self.stats.staged += 1;
+        self.stats.flushes_done_at_stage += 1;
+        Ok(tag)
+    }
+
     fn take_slot(&mut self, op: Op, offset_bytes: u64) -> Result<Tag, DeviceError> {
         let Some(tag) = self.free.pop() else {
             let depth = self.depth();

@@ -13,4 +13,6 @@ pub struct BlockStats {
     pub completed: u64,
     /// Completions carrying an error.
     pub errors: u64,
+    /// Flushes done when staged, never sent: the device has no volatile write cache.
+    pub flushes_done_at_stage: u64,
 }

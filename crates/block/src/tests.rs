@@ -226,3 +226,32 @@ fn a_shared_write_over_the_segment_limit_is_refused_whole() {
     assert_eq!(q.busy(), 0);
     assert!(pages.iter().all(|p| Arc::strong_count(p) == 1));
 }
+
+/// A device without a volatile write cache (the null device, zram, `emu:ull`) has nothing to
+/// flush: the flush is done when staged and never reaches it. Over a queue that says nothing
+/// about its cache, every flush reaches the device.
+#[test]
+fn a_flush_reaches_only_a_device_with_a_volatile_cache() {
+    let (dev, mut q) = null_queue(4);
+    assert!(!dev.info().volatile_cache);
+    dev.faults().arm(FaultPlan::nth(0, OpFilter::Flushes));
+    let tag = q.stage(Op::Flush, 0, []).unwrap();
+    assert_eq!(q.request(tag).state(), State::Done, "done when staged");
+    assert_eq!(q.pop_done(), Some(tag));
+    assert_eq!(q.finish(tag).result, Ok(0), "the armed fault never fired");
+    let done = q.run(Op::Flush, 0, []).unwrap();
+    assert_eq!(done.result, Ok(0));
+    assert_eq!(q.stats().flushes_done_at_stage, 2);
+    assert_eq!(q.stats().submitted, 0, "nothing reached the device");
+    let buf = dev.arena().alloc(1).unwrap();
+    let refused = q.stage(Op::Flush, 0, [buf]).unwrap_err();
+    assert_eq!(refused.bufs.len(), 1, "a flush naming memory is refused");
+
+    let mut raw = BlockQueue::over(dev.open_queue(QueueConfig::default()).unwrap());
+    let done = raw.run(Op::Flush, 0, []).unwrap();
+    assert!(
+        done.result.is_err(),
+        "the flush reached the device and its fault"
+    );
+    assert_eq!(raw.stats().flushes_done_at_stage, 0);
+}

@@ -62,7 +62,7 @@ impl PsyncDevice {
         let info = DeviceInfo {
             name: format!("psync:{}", path.display()),
             capacity_bytes: target.capacity_bytes,
-            volatile_cache: true,
+            volatile_cache: target.volatile_cache,
             // The system call runs inside `submit`.
             completes_in_submit: true,
         };

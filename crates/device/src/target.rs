@@ -7,7 +7,7 @@
 
 use crate::{DeviceError, BLOCK_SIZE};
 use std::fs::File;
-use std::os::unix::fs::{FileTypeExt, OpenOptionsExt};
+use std::os::unix::fs::{FileTypeExt, MetadataExt, OpenOptionsExt};
 use std::os::unix::io::AsRawFd;
 use std::path::Path;
 
@@ -35,6 +35,30 @@ pub struct Target {
     pub file: File,
     pub capacity_bytes: u64,
     pub is_block_device: bool,
+    /// True when completed writes may be lost at a crash until a flush (see
+    /// [`crate::DeviceInfo::volatile_cache`]): a block device's `queue/write_cache` says `write
+    /// back`, or sysfs does not say; always for a file (its file system may hold writes and
+    /// its own metadata until `fdatasync`). zram and other `write through` devices are not.
+    pub volatile_cache: bool,
+    /// The device whose request queue serves the target (its own for a block device, the
+    /// file system's for a file), for [`Target::queue_attr`].
+    pub queue_dev: u64,
+}
+
+impl Target {
+    /// An attribute of the target's request queue from sysfs (`io_poll`, `write_cache`...), if
+    /// sysfs has it.
+    pub fn queue_attr(&self, name: &str) -> Option<String> {
+        queue_attr(self.queue_dev, name)
+    }
+}
+
+fn queue_attr(dev: u64, name: &str) -> Option<String> {
+    let dir = format!("/sys/dev/block/{}:{}", libc::major(dev), libc::minor(dev));
+    std::fs::read_to_string(format!("{dir}/queue/{name}"))
+        .or_else(|_| std::fs::read_to_string(format!("{dir}/../queue/{name}")))
+        .ok()
+        .map(|value| value.trim().to_string())
 }
 
 // From <linux/fs.h>: _IOR(0x12, 114, size_t).
@@ -87,10 +111,18 @@ pub fn open_target(path: &Path, opts: TargetOptions) -> Result<Target, DeviceErr
     } else {
         meta.len()
     };
+    let (queue_dev, volatile_cache) = if is_block_device {
+        let cache = queue_attr(meta.rdev(), "write_cache");
+        (meta.rdev(), cache.is_none_or(|c| c != "write through"))
+    } else {
+        (meta.dev(), true)
+    };
     Ok(Target {
         file,
         capacity_bytes: bytes - bytes % BLOCK_SIZE as u64,
         is_block_device,
+        volatile_cache,
+        queue_dev,
     })
 }
 
