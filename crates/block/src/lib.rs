@@ -268,7 +268,6 @@ impl<Q: Queue> BlockQueue<Q> {
         })
     }
 
-    /// Takes a free request slot for `op` at `offset_bytes`, its segments empty.
     /// A flush on a device without a volatile cache: done at once, `Ok`, without the device.
     /// Refused, as the device would refuse it, if it names memory.
     fn done_at_stage<I>(&mut self, tag: Tag, bufs: I) -> Result<Tag, Refused>
@@ -293,6 +292,7 @@ impl<Q: Queue> BlockQueue<Q> {
         Ok(tag)
     }
 
+    /// Takes a free request slot for `op` at `offset_bytes`, its segments empty.
     fn take_slot(&mut self, op: Op, offset_bytes: u64) -> Result<Tag, DeviceError> {
         let Some(tag) = self.free.pop() else {
             let depth = self.depth();

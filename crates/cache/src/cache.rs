@@ -207,10 +207,13 @@ impl PageCache {
     }
 
     /// The hit path: copies `out.len()` bytes at `offset_bytes` of the page of `key` if it is
-    /// indexed and up to date. One shard lock, a probe, a memcpy: no system call, no reference
-    /// count (the copy happens under the shard lock, which eviction needs too, so the memory
-    /// cannot be reused meanwhile). A page still being filled is returned as a reference to
-    /// wait on with [`copy_out`](Self::copy_out); counted as a hit like the copied one.
+    /// indexed and up to date. First the write-free hit (`hint.rs`: no lock, nothing written
+    /// that another thread reads); else one shard lock, a probe and the memcpy under the lock
+    /// (eviction needs that lock too, so the memory cannot be reused meanwhile), which also
+    /// publishes the page for write-free hits. No system call, no reference count. A page
+    /// still being filled is returned as a reference to wait on with
+    /// [`copy_out`](Self::copy_out); counted as a hit like the copied one. Unless the result
+    /// is `Copied`, `out` holds unspecified bytes (a write-free attempt that failed its check).
     /// `Missing` is not counted: the caller may find the page is a hole (never cached) and
     /// calls [`count_miss`](Self::count_miss) when it reads the page instead. That lets a file
     /// system try the cache before its block map, keeping the map off the hit path.
@@ -222,6 +225,7 @@ impl PageCache {
     ) -> Result<Cached, CacheError> {
         let range = page_range(key, offset_bytes, out.len())?;
         if hint::worth_probing() && self.hints.copy(&self.arena, key, offset_bytes, out) {
+            hint::note_lookup(true);
             return Ok(Cached::Copied);
         }
         let shard = self.shard(key);
@@ -402,7 +406,14 @@ impl PageCache {
     /// Removes a locked page from the index, then marks it failed (in that order, so the index
     /// never holds a failed page).
     fn abandon(&self, page: &Arc<CachedPage>, errno: i32) {
-        if self.shard(page.key()).remove_same(page) {
+        let mut shard = self.shard(page.key());
+        if shard.remove_same(page) {
+            // Only locked pages come here; should a published one ever, its lock-free hits
+            // end before it leaves the shard's lock.
+            if let Some(arena_page) = page.hinted().then(|| page.arena_page()).flatten() {
+                self.hints.retire(arena_page);
+            }
+            drop(shard);
             self.resident.fetch_sub(1, Ordering::Relaxed);
         }
         page.fail(errno);

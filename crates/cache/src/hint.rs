@@ -27,15 +27,18 @@
 //! - It turns odd ([`Hints::retire`]) before the page's memory can be written again: eviction
 //!   retires a page before it hands the buffer on (to a pool, the arena, another fill), and
 //!   nothing else takes an up-to-date page's buffer while the cache lives.
-//! - Writers of one page's entry never overlap: a publish and the retire of the same indexed
-//!   page both hold its shard's lock, and the buffer's next owner publishes only after it was
-//!   handed on, after the retire.
+//! - Writers of one page's count and key never overlap: a publish and the retire of the same
+//!   indexed page both hold its shard's lock, and the buffer's next owner publishes only after
+//!   it was handed on, after the retire. (The `referenced` bit beside them is a hint for CLOCK,
+//!   written by hits and the hand without the lock.)
 //!
 //! # What it assumes
 //! Page memory stays mapped while the cache lives (the cache holds its `Arena`). A copy that
 //! raced a reuse of the page reads bytes being overwritten; the second look at the sequence
 //! count discards it. That racy copy is the one thing Rust's memory model does not bless
 //! (crossbeam's `AtomicCell` makes the same read); the bytes never reach a caller unvalidated.
+//! That the second look sees a rewrite made by the buffer's next owner, on a third thread,
+//! after a hand-over, relies on multi-copy-atomic hardware (x86-64, ARMv8).
 
 use std::cell::Cell;
 use std::sync::atomic::{fence, AtomicBool, AtomicU64, Ordering};
@@ -63,6 +66,15 @@ struct PageSeq {
     referenced: AtomicBool,
 }
 
+impl PageSeq {
+    /// True if `seq` (this entry's count, just loaded) is even and the entry's key is `key`.
+    fn holds(&self, seq: u64, key: Key) -> bool {
+        seq.is_multiple_of(2)
+            && self.file_id.load(Ordering::Relaxed) == key.file_id
+            && self.page_index.load(Ordering::Relaxed) == key.page_index
+    }
+}
+
 /// See the module documentation.
 #[derive(Debug)]
 pub(crate) struct Hints {
@@ -75,9 +87,11 @@ pub(crate) struct Hints {
 }
 
 impl Hints {
-    /// Entries for every page of `arena`, slots for a cap of `max_pages`.
+    /// Entries for every page of `arena`, slots for a cap of `max_pages` (no more than the
+    /// arena's pages can be cached, whatever the cap).
     pub(crate) fn new(arena: &Arena, max_pages: usize) -> Hints {
         let slots = max_pages
+            .min(arena.pages() as usize)
             .saturating_mul(SLOTS_PER_PAGE)
             .next_power_of_two()
             .max(1);
@@ -120,10 +134,7 @@ impl Hints {
             return false;
         };
         let seq = entry.seq.load(Ordering::Acquire);
-        if !seq.is_multiple_of(2)
-            || entry.file_id.load(Ordering::Relaxed) != key.file_id
-            || entry.page_index.load(Ordering::Relaxed) != key.page_index
-        {
+        if !entry.holds(seq, key) {
             return false;
         }
         // SAFETY: `src` is the start of a page of the arena, which stays mapped while the
@@ -155,10 +166,7 @@ impl Hints {
             return;
         };
         let seq = entry.seq.load(Ordering::Relaxed);
-        let held = seq.is_multiple_of(2)
-            && entry.file_id.load(Ordering::Relaxed) == key.file_id
-            && entry.page_index.load(Ordering::Relaxed) == key.page_index;
-        if !held {
+        if !entry.holds(seq, key) {
             if seq.is_multiple_of(2) {
                 // Another key's bytes were published here and not retired: a broken
                 // invariant; retiring first keeps a racing reader off the change.
@@ -166,6 +174,9 @@ impl Hints {
                 self.retire(page);
             }
             let seq = entry.seq.load(Ordering::Relaxed);
+            // The odd count may have been stored by the evictor on another thread: order it
+            // before the key changes in the language's model too, not only on the hardware.
+            fence(Ordering::Release);
             entry.file_id.store(key.file_id, Ordering::Relaxed);
             entry.page_index.store(key.page_index, Ordering::Relaxed);
             entry.referenced.store(true, Ordering::Relaxed);
@@ -232,7 +243,7 @@ pub(crate) fn worth_probing() -> bool {
     MISSES_IN_A_ROW.with(|m| m.get() < MISSES_BEFORE_SKIPPING)
 }
 
-/// A locked lookup of this thread found its page (`hit`) or nothing.
+/// A lookup of this thread found its page (`hit`) or nothing.
 pub(crate) fn note_lookup(hit: bool) {
     MISSES_IN_A_ROW.with(|m| {
         let misses = m.get();

@@ -15,8 +15,9 @@
 //!   [`PageCache::read_cached`] first tries the write-free hit (`hint.rs`): a direct-mapped slot
 //!   names the arena page last published for the key, whose sequence count and stored key say
 //!   it still holds the key's bytes; the bytes are copied and the count checked again (a
-//!   sequence-lock read). Hits of many threads scale with the cores. A slot lost to a collision,
-//!   or a page being filled, takes the locked hit: one shard lock (64 shards by default, by key
+//!   sequence-lock read). Hits of many threads scale with the cores. A page's first hit (which
+//!   publishes it), a slot lost to a collision, a page being filled, and the lookups of a
+//!   thread whose last ones all missed (a cold stream skips the probe) take the locked hit: one shard lock (64 shards by default, by key
 //!   hash, each on cache lines of its own), one probe of a map keyed by a pre-mixed hash, and
 //!   the memcpy under the lock.
 //! - **Never wrong data**: a page becomes `UpToDate` only with a full, successful page read; an

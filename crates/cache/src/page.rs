@@ -13,9 +13,11 @@
 //! - `buf` is set exactly once, by the filler, *before* the state becomes `UpToDate` (release
 //!   store); a reader that sees `UpToDate` (acquire load) sees the `Buf`.
 //! - An `UpToDate` page is never written: its bytes are shared, immutable, read through
-//!   [`aios_device::Arena::bytes`].
+//!   [`aios_device::Arena::bytes`] (or, by write-free hits, through `Arena::page_ptr`).
 //! - The `Buf` leaves the page only when the page itself is owned by one party (the evictor after
-//!   `Arc::try_unwrap`), so no reader can be reading it when it is reused.
+//!   `Arc::try_unwrap`), so no reader holding a reference can be reading it when it is reused;
+//!   a write-free hit holds none, and the evictor's retire (`hint.rs`) makes it discard a copy
+//!   that raced the reuse.
 
 use crate::{error::CacheError, Key};
 use aios_device::{Arena, Buf, PoliteSpin};

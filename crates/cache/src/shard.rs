@@ -60,9 +60,8 @@ impl Shard {
             let busy = page.state() != PageState::UpToDate || Arc::strong_count(page) > 1;
             // Both bits are cleared: a second chance is one turn of the hand.
             let hinted = page.hinted().then(|| page.arena_page()).flatten();
-            let referenced =
-                page.take_referenced() | hinted.is_some_and(|p| hints.take_referenced(p));
-            if busy || referenced {
+            // A busy page keeps its bits: it is passed over, not given its second chance.
+            if busy || (page.take_referenced() | hinted.is_some_and(|p| hints.take_referenced(p))) {
                 self.clock.push_back(key);
                 continue;
             }

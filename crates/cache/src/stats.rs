@@ -31,7 +31,7 @@ pub struct CacheStats {
 
 #[derive(Debug, Default)]
 pub(crate) struct Counters {
-    // hits: counted per shard (see `Shard`), summed into the snapshot.
+    // hits: counted in stripes per thread (`hint.rs`'s `Hints::count_hit`).
     pub misses: AtomicU64,
     pub inserts: AtomicU64,
     pub duplicates: AtomicU64,

@@ -3,7 +3,8 @@
 //!
 //! Promises: the file is open with `O_DIRECT` (the page cache never sees our I/O); the capacity
 //! is the file length or the block device size, rounded down to [`BLOCK_SIZE`]; with `exclusive`,
-//! no other exclusive opener (and for block devices, no mounted file system) shares the target.
+//! no other exclusive opener (and for block devices, no mounted file system) shares the target;
+//! `volatile_cache` is false only when sysfs says the block device's cache is `write through`.
 
 use crate::{DeviceError, BLOCK_SIZE};
 use std::fs::File;
@@ -42,7 +43,7 @@ pub struct Target {
     pub volatile_cache: bool,
     /// The device whose request queue serves the target (its own for a block device, the
     /// file system's for a file), for [`Target::queue_attr`].
-    pub queue_dev: u64,
+    queue_dev: u64,
 }
 
 impl Target {

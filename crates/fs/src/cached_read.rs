@@ -6,8 +6,8 @@
 //!   no I/O, no cache entry; one cache probe per hole range (the cache is tried before the map,
 //!   so a hit never consults the map), not counted as a miss;
 //! - **a cached page** is copied out: no lock (`aios_cache`'s write-free hit) or one shard lock,
-//!   and a memcpy, no system call, no I/O (a page
-//!   another thread is still filling is waited for, bounded by the cache's wait limit);
+//!   and a memcpy, no system call, no I/O (a page another thread is still filling is waited
+//!   for, bounded by the cache's wait limit);
 //! - **a miss** starts a *miss run*: the following pages of the same written extent that miss
 //!   too, up to [`SEGMENTS_MAX`] (128 KiB), become one device request, in the order of the
 //!   mount's [`ReadMode`](crate::ReadMode) (see the `miss` module for both orders). Where there
