@@ -7,7 +7,6 @@
 use crate::config::UringConfig;
 use crate::queue::UringQueue;
 use crate::shared::Shared;
-use crate::target;
 use aios_device::{Arena, Device, DeviceError, DeviceInfo, FaultInjector, QueueConfig, BLOCK_SIZE};
 use std::path::Path;
 use std::sync::Arc;
@@ -24,7 +23,7 @@ impl UringDevice {
     /// Opens `path` (an image file or a block device) for direct I/O and maps the arena.
     pub fn open(path: impl AsRef<Path>, config: UringConfig) -> Result<UringDevice, DeviceError> {
         let path = path.as_ref();
-        let target = target::open(path, config.target)?;
+        let target = aios_device::open_target(path, config.target)?;
         let arena = Arena::new(config.arena_bytes).map_err(|e| DeviceError::Setup {
             what: format!("arena for {}: {e}", path.display()),
             errno: match e {

@@ -9,7 +9,7 @@
 //! - Kernel feature probes run at most once per device and are cached here.
 
 use crate::config::Tuning;
-use crate::target::Target;
+use aios_device::Target;
 use aios_device::{Arena, FaultInjector};
 use std::os::unix::io::{AsRawFd, RawFd};
 use std::path::PathBuf;

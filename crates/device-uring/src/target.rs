@@ -1,34 +1,25 @@
 //! The target below the rings: [`aios_device::open_target`] (shared with the pread backend:
 //! `O_DIRECT`, read-only option, `O_EXCL` / `flock` exclusivity, capacity from the file length or
 //! `BLKGETSIZE64`, the request queue's sysfs attributes: `write_cache` for
-//! [`aios_device::DeviceInfo::volatile_cache`], `io_poll` for the `IOPOLL` probe). (`open_target` already refuses
-//! block devices whose logical blocks exceed [`aios_device::BLOCK_SIZE`].)
+//! [`aios_device::DeviceInfo::volatile_cache`], `io_poll` for the `IOPOLL` probe). These tests
+//! pin what the rings rely on. (`open_target` already refuses block devices whose logical
+//! blocks exceed [`aios_device::BLOCK_SIZE`].)
 //!
 //! Assumptions: a regular file lives on a file system whose device has logical blocks of at most
 //! [`aios_device::BLOCK_SIZE`] (otherwise `O_DIRECT` fails with `EINVAL` at the first command). When sysfs
 //! does not say (device-mapper stacks, multi-device file systems), the answers are the safe
 //! ones: volatile cache, and the `IOPOLL` probe decides alone.
 
-use aios_device::{open_target, DeviceError, TargetOptions};
-use std::path::Path;
-
-pub(crate) use aios_device::Target;
-
-/// Opens `path` for direct I/O; see the module docs.
-pub(crate) fn open(path: &Path, options: TargetOptions) -> Result<Target, DeviceError> {
-    open_target(path, options)
-}
-
 #[cfg(test)]
 mod tests {
-    use super::*;
     use aios_device::BLOCK_SIZE;
+    use aios_device::{open_target, TargetOptions};
 
     #[test]
     fn capacity_is_rounded_down_and_files_are_volatile() {
         let file = tempfile::NamedTempFile::new().unwrap();
         file.as_file().set_len(3 * BLOCK_SIZE as u64 + 100).unwrap();
-        let t = open(file.path(), TargetOptions::default()).unwrap();
+        let t = open_target(file.path(), TargetOptions::default()).unwrap();
         assert_eq!(t.capacity_bytes, 3 * BLOCK_SIZE as u64);
         assert!(!t.is_block_device);
         assert!(t.volatile_cache, "files are treated as volatile");
@@ -37,7 +28,7 @@ mod tests {
     #[test]
     fn sysfs_describes_the_disk_below_a_file() {
         let file = tempfile::NamedTempFile::new().unwrap();
-        let t = open(file.path(), TargetOptions::default()).unwrap();
+        let t = open_target(file.path(), TargetOptions::default()).unwrap();
         // /tmp is on a real disk here; elsewhere (overlay, tmpfs) sysfs may not say.
         if let Some(poll) = t.queue_attr("io_poll") {
             assert!(poll == "0" || poll == "1", "{poll:?}");
@@ -51,7 +42,7 @@ mod tests {
     fn errors_name_the_path() {
         let dir = tempfile::tempdir().unwrap();
         let missing = dir.path().join("no-such-image");
-        let err = open(&missing, TargetOptions::default()).unwrap_err();
+        let err = open_target(&missing, TargetOptions::default()).unwrap_err();
         assert!(err.to_string().contains("no-such-image"), "{err}");
         assert_eq!(err.errno(), Some(libc::ENOENT));
     }

@@ -16,9 +16,9 @@
 //! with this mutex alone, and takes the state lock only to release blocks it held back.
 //!
 //! # Invariants
-//! - A read that took its plan while transaction `s` was running is counted in `by_start` under `s` until it
-//!   ends; it can only be reading blocks freed in a transaction `>= s` (a block freed before
-//!   `s` was not in its map).
+//! - A read that took its plan while transaction `s` was running is counted in `by_start` under
+//!   `s` until it ends; it can only be reading blocks freed in a transaction `>= s` (a block
+//!   freed before `s` was not in its map).
 //! - Blocks freed in `T` are parked iff, when `T` committed, a read with `s <= T` was in
 //!   flight; they come back (by [`ReadsInFlight::end`]) once the oldest read in flight started
 //!   after `T`, or none is in flight.
@@ -45,7 +45,7 @@ pub(super) struct ReadTicket {
 impl ReadsInFlight {
     /// A read takes its plan while transaction `running` runs.
     pub(super) fn begin(&mut self, running: u64) -> ReadTicket {
-        match self.by_start.binary_search_by_key(&running, |&(s, _)| s) {
+        match self.position(running) {
             Ok(i) => {
                 if let Some((_, n)) = self.by_start.get_mut(i) {
                     *n += 1;
@@ -61,13 +61,8 @@ impl ReadsInFlight {
     /// The read ended (its device reads completed or failed); returns the parked blocks no
     /// read in flight can be reading any more, to be made allocatable.
     pub(super) fn end(&mut self, ticket: ReadTicket) -> Vec<u64> {
-        let started_in = ticket.started_in;
-        let found = self
-            .by_start
-            .binary_search_by_key(&started_in, |&(s, _)| s)
-            .ok()
-            .and_then(|i| Some(i).zip(self.by_start.get_mut(i)));
-        if let Some((i, (_, n))) = found {
+        let at = self.position(ticket.started_in).ok();
+        if let Some((i, (_, n))) = at.and_then(|i| Some((i, self.by_start.get_mut(i)?))) {
             *n -= 1;
             if *n == 0 {
                 self.by_start.remove(i);
@@ -102,6 +97,11 @@ impl ReadsInFlight {
     #[cfg(test)]
     pub(super) fn in_flight(&self) -> usize {
         self.by_start.iter().map(|&(_, n)| n).sum()
+    }
+
+    /// Where transaction `started_in`'s count is in `by_start` (`Ok`), or would go (`Err`).
+    fn position(&self, started_in: u64) -> Result<usize, usize> {
+        self.by_start.binary_search_by_key(&started_in, |&(s, _)| s)
     }
 
     fn oldest(&self) -> Option<u64> {
